@@ -1,0 +1,17 @@
+//! demotape's hardware abstraction layer: one data model for every sensor sample, ROS 2
+//! message types with their schemas, the source abstraction, and drivers.
+//!
+//! - [`msgs`]: ROS 2 / `demotape_msgs` types (serde + `cdr`) and `ros2msg` schema texts.
+//! - [`sample`]: [`Sample`](sample::Sample), [`StreamSpec`](sample::StreamSpec), modalities.
+//! - [`source`]: the [`Source`](source::Source) trait and the non-blocking sink it pushes to.
+//! - [`kinematics`]: serial-arm forward/inverse kinematics.
+//! - [`sim`]: the simulated robot, the embedded default source.
+
+pub mod kinematics;
+pub mod msgs;
+pub mod sample;
+pub mod sim;
+pub mod source;
+
+pub use sample::{Modality, Payload, Sample, StreamSpec};
+pub use source::{SampleSink, Source, SourceError, SourceReport};

@@ -1,0 +1,309 @@
+//! ROS 2 message types (serde + `cdr`) and their `ros2msg` schema texts.
+//!
+//! Field order and types follow the ROS 2 IDL exactly, so `cdr::serialize::<_, _, CdrLe>`
+//! produces the same bytes a ROS 2 node would publish (XCDR1 little-endian with the 4-byte
+//! encapsulation header). Byte arrays use `serde_bytes` so they are written as one block.
+//!
+//! Every type also knows its full schema text in the `ros2msg` encoding that MCAP readers
+//! (Foxglove, `mcap-ros2-support`, Rerun, rosbags) use: the type's own definition, then each
+//! dependency after a line of 80 `=` and a `MSG: pkg/msg/Type` line.
+
+use serde::{Deserialize, Serialize};
+
+/// A ROS 2 message type we can write to MCAP.
+pub trait RosMessage: Serialize {
+    /// Full type name, e.g. `sensor_msgs/msg/Image`.
+    const TYPE_NAME: &'static str;
+    /// The `.msg` text of this type alone.
+    const DEFINITION: &'static str;
+    /// Types this one refers to (transitively), in the order they should follow.
+    const DEPENDENCIES: &'static [(&'static str, &'static str)];
+
+    /// The complete `ros2msg` schema: own definition then every dependency.
+    fn schema_text() -> String {
+        let mut s = String::from(Self::DEFINITION.trim_end());
+        s.push('\n');
+        for (name, def) in Self::DEPENDENCIES {
+            s.push_str(SEPARATOR);
+            s.push('\n');
+            s.push_str("MSG: ");
+            s.push_str(name);
+            s.push('\n');
+            s.push_str(def.trim_end());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Serialize as CDR (little-endian, with encapsulation header) appending to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), cdr::Error> {
+        cdr::serialize_into::<_, _, _, cdr::CdrLe>(out, self, cdr::Infinite)
+    }
+
+    /// Serialize as CDR into a fresh buffer.
+    fn encode(&self) -> Result<Vec<u8>, cdr::Error> {
+        let mut v = Vec::new();
+        self.encode_into(&mut v)?;
+        Ok(v)
+    }
+}
+
+/// The separator line between definitions in a `ros2msg` schema: exactly 80 `=`.
+pub const SEPARATOR: &str =
+    "================================================================================";
+
+const TIME_DEF: &str = "int32 sec\nuint32 nanosec\n";
+const HEADER_DEF: &str = "builtin_interfaces/Time stamp\nstring frame_id\n";
+const HEADER_DEPS: &[(&str, &str)] = &[
+    ("std_msgs/Header", HEADER_DEF),
+    ("builtin_interfaces/Time", TIME_DEF),
+];
+
+/// `builtin_interfaces/msg/Time`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Time {
+    pub sec: i32,
+    pub nanosec: u32,
+}
+
+impl Time {
+    /// From nanoseconds since the Unix epoch (saturating at the `i32` seconds range).
+    pub fn from_nanos(ns: u64) -> Self {
+        let sec = (ns / 1_000_000_000).min(i32::MAX as u64) as i32;
+        Time {
+            sec,
+            nanosec: (ns % 1_000_000_000) as u32,
+        }
+    }
+    /// Nanoseconds since the Unix epoch (negative seconds clamp to 0).
+    pub fn as_nanos(&self) -> u64 {
+        (self.sec.max(0) as u64) * 1_000_000_000 + self.nanosec as u64
+    }
+}
+
+/// `std_msgs/msg/Header`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Header {
+    pub stamp: Time,
+    pub frame_id: String,
+}
+
+/// `sensor_msgs/msg/Image`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Image {
+    pub header: Header,
+    pub height: u32,
+    pub width: u32,
+    pub encoding: String,
+    pub is_bigendian: u8,
+    pub step: u32,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl RosMessage for Image {
+    const TYPE_NAME: &'static str = "sensor_msgs/msg/Image";
+    const DEFINITION: &'static str = "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\nuint32 step\nuint8[] data\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
+/// `sensor_msgs/msg/CompressedImage`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct CompressedImage {
+    pub header: Header,
+    pub format: String,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl RosMessage for CompressedImage {
+    const TYPE_NAME: &'static str = "sensor_msgs/msg/CompressedImage";
+    const DEFINITION: &'static str = "std_msgs/Header header\nstring format\nuint8[] data\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
+/// `sensor_msgs/msg/JointState`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct JointState {
+    pub header: Header,
+    pub name: Vec<String>,
+    pub position: Vec<f64>,
+    pub velocity: Vec<f64>,
+    pub effort: Vec<f64>,
+}
+
+impl RosMessage for JointState {
+    const TYPE_NAME: &'static str = "sensor_msgs/msg/JointState";
+    const DEFINITION: &'static str = "std_msgs/Header header\nstring[] name\nfloat64[] position\nfloat64[] velocity\nfloat64[] effort\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
+/// `geometry_msgs/msg/Vector3`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Vector3 {
+    pub x: f64,
+    pub y: f64,
+    pub z: f64,
+}
+
+/// `geometry_msgs/msg/Wrench`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Wrench {
+    pub force: Vector3,
+    pub torque: Vector3,
+}
+
+/// `geometry_msgs/msg/WrenchStamped`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct WrenchStamped {
+    pub header: Header,
+    pub wrench: Wrench,
+}
+
+const VECTOR3_DEF: &str = "float64 x\nfloat64 y\nfloat64 z\n";
+const WRENCH_DEF: &str = "Vector3 force\nVector3 torque\n";
+
+impl RosMessage for WrenchStamped {
+    const TYPE_NAME: &'static str = "geometry_msgs/msg/WrenchStamped";
+    const DEFINITION: &'static str = "std_msgs/Header header\nWrench wrench\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = &[
+        ("std_msgs/Header", HEADER_DEF),
+        ("builtin_interfaces/Time", TIME_DEF),
+        ("geometry_msgs/Wrench", WRENCH_DEF),
+        ("geometry_msgs/Vector3", VECTOR3_DEF),
+    ];
+}
+
+/// `demotape_msgs/msg/TactileArray`: one pressure map from a tactile pad.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TactileArray {
+    /// `frame_id` names the pad's frame.
+    pub header: Header,
+    /// Pad name, e.g. `right_a_tip`.
+    pub pad: String,
+    pub rows: u32,
+    pub cols: u32,
+    /// Edge length of one taxel in meters.
+    pub taxel_size: f32,
+    /// Row-major pressures in kPa, `rows * cols` values.
+    pub pressure: Vec<f32>,
+}
+
+impl RosMessage for TactileArray {
+    const TYPE_NAME: &'static str = "demotape_msgs/msg/TactileArray";
+    const DEFINITION: &'static str = "# One pressure map from a tactile pad, row-major, kPa.\nstd_msgs/Header header\nstring pad\nuint32 rows\nuint32 cols\nfloat32 taxel_size\nfloat32[] pressure\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
+/// `demotape_msgs/msg/ClockObservations`: raw (device counter, host receive) pairs of one
+/// device, batched, so an episode can be re-synchronized offline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ClockObservations {
+    /// `stamp` = host time the batch was written; `frame_id` = device id.
+    pub header: Header,
+    pub device: String,
+    /// Changes whenever the device's counter restarts (reboot, reconnect).
+    pub boot_id: u64,
+    /// Device hardware counter in microseconds, as the device stamped each sample.
+    pub device_stamp_us: Vec<u64>,
+    /// Host `CLOCK_REALTIME` receive time of the same samples, ns since the Unix epoch.
+    pub host_receive_ns: Vec<u64>,
+    /// The device's sequence number of each sample.
+    pub sequence: Vec<u64>,
+    /// The reference-clock time the recorder assigned to each sample (ns), for auditing.
+    pub mapped_ns: Vec<u64>,
+}
+
+impl RosMessage for ClockObservations {
+    const TYPE_NAME: &'static str = "demotape_msgs/msg/ClockObservations";
+    const DEFINITION: &'static str = "# Raw clock observations of one device, batched.\nstd_msgs/Header header\nstring device\nuint64 boot_id\nuint64[] device_stamp_us\nuint64[] host_receive_ns\nuint64[] sequence\nuint64[] mapped_ns\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
+/// `demotape_msgs/msg/EpisodeEvent`: something that happened during recording
+/// (start, stop, drops, gaps, clock resets, operator marks).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct EpisodeEvent {
+    pub header: Header,
+    /// `start`, `stop`, `drop`, `gap`, `clock_reset`, `mark`, ...
+    pub kind: String,
+    /// Topic the event concerns, empty if none.
+    pub topic: String,
+    /// A count (dropped samples, gap length), 0 if not applicable.
+    pub count: u64,
+    pub detail: String,
+}
+
+impl RosMessage for EpisodeEvent {
+    const TYPE_NAME: &'static str = "demotape_msgs/msg/EpisodeEvent";
+    const DEFINITION: &'static str = "# Something that happened while recording.\nstd_msgs/Header header\nstring kind\nstring topic\nuint64 count\nstring detail\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_text_has_separators_and_dependencies() {
+        let s = WrenchStamped::schema_text();
+        assert!(s.starts_with("std_msgs/Header header\nWrench wrench\n"));
+        assert_eq!(s.matches(SEPARATOR).count(), 4);
+        assert!(s.contains("\nMSG: geometry_msgs/Vector3\nfloat64 x\n"));
+        assert_eq!(SEPARATOR.len(), 80);
+    }
+
+    #[test]
+    fn cdr_layout_matches_ros2() {
+        let m = WrenchStamped {
+            header: Header {
+                stamp: Time { sec: 1, nanosec: 2 },
+                frame_id: "ab".into(),
+            },
+            wrench: Wrench {
+                force: Vector3 {
+                    x: 1.0,
+                    y: 2.0,
+                    z: 3.0,
+                },
+                torque: Vector3::default(),
+            },
+        };
+        let b = m.encode().unwrap();
+        // encapsulation header: CDR_LE
+        assert_eq!(&b[..4], &[0, 1, 0, 0]);
+        // sec, nanosec
+        assert_eq!(&b[4..12], &[1, 0, 0, 0, 2, 0, 0, 0]);
+        // string length 3 (incl. NUL), "ab\0"
+        assert_eq!(&b[12..19], &[3, 0, 0, 0, b'a', b'b', 0]);
+        // padding to 8-byte alignment (relative to after the encapsulation), then 1.0f64
+        assert_eq!(&b[20..28], &1.0f64.to_le_bytes());
+        assert_eq!(b.len(), 20 + 6 * 8);
+        let back: WrenchStamped = cdr::deserialize(&b).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn image_bytes_are_one_block() {
+        let img = Image {
+            height: 1,
+            width: 2,
+            encoding: "rgb8".into(),
+            step: 6,
+            data: vec![1, 2, 3, 4, 5, 6],
+            ..Default::default()
+        };
+        let b = img.encode().unwrap();
+        assert!(b.ends_with(&[6, 0, 0, 0, 1, 2, 3, 4, 5, 6]));
+        let back: Image = cdr::deserialize(&b).unwrap();
+        assert_eq!(back, img);
+    }
+
+    #[test]
+    fn time_round_trip() {
+        let t = Time::from_nanos(1_700_000_000_123_456_789);
+        assert_eq!(t.sec, 1_700_000_000);
+        assert_eq!(t.nanosec, 123_456_789);
+        assert_eq!(t.as_nanos(), 1_700_000_000_123_456_789);
+    }
+}

@@ -1,0 +1,144 @@
+//! One data model for every sensor sample.
+//!
+//! A [`Sample`] is what a driver hands to the recorder: which stream it belongs to, the
+//! device's own hardware timestamp (in the device's clock domain), the host receive time
+//! (on the reference clock), the device's sequence number and boot id, and the message.
+//! The recorder maps the device stamp onto the reference clock (`sync`) and writes
+//! `header.stamp` / MCAP `log_time` from it; `publish_time` keeps the host receive time.
+
+use crate::msgs::{
+    ClockObservations, EpisodeEvent, Header, Image, JointState, RosMessage, TactileArray,
+    WrenchStamped,
+};
+use serde::{Deserialize, Serialize};
+
+/// What kind of sensor a stream carries.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Modality {
+    Rgb,
+    Depth,
+    JointState,
+    Wrench,
+    Tactile,
+}
+
+impl Modality {
+    /// The ROS 2 message type used for this modality.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Modality::Rgb | Modality::Depth => Image::TYPE_NAME,
+            Modality::JointState => JointState::TYPE_NAME,
+            Modality::Wrench => WrenchStamped::TYPE_NAME,
+            Modality::Tactile => TactileArray::TYPE_NAME,
+        }
+    }
+    /// The full `ros2msg` schema text for this modality's type.
+    pub fn schema_text(self) -> String {
+        match self {
+            Modality::Rgb | Modality::Depth => Image::schema_text(),
+            Modality::JointState => JointState::schema_text(),
+            Modality::Wrench => WrenchStamped::schema_text(),
+            Modality::Tactile => TactileArray::schema_text(),
+        }
+    }
+}
+
+/// A stream a source will produce, declared before it starts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StreamSpec {
+    /// ROS topic, e.g. `/camera/head/image_raw`.
+    pub topic: String,
+    pub modality: Modality,
+    /// The device whose clock stamps this stream (several streams may share one device).
+    pub device: String,
+    /// Nominal rate in Hz (used for reports and gap detection).
+    pub rate_hz: f64,
+    /// Nominal message size in bytes (for reports and queue sizing).
+    pub nominal_bytes: usize,
+}
+
+/// Index of a stream in the list its source declared.
+pub type StreamIndex = usize;
+
+/// The message a sample carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Image(Image),
+    JointState(JointState),
+    Wrench(WrenchStamped),
+    Tactile(TactileArray),
+}
+
+impl Payload {
+    pub fn header_mut(&mut self) -> &mut Header {
+        match self {
+            Payload::Image(m) => &mut m.header,
+            Payload::JointState(m) => &mut m.header,
+            Payload::Wrench(m) => &mut m.header,
+            Payload::Tactile(m) => &mut m.header,
+        }
+    }
+    pub fn header(&self) -> &Header {
+        match self {
+            Payload::Image(m) => &m.header,
+            Payload::JointState(m) => &m.header,
+            Payload::Wrench(m) => &m.header,
+            Payload::Tactile(m) => &m.header,
+        }
+    }
+    /// CDR-encode the message, appending to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), cdr::Error> {
+        match self {
+            Payload::Image(m) => m.encode_into(out),
+            Payload::JointState(m) => m.encode_into(out),
+            Payload::Wrench(m) => m.encode_into(out),
+            Payload::Tactile(m) => m.encode_into(out),
+        }
+    }
+    /// Approximate in-memory size, for queue accounting.
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            Payload::Image(m) => m.data.len() + 64,
+            Payload::JointState(m) => {
+                m.name.iter().map(|n| n.len() + 8).sum::<usize>()
+                    + 8 * (m.position.len() + m.velocity.len() + m.effort.len())
+                    + 64
+            }
+            Payload::Wrench(_) => 96,
+            Payload::Tactile(m) => 4 * m.pressure.len() + 64,
+        }
+    }
+    pub fn modality_matches(&self, m: Modality) -> bool {
+        matches!(
+            (self, m),
+            (Payload::Image(_), Modality::Rgb | Modality::Depth)
+                | (Payload::JointState(_), Modality::JointState)
+                | (Payload::Wrench(_), Modality::Wrench)
+                | (Payload::Tactile(_), Modality::Tactile)
+        )
+    }
+}
+
+/// One sensor sample with both of its timestamps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Index into the source's declared streams.
+    pub stream: StreamIndex,
+    /// Device hardware timestamp, microseconds in the device's own clock.
+    pub device_stamp_us: u64,
+    /// Host receive time, ns since the Unix epoch on the reference clock.
+    pub host_receive_ns: u64,
+    /// Device sequence number of this sample within its stream.
+    pub sequence: u64,
+    /// Identifies the device's boot; a change means its counter restarted.
+    pub boot_id: u64,
+    pub payload: Payload,
+}
+
+/// The non-sensor messages the recorder itself writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecorderMessage {
+    Clock(ClockObservations),
+    Event(EpisodeEvent),
+}
