@@ -1,1 +1,85 @@
-pub fn _placeholder() {}
+//! demotape's edge recorder: sources → capture queue → writer thread (sync + MCAP).
+//!
+//! - [`config`]: the TOML configuration and its documented defaults.
+//! - [`queue`]: the non-blocking, bounded capture queue (drops are counted, never blocking).
+//! - [`writer`]: one MCAP per episode, clock mapping, periodic chunk flushes, metadata.
+//! - [`record_episode`]: runs one source into one episode file.
+//! - [`sim`]: the `demotape-recorder sim` job (simulated robot, N episodes).
+
+pub mod config;
+pub mod queue;
+pub mod sim;
+pub mod writer;
+
+use crossbeam_channel::RecvTimeoutError;
+use hal::Source;
+use queue::{CaptureQueue, Item};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use writer::{EpisodeMeta, EpisodeSummary, EpisodeWriter, WriterOptions};
+
+/// Record `source` into the MCAP file at `path` until the source ends or `stop` is cancelled.
+///
+/// The writer runs on its own thread; the source only ever pushes into the bounded queue.
+/// If writing fails (disk full, I/O error) the source is stopped, what was written stays
+/// readable, and the error is returned.
+pub fn record_episode(
+    rt: &tokio::runtime::Runtime,
+    source: Box<dyn Source>,
+    path: &Path,
+    opts: &WriterOptions,
+    meta: &EpisodeMeta,
+    queue_max_messages: usize,
+    queue_max_bytes: usize,
+    stop: CancellationToken,
+) -> anyhow::Result<EpisodeSummary> {
+    let streams = source.streams();
+    let (queue, rx) = CaptureQueue::new(streams.len(), queue_max_messages, queue_max_bytes);
+    let stats = queue.stats.clone();
+    let mut writer = EpisodeWriter::create(path, &streams, opts, meta)?;
+    let flush_every = opts.flush_interval;
+    let source_stop = stop.child_token();
+    let writer_stop = source_stop.clone();
+    let writer_thread = std::thread::Builder::new()
+        .name("mcap-writer".into())
+        .spawn(move || -> Result<EpisodeSummary, writer::WriteError> {
+            let mut last_flush = std::time::Instant::now();
+            let result = (|| {
+                loop {
+                    let wait = flush_every.saturating_sub(last_flush.elapsed());
+                    match rx.recv_timeout(wait) {
+                        Ok(Item::Sample { sample, bytes }) => {
+                            stats.bytes_in_flight.fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+                            writer.write_sample(sample)?;
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    if last_flush.elapsed() >= flush_every {
+                        writer.flush(&stats.drops_snapshot())?;
+                        last_flush = std::time::Instant::now();
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                // Stop the source; dropping `writer` finishes the file (summary, footer) so
+                // everything written so far stays indexed and readable.
+                writer_stop.cancel();
+                return Err(e);
+            }
+            let peak = stats.peak_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            writer.finish(&stats.drops_snapshot(), hal::sim::now_ns(), peak)
+        })?;
+    let sink: Arc<dyn hal::SampleSink> = queue;
+    let report = rt.block_on(source.run(sink, source_stop));
+    // The sink (and its sender) was moved into the source and is dropped when `run` ends, which
+    // disconnects the channel; the writer drains what is queued and finishes.
+    let summary = writer_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    let report = report?;
+    tracing::debug!(?report.produced, "source finished");
+    Ok(summary)
+}

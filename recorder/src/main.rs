@@ -1,1 +1,175 @@
-fn main(){}
+//! `demotape-recorder`: the edge process. See `--help`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use recorder::config::{Config, DEFAULT_CONFIG};
+use recorder::sim::SimJob;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Record robot demonstrations into MCAP episodes.
+///
+/// Every sensor sample is written with two times: MCAP log_time and header.stamp are the
+/// capture time mapped onto the host reference clock (CLOCK_REALTIME), publish_time is the
+/// host receive time. Raw clock observations go to /demotape/clock/<device>, drops and
+/// other events to /demotape/events, so nothing is lost silently.
+///
+/// Exit codes: 0 success, 1 failure, 2 usage error, 3 recorded but samples were dropped
+/// (the counts are in each episode and in the summary printed at the end).
+///
+/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
+#[derive(Parser, Debug)]
+#[command(name = "demotape-recorder", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Record simulated pick-and-place episodes (the embedded default: no hardware, no router).
+    ///
+    /// Writes <out>/<robot>/<robot>_<UTC start>_<index>.mcap per episode plus the
+    /// simulator's ground truth next to it as <episode>.truth.json. Runs in real time.
+    ///
+    /// Example: demotape-recorder sim --out episodes --episodes 3 --duration 10
+    Sim {
+        /// Output directory (overrides recorder.out_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Number of episodes to record.
+        #[arg(long, default_value_t = 1)]
+        episodes: u64,
+        /// Episode length in seconds (the task is compressed to fit short episodes).
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seed of the simulator (overrides sim.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Index of the first episode; episode parameters derive from (seed, index).
+        #[arg(long, default_value_t = 0)]
+        first_index: u64,
+        /// Sensor load preset: humanoid-ref (640x480 cameras, ~122 MB/s) or small (160x120).
+        #[arg(long, default_value = "humanoid-ref")]
+        load: String,
+        /// TOML configuration file (see `demotape-recorder config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print one JSON summary per episode on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the default configuration, every key documented.
+    Config,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim { out, episodes, duration, seed, first_index, load, config, json } => {
+            let mut cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default(),
+            };
+            if config.is_none() || load != "humanoid-ref" {
+                let Some(preset) = hal::sim::SimConfig::preset(&load) else {
+                    eprintln!("error: unknown --load {load:?} (expected humanoid-ref or small)");
+                    return Ok(ExitCode::from(2));
+                };
+                let seed0 = cfg.sim.seed;
+                cfg.sim = hal::sim::SimConfig { seed: seed0, failures: cfg.sim.failures.clone(), ..preset };
+            }
+            if let Some(o) = out {
+                cfg.recorder.out_dir = o;
+            }
+            if let Some(s) = seed {
+                cfg.sim.seed = s;
+            }
+            if !(duration > 0.0 && duration <= 24.0 * 3600.0) {
+                eprintln!("error: --duration must be in (0, 86400] seconds");
+                return Ok(ExitCode::from(2));
+            }
+            cfg.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+            let stop = CancellationToken::new();
+            let s2 = stop.clone();
+            let mut interrupted = false;
+            ctrlc_handler(s2);
+            let job = SimJob { episodes, duration_s: duration, first_index, load };
+            if !json {
+                println!("{:<60} {:>9} {:>7} {:>10} {:>8}", "episode", "messages", "drops", "MB", "outcome");
+            }
+            let summaries = recorder::sim::run(&cfg, &job, stop.clone(), |s, truth| {
+                if json {
+                    let v = serde_json::json!({"summary": s, "truth_outcome": truth.outcome});
+                    println!("{v}");
+                } else {
+                    println!(
+                        "{:<60} {:>9} {:>7} {:>10.1} {:>8}",
+                        s.path.display(),
+                        s.total_messages(),
+                        s.total_drops(),
+                        s.file_bytes as f64 / 1e6,
+                        format!("{:?}", truth.outcome).to_lowercase()
+                    );
+                }
+            })?;
+            if stop.is_cancelled() {
+                interrupted = true;
+                tracing::warn!("interrupted: the current episode was finished cleanly");
+            }
+            let drops: u64 = summaries.iter().map(|s| s.total_drops()).sum();
+            if drops > 0 {
+                eprintln!("warning: {drops} samples were dropped; per-channel counts are in each episode");
+                return Ok(ExitCode::from(3));
+            }
+            if interrupted {
+                return Ok(ExitCode::from(130));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Ctrl-C / SIGTERM: stop the current episode cleanly (the file is finished and indexed).
+fn ctrlc_handler(stop: CancellationToken) {
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            eprintln!("stopping: finishing the current episode...");
+            stop.cancel();
+        });
+    });
+}

@@ -1,0 +1,408 @@
+//! `demotape inspect`: what is in an episode, and whether all of it is readable.
+//!
+//! The file is walked record by record from the start (not trusted from its summary), every
+//! chunk is decompressed and CRC-checked, and messages are counted only from chunks that read
+//! clean. A truncated or corrupted file therefore yields a precise account: each problem with
+//! its byte offset, and everything that was readable. When the file is intact, the counts are
+//! also checked against the summary's statistics.
+
+use hal::msgs::EpisodeEvent;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// A fault found in the file.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Problem {
+    /// Byte offset of the record where the problem was found.
+    pub offset: u64,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct ChannelInfo {
+    pub id: u16,
+    pub topic: String,
+    pub schema: String,
+    pub encoding: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub first_log_ns: Option<u64>,
+    pub last_log_ns: Option<u64>,
+    /// Messages per second between the first and the last message.
+    pub rate_hz: f64,
+    /// Dropped samples: from the closing metadata if present, else summed drop events.
+    pub drops: u64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(skip)]
+    schema_id: u16,
+}
+
+/// Everything `inspect` found.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct Inspection {
+    pub file: PathBuf,
+    pub file_bytes: u64,
+    pub profile: String,
+    pub library: String,
+    /// Footer and end magic present, every chunk read clean, counts match the statistics.
+    pub intact: bool,
+    /// Messages counted in readable chunks.
+    pub messages: u64,
+    pub chunks: u64,
+    pub bad_chunks: u64,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub duration_s: f64,
+    pub channels: Vec<ChannelInfo>,
+    /// Metadata records by name.
+    pub metadata: BTreeMap<String, BTreeMap<String, String>>,
+    pub events: Vec<EventInfo>,
+    pub problems: Vec<Problem>,
+    /// Bytes after the last record that could be read.
+    pub readable_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventInfo {
+    pub log_ns: u64,
+    pub kind: String,
+    pub topic: String,
+    pub count: u64,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("{file}: {source}")]
+    Open { file: PathBuf, source: std::io::Error },
+    #[error("{file}: not an MCAP file (bad magic at byte 0)")]
+    NotMcap { file: PathBuf },
+}
+
+const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
+/// lz4 and zstd cannot expand data by more than this factor (and we never write chunks
+/// larger than a few hundred MiB), so a larger claim is corruption, not data.
+const MAX_CHUNK_RATIO: u64 = 300;
+const MAX_UNCOMPRESSED: u64 = 4 << 30;
+
+struct Pending {
+    channel: u16,
+    log: u64,
+    len: u64,
+    event: Option<EventInfo>,
+}
+
+impl Inspection {
+    /// Walk `path`. Errors only when the file cannot be opened or is not MCAP at all;
+    /// everything else is reported in `problems`.
+    pub fn run(path: &Path) -> Result<Self, InspectError> {
+        let file = std::fs::File::open(path).map_err(|source| InspectError::Open { file: path.into(), source })?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut ins = Inspection { file: path.into(), file_bytes: size, ..Default::default() };
+        let mut magic = [0u8; 8];
+        if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+            return Err(InspectError::NotMcap { file: path.into() });
+        }
+        let mut off = 8u64;
+        let mut channels: BTreeMap<u16, ChannelInfo> = BTreeMap::new();
+        let mut schemas: BTreeMap<u16, String> = BTreeMap::new();
+        let mut events_channel: Option<u16> = None;
+        let mut saw_footer = false;
+        let mut stats_count: Option<BTreeMap<u16, u64>> = None;
+        let mut body = Vec::new();
+        loop {
+            let mut head = [0u8; 9];
+            match read_full(&mut r, &mut head) {
+                Ok(0) => break,
+                Ok(n) if n < 9 => {
+                    ins.problem(off, format!("file ends inside a record header ({n} of 9 bytes): truncated"));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ins.problem(off, format!("read error: {e}"));
+                    break;
+                }
+            }
+            let op = head[0];
+            let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+            let remaining = size.saturating_sub(off + 9);
+            if len > remaining {
+                ins.problem(
+                    off,
+                    format!("record (opcode 0x{op:02x}) claims {len} bytes but only {remaining} remain: truncated or corrupt"),
+                );
+                break;
+            }
+            body.clear();
+            body.resize(len as usize, 0);
+            if let Err(e) = r.read_exact(&mut body) {
+                ins.problem(off, format!("read error: {e}"));
+                break;
+            }
+            let rec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mcap::parse_record(op, &body)));
+            let rec = match rec {
+                Ok(Ok(rec)) => rec,
+                Ok(Err(e)) => {
+                    ins.problem(off, format!("unreadable record (opcode 0x{op:02x}, {len} bytes): {e}"));
+                    off += 9 + len;
+                    continue;
+                }
+                Err(_) => {
+                    ins.problem(off, format!("record (opcode 0x{op:02x}) crashed the parser; skipped"));
+                    off += 9 + len;
+                    continue;
+                }
+            };
+            use mcap::records::Record;
+            match rec {
+                Record::Header(h) => {
+                    ins.profile = h.profile;
+                    ins.library = h.library;
+                }
+                Record::Schema { header, .. } => {
+                    schemas.insert(header.id, header.name);
+                }
+                Record::Channel(c) => {
+                    if c.topic == "/demotape/events" {
+                        events_channel = Some(c.id);
+                    }
+                    channels.entry(c.id).or_insert_with(|| ChannelInfo {
+                        id: c.id,
+                        topic: c.topic.clone(),
+                        schema_id: c.schema_id,
+                        encoding: c.message_encoding.clone(),
+                        metadata: c.metadata.clone(),
+                        ..Default::default()
+                    });
+                }
+                Record::Message { header, data } => {
+                    let ev = decode_event(events_channel, header.channel_id, header.log_time, &data);
+                    commit(&mut ins, &mut channels, Pending { channel: header.channel_id, log: header.log_time, len: data.len() as u64, event: ev });
+                }
+                Record::Chunk { header, data } => {
+                    ins.chunks += 1;
+                    let plausible = header.uncompressed_size <= MAX_UNCOMPRESSED
+                        && header.uncompressed_size <= header.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
+                    if !plausible {
+                        ins.bad_chunks += 1;
+                        ins.problem(off, format!(
+                            "chunk claims {} uncompressed bytes from {} compressed: corrupt; its messages ({} .. {} ns) are lost",
+                            header.uncompressed_size, header.compressed_size, header.message_start_time, header.message_end_time));
+                        off += 9 + len;
+                        continue;
+                    }
+                    let (start, end) = (header.message_start_time, header.message_end_time);
+                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(Vec<Pending>, Vec<(u16, String)>, Vec<mcap::records::Channel>), String> {
+                        let mut pend = Vec::new();
+                        let mut sch = Vec::new();
+                        let mut chs = Vec::new();
+                        let reader = mcap::read::ChunkReader::new(header, &data).map_err(|e| e.to_string())?;
+                        for item in reader {
+                            match item.map_err(|e| e.to_string())? {
+                                Record::Message { header, data } => {
+                                    let ev = decode_event(events_channel, header.channel_id, header.log_time, &data);
+                                    pend.push(Pending { channel: header.channel_id, log: header.log_time, len: data.len() as u64, event: ev });
+                                }
+                                Record::Schema { header, .. } => sch.push((header.id, header.name)),
+                                Record::Channel(c) => chs.push(c),
+                                _ => {}
+                            }
+                        }
+                        Ok((pend, sch, chs))
+                    }));
+                    match res {
+                        Ok(Ok((pend, sch, chs))) => {
+                            schemas.extend(sch);
+                            for c in chs {
+                                channels.entry(c.id).or_insert_with(|| ChannelInfo {
+                                    id: c.id,
+                                    topic: c.topic.clone(),
+                                    schema_id: c.schema_id,
+                                    encoding: c.message_encoding.clone(),
+                                    metadata: c.metadata.clone(),
+                                    ..Default::default()
+                                });
+                            }
+                            for p in pend {
+                                commit(&mut ins, &mut channels, p);
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            ins.bad_chunks += 1;
+                            ins.problem(off, format!("chunk is corrupt ({e}); its messages ({start} .. {end} ns) are lost"));
+                        }
+                        Err(_) => {
+                            ins.bad_chunks += 1;
+                            ins.problem(off, format!("chunk crashed the decoder; its messages ({start} .. {end} ns) are lost"));
+                        }
+                    }
+                }
+                Record::Metadata(m) => {
+                    ins.metadata.insert(m.name, m.metadata);
+                }
+                Record::Statistics(s) => {
+                    stats_count = Some(s.channel_message_counts.clone());
+                }
+                Record::Footer(_) => {
+                    saw_footer = true;
+                    off += 9 + len;
+                    ins.readable_bytes = off;
+                    let mut end = [0u8; 8];
+                    if read_full(&mut r, &mut end).unwrap_or(0) != 8 || &end != MAGIC {
+                        saw_footer = false;
+                        ins.problem(off, "footer is not followed by the closing magic".into());
+                    }
+                    break;
+                }
+                _ => {}
+            }
+            off += 9 + len;
+            ins.readable_bytes = off;
+        }
+        if !saw_footer && ins.problems.is_empty() {
+            ins.problem(off, "file ends without a summary and footer: the recorder did not finish it (crash or still recording)".into());
+        } else if !saw_footer && !ins.problems.iter().any(|p| p.message.contains("truncated")) {
+            ins.problem(off, "no footer: the file is incomplete".into());
+        }
+        // Drops: closing metadata if present, else the drop events seen.
+        let closing = ins.metadata.get("demotape.channels").cloned();
+        for c in channels.values_mut() {
+            if c.schema.is_empty() {
+                c.schema = schemas.get(&c.schema_id).cloned().unwrap_or_default();
+            }
+            if let Some(v) = closing.as_ref().and_then(|m| m.get(&c.topic)) {
+                if let Ok(j) = serde_json::from_str::<serde_json::Value>(v) {
+                    c.drops = j.get("drops").and_then(|d| d.as_u64()).unwrap_or(0);
+                }
+            } else {
+                c.drops = ins.events.iter().filter(|e| e.kind == "drop" && e.topic == c.topic).map(|e| e.count).sum();
+            }
+            if let (Some(a), Some(b)) = (c.first_log_ns, c.last_log_ns) {
+                if b > a && c.messages > 1 {
+                    c.rate_hz = (c.messages - 1) as f64 / ((b - a) as f64 * 1e-9);
+                }
+            }
+        }
+        if let Some(stats) = stats_count {
+            for c in channels.values() {
+                let want = stats.get(&c.id).copied().unwrap_or(0);
+                if want != c.messages {
+                    ins.problem(ins.readable_bytes, format!("channel {} has {} readable messages but the statistics say {}", c.topic, c.messages, want));
+                }
+            }
+        }
+        ins.channels = channels.into_values().collect();
+        if let (Some(a), Some(b)) = (ins.start_ns, ins.end_ns) {
+            ins.duration_s = (b.saturating_sub(a)) as f64 * 1e-9;
+        }
+        ins.intact = saw_footer && ins.problems.is_empty();
+        Ok(ins)
+    }
+
+    fn problem(&mut self, offset: u64, message: String) {
+        self.problems.push(Problem { offset, message });
+    }
+
+    /// The human-readable report.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "File:      {} ({:.1} MB)", self.file.display(), self.file_bytes as f64 / 1e6);
+        let status = if self.intact {
+            "intact (every chunk read clean, summary and footer present)".to_string()
+        } else {
+            format!("DAMAGED: {} problem(s); readable up to byte {} of {}", self.problems.len(), self.readable_bytes, self.file_bytes)
+        };
+        let _ = writeln!(s, "Status:    {status}");
+        let _ = writeln!(s, "Profile:   {}   Library: {}", self.profile, self.library);
+        if let Some(e) = self.metadata.get("demotape.episode") {
+            let g = |k: &str| e.get(k).map(String::as_str).unwrap_or("");
+            let _ = writeln!(s, "Episode:   {} (robot {}, source {}, task {:?}, operator {:?})", g("episode_id"), g("robot_id"), g("source"), g("task"), g("operator"));
+        }
+        if let Some(a) = self.start_ns {
+            let t = chrono::DateTime::from_timestamp_nanos(a as i64);
+            let _ = writeln!(s, "Start:     {}   Duration: {:.3} s", t.format("%Y-%m-%d %H:%M:%S%.3f UTC"), self.duration_s);
+        }
+        let drops: u64 = self.channels.iter().map(|c| c.drops).sum();
+        let _ = writeln!(s, "Messages:  {}   Drops: {}   Chunks: {} ({} unreadable)", self.messages, drops, self.chunks, self.bad_chunks);
+        let _ = writeln!(s);
+        let _ = writeln!(s, "{:<34} {:<36} {:>8} {:>9} {:>7} {:>9}", "topic", "type", "count", "rate Hz", "drops", "MB");
+        for c in &self.channels {
+            let _ = writeln!(s, "{:<34} {:<36} {:>8} {:>9.1} {:>7} {:>9.2}", c.topic, c.schema, c.messages, c.rate_hz, c.drops, c.bytes as f64 / 1e6);
+        }
+        if let Some(sync) = self.metadata.get("demotape.sync") {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "{:<20} {:<18} {:>10} {:>12} {:>10} {:>7}", "clock sync: device", "method", "samples", "drift ppm", "resid us", "resets");
+            for (dev, v) in sync {
+                let j: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "{:<20} {:<18} {:>10} {:>12.2} {:>10.1} {:>7}",
+                    dev,
+                    j["method"].as_str().unwrap_or(""),
+                    j["samples"].as_u64().unwrap_or(0),
+                    j["drift_ppm"].as_f64().unwrap_or(0.0),
+                    j["residual_median_us"].as_f64().unwrap_or(0.0),
+                    j["resets"].as_u64().unwrap_or(0)
+                );
+            }
+        }
+        let notable: Vec<&EventInfo> = self.events.iter().filter(|e| e.kind != "start" && e.kind != "stop").collect();
+        if !notable.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "Events ({}):", notable.len());
+            for e in notable.iter().take(20) {
+                let _ = writeln!(s, "  {} {} {} {}", e.kind, e.topic, e.count, e.detail);
+            }
+        }
+        if !self.problems.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "Problems:");
+            for p in &self.problems {
+                let _ = writeln!(s, "  {}: byte {}: {}", self.file.display(), p.offset, p.message);
+            }
+        }
+        s
+    }
+}
+
+fn commit(ins: &mut Inspection, channels: &mut BTreeMap<u16, ChannelInfo>, p: Pending) {
+    ins.messages += 1;
+    ins.start_ns = Some(ins.start_ns.map_or(p.log, |s| s.min(p.log)));
+    ins.end_ns = Some(ins.end_ns.map_or(p.log, |s| s.max(p.log)));
+    let c = channels.entry(p.channel).or_insert_with(|| ChannelInfo { id: p.channel, topic: format!("<unknown channel {}>", p.channel), ..Default::default() });
+    c.messages += 1;
+    c.bytes += p.len;
+    c.first_log_ns = Some(c.first_log_ns.map_or(p.log, |s| s.min(p.log)));
+    c.last_log_ns = Some(c.last_log_ns.map_or(p.log, |s| s.max(p.log)));
+    if let Some(e) = p.event {
+        ins.events.push(e);
+    }
+}
+
+/// Decode an event with a decoder that checks every length against the remaining input.
+fn decode_event(events: Option<u16>, channel: u16, log: u64, data: &[u8]) -> Option<EventInfo> {
+    if events != Some(channel) || data.len() < 4 || data[1] != 1 {
+        return None;
+    }
+    let (ev, _) = cdr_encoding::from_bytes::<EpisodeEvent, byteorder::LittleEndian>(&data[4..]).ok()?;
+    Some(EventInfo { log_ns: log, kind: ev.kind, topic: ev.topic, count: ev.count, detail: ev.detail })
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

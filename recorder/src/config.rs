@@ -1,0 +1,211 @@
+//! The recorder's TOML configuration. `demotape-recorder config` prints [`DEFAULT_CONFIG`],
+//! which documents every key with its default; a test keeps it equal to `Config::default()`.
+
+use hal::sim::SimConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The documented default configuration.
+pub const DEFAULT_CONFIG: &str = r#"# demotape-recorder configuration. Every key is optional; shown values are the defaults.
+
+[recorder]
+# Robot id: names the output subdirectory and every episode file (sanitized to [A-Za-z0-9_-]).
+robot_id = "sim-robot"
+# Where episodes are written: <out_dir>/<robot_id>/<robot_id>_<UTC start>_<seq>.mcap
+out_dir = "episodes"
+# Close and flush the current MCAP chunk at least this often (ms). A crash (even SIGKILL)
+# loses at most this much data. Must be between 10 and 200.
+flush_interval_ms = 100
+# Close a chunk earlier once it holds this many uncompressed bytes.
+chunk_size_bytes = 8388608
+# Chunk compression: "lz4" (fast, default), "zstd" (smaller, ~5x more CPU), or "none".
+compression = "lz4"
+# Capture queue between sensor drivers and the writer thread. A sample that does not fit is
+# dropped and counted (sensors are never blocked); drops are written into the episode.
+queue_max_bytes = 536870912
+queue_max_messages = 65536
+# Free text copied into each episode's metadata.
+task = "pick and place"
+operator = ""
+
+[sim]
+# The simulated robot (the embedded default source). `--load small` uses 160x120 images.
+seed = 1
+image_width = 640
+image_height = 480
+rgb_cameras = ["head", "wrist_left", "wrist_right"]
+depth_cameras = ["head", "wrist_right"]
+camera_rate_hz = 30.0
+joint_rate_hz = 500.0
+wrench_rate_hz = 1000.0
+tactile_rate_hz = 200.0
+tactile_rows = 16
+tactile_cols = 16
+# Device clocks drift uniformly within +-max_drift_ppm; late_fraction of messages arrive
+# 5-30 ms late.
+max_drift_ppm = 100.0
+late_fraction = 0.002
+
+[sim.failures]
+# Probability per episode of each injected failure (the rest succeed).
+slip = 0.15
+drop = 0.1
+miss = 0.1
+"#;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub recorder: RecorderConfig,
+    pub sim: SimConfig,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Lz4,
+    Zstd,
+    None,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecorderConfig {
+    pub robot_id: String,
+    pub out_dir: PathBuf,
+    pub flush_interval_ms: u64,
+    pub chunk_size_bytes: u64,
+    pub compression: Compression,
+    pub queue_max_bytes: usize,
+    pub queue_max_messages: usize,
+    pub task: String,
+    pub operator: String,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        RecorderConfig {
+            robot_id: "sim-robot".into(),
+            out_dir: "episodes".into(),
+            flush_interval_ms: 100,
+            chunk_size_bytes: 8 * 1024 * 1024,
+            compression: Compression::Lz4,
+            queue_max_bytes: 512 * 1024 * 1024,
+            queue_max_messages: 65536,
+            task: "pick and place".into(),
+            operator: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let r = &self.recorder;
+        if !(10..=200).contains(&r.flush_interval_ms) {
+            return Err(format!(
+                "recorder.flush_interval_ms = {} is outside 10..=200",
+                r.flush_interval_ms
+            ));
+        }
+        if r.queue_max_messages == 0 || r.queue_max_bytes == 0 {
+            return Err("recorder.queue_max_* must be positive".into());
+        }
+        let s = &self.sim;
+        for c in &s.depth_cameras {
+            if !s.rgb_cameras.contains(c) {
+                return Err(format!("sim.depth_cameras: {c:?} is not in sim.rgb_cameras"));
+            }
+        }
+        for (k, v) in [
+            ("camera_rate_hz", s.camera_rate_hz),
+            ("joint_rate_hz", s.joint_rate_hz),
+            ("wrench_rate_hz", s.wrench_rate_hz),
+            ("tactile_rate_hz", s.tactile_rate_hz),
+        ] {
+            if !(v > 0.0 && v <= 100_000.0) {
+                return Err(format!("sim.{k} = {v} must be in (0, 100000]"));
+            }
+        }
+        if s.image_width == 0 || s.image_height == 0 || s.image_width > 8192 || s.image_height > 8192 {
+            return Err("sim.image_width/height must be in 1..=8192".into());
+        }
+        let f = &s.failures;
+        if [f.slip, f.drop, f.miss].iter().any(|p| !(0.0..=1.0).contains(p)) || f.slip + f.drop + f.miss > 1.0 {
+            return Err("sim.failures: probabilities must be in [0, 1] and sum to at most 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Keep only `[A-Za-z0-9_-]`, so no user string reaches a path unescaped.
+pub fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(64)
+        .collect();
+    if out.is_empty() { "robot".into() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let parsed = Config::parse(DEFAULT_CONFIG, Path::new("DEFAULT_CONFIG")).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_file_and_key() {
+        let e = Config::parse("[recorder]\nflush_interval_ms = 900\n", Path::new("x.toml")).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("x.toml") && m.contains("flush_interval_ms"), "{m}");
+        let e = Config::parse("[recorder]\nnope = 1\n", Path::new("y.toml")).unwrap_err();
+        assert!(e.to_string().contains("y.toml") && e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn sanitize_keeps_paths_safe() {
+        assert_eq!(sanitize("../../etc/passwd"), "______etc_passwd");
+        assert_eq!(sanitize(""), "robot");
+        assert_eq!(sanitize("arm-2_b"), "arm-2_b");
+    }
+}

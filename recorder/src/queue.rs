@@ -1,0 +1,117 @@
+//! The capture queue between sensor drivers and the writer thread.
+//!
+//! Bounded twice: by message count and by bytes. A push never blocks: a sample that does not
+//! fit is dropped on the spot and counted against its stream, and the writer writes those
+//! counts into the episode (events while recording, totals in the metadata).
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use hal::{Sample, SampleSink};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// What travels to the writer.
+pub enum Item {
+    Sample { sample: Sample, bytes: usize },
+}
+
+/// Shared drop and fill counters.
+pub struct QueueStats {
+    pub drops: Vec<AtomicU64>,
+    pub bytes_in_flight: AtomicUsize,
+    pub peak_bytes: AtomicUsize,
+}
+
+impl QueueStats {
+    pub fn drops_snapshot(&self) -> Vec<u64> {
+        self.drops.iter().map(|d| d.load(Ordering::Relaxed)).collect()
+    }
+}
+
+/// The sink end, handed to sources.
+pub struct CaptureQueue {
+    tx: Sender<Item>,
+    max_bytes: usize,
+    pub stats: Arc<QueueStats>,
+}
+
+impl CaptureQueue {
+    pub fn new(streams: usize, max_messages: usize, max_bytes: usize) -> (Arc<Self>, Receiver<Item>) {
+        let (tx, rx) = crossbeam_channel::bounded(max_messages);
+        let stats = Arc::new(QueueStats {
+            drops: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            bytes_in_flight: AtomicUsize::new(0),
+            peak_bytes: AtomicUsize::new(0),
+        });
+        (Arc::new(CaptureQueue { tx, max_bytes, stats }), rx)
+    }
+
+    fn count_drop(&self, stream: usize) {
+        if let Some(d) = self.stats.drops.get(stream) {
+            d.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl SampleSink for CaptureQueue {
+    fn push(&self, sample: Sample) -> bool {
+        let stream = sample.stream;
+        if stream >= self.stats.drops.len() {
+            tracing::warn!(stream, "sample for an undeclared stream dropped");
+            return false;
+        }
+        let bytes = sample.payload.approx_bytes();
+        let before = self.stats.bytes_in_flight.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.max_bytes {
+            self.stats.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+            self.count_drop(stream);
+            return false;
+        }
+        self.stats.peak_bytes.fetch_max(before + bytes, Ordering::Relaxed);
+        match self.tx.try_send(Item::Sample { sample, bytes }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+                self.count_drop(stream);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hal::msgs::WrenchStamped;
+    use hal::Payload;
+
+    fn sample(stream: usize) -> Sample {
+        Sample {
+            stream,
+            device_stamp_us: 0,
+            host_receive_ns: 0,
+            sequence: 0,
+            boot_id: 0,
+            payload: Payload::Wrench(WrenchStamped::default()),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_blocking() {
+        let (q, rx) = CaptureQueue::new(2, 3, 1 << 20);
+        let accepted: Vec<bool> = (0..5).map(|i| q.push(sample(i % 2))).collect();
+        assert_eq!(accepted, [true, true, true, false, false]);
+        assert_eq!(q.stats.drops_snapshot(), vec![1, 1]);
+        drop(rx);
+        assert!(!q.push(sample(0)));
+        assert_eq!(q.stats.drops_snapshot(), vec![2, 1]);
+    }
+
+    #[test]
+    fn byte_budget_is_enforced() {
+        let (q, _rx) = CaptureQueue::new(1, 100, 200);
+        assert!(q.push(sample(0)));
+        assert!(q.push(sample(0)));
+        assert!(!q.push(sample(0)), "96 bytes each, budget 200");
+        assert_eq!(q.stats.drops_snapshot(), vec![1]);
+    }
+}

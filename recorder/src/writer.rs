@@ -1,0 +1,369 @@
+//! The episode writer: one MCAP file per episode, on its own thread, off the capture path.
+//!
+//! For each sample it maps the device stamp onto the reference clock (`sync`), writes that
+//! into `header.stamp` and MCAP `log_time` (the host receive time goes to `publish_time`),
+//! CDR-encodes the message and appends it to the current chunk. Every `flush_interval` it
+//! writes the batched raw clock observations and any new drop counts, closes the chunk and
+//! flushes it to the OS, so a crash (even SIGKILL) loses at most that interval.
+
+use crate::config::Compression;
+use hal::msgs::{ClockObservations, EpisodeEvent, Header, RosMessage, Time};
+use hal::{Modality, Sample, StreamSpec};
+use mcap::records::MessageHeader;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use sync::{ClockMapper, SyncReport, WindowMinOffset};
+
+/// rosbag2's default offered QoS (reliable, volatile, keep-last), as it writes it.
+pub const QOS_RELIABLE: &str = "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false\n";
+
+/// Sensor QoS (best effort) for high-rate sensor streams.
+pub const QOS_SENSOR: &str = "- history: 3\n  depth: 0\n  reliability: 2\n  durability: 2\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false\n";
+
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    pub flush_interval: std::time::Duration,
+    pub chunk_size: u64,
+    pub compression: Compression,
+}
+
+/// Who, what and how: written as the `demotape.episode` metadata record at the start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EpisodeMeta {
+    pub robot_id: String,
+    pub episode_id: String,
+    pub sequence: u64,
+    pub task: String,
+    pub operator: String,
+    pub source: String,
+    pub start_ns: u64,
+    pub config_toml: String,
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Per-stream totals of a finished episode.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StreamSummary {
+    pub topic: String,
+    pub messages: u64,
+    pub drops: u64,
+    pub bytes: u64,
+}
+
+/// What an episode ended with.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpisodeSummary {
+    pub path: PathBuf,
+    pub streams: Vec<StreamSummary>,
+    pub sync: BTreeMap<String, SyncReport>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub file_bytes: u64,
+    pub peak_queue_bytes: usize,
+}
+
+impl EpisodeSummary {
+    pub fn total_drops(&self) -> u64 {
+        self.streams.iter().map(|s| s.drops).sum()
+    }
+    pub fn total_messages(&self) -> u64 {
+        self.streams.iter().map(|s| s.messages).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: MCAP write failed: {source}")]
+    Mcap {
+        path: PathBuf,
+        source: mcap::McapError,
+    },
+    #[error("{path}: encoding a message on {topic} failed: {source}")]
+    Encode {
+        path: PathBuf,
+        topic: String,
+        source: cdr::Error,
+    },
+}
+
+struct DeviceState {
+    name: String,
+    channel: u16,
+    mapper: WindowMinOffset,
+    batch: ClockObservations,
+    sequence: u32,
+}
+
+pub struct EpisodeWriter {
+    mcap: mcap::Writer<BufWriter<File>>,
+    path: PathBuf,
+    streams: Vec<StreamSpec>,
+    channel_ids: Vec<u16>,
+    stream_device: Vec<usize>,
+    devices: Vec<DeviceState>,
+    events_channel: u16,
+    events_seq: u32,
+    counts: Vec<u64>,
+    bytes: Vec<u64>,
+    drops_written: Vec<u64>,
+    buf: Vec<u8>,
+    last_host_ns: u64,
+    start_ns: u64,
+}
+
+impl EpisodeWriter {
+    pub fn create(
+        path: &Path,
+        streams: &[StreamSpec],
+        opts: &WriterOptions,
+        meta: &EpisodeMeta,
+    ) -> Result<Self, WriteError> {
+        let io = |source| WriteError::Io { path: path.into(), source };
+        let mc = |source| WriteError::Mcap { path: path.into(), source };
+        // Never overwrite an existing episode.
+        let file = File::options().write(true).create_new(true).open(path).map_err(io)?;
+        let compression = match opts.compression {
+            Compression::Lz4 => Some(mcap::Compression::Lz4),
+            Compression::Zstd => Some(mcap::Compression::Zstd),
+            Compression::None => None,
+        };
+        let mut w = mcap::WriteOptions::new()
+            .profile("ros2")
+            .library(concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")))
+            .compression(compression)
+            .chunk_size(Some(opts.chunk_size))
+            .create(BufWriter::with_capacity(1 << 20, file))
+            .map_err(mc)?;
+
+        let mut schema_ids: BTreeMap<&'static str, u16> = BTreeMap::new();
+        let mut schema = |w: &mut mcap::Writer<_>, name: &'static str, text: String| -> Result<u16, WriteError> {
+            if let Some(id) = schema_ids.get(name) {
+                return Ok(*id);
+            }
+            let id = w.add_schema(name, "ros2msg", text.as_bytes()).map_err(mc)?;
+            schema_ids.insert(name, id);
+            Ok(id)
+        };
+        let qos = |m: Modality| if matches!(m, Modality::Rgb | Modality::Depth) { QOS_SENSOR } else { QOS_RELIABLE };
+        let mut channel_ids = Vec::new();
+        let mut devices: Vec<DeviceState> = Vec::new();
+        let mut stream_device = Vec::new();
+        let clock_schema = schema(&mut w, ClockObservations::TYPE_NAME, ClockObservations::schema_text())?;
+        for s in streams {
+            let sid = schema(&mut w, s.modality.type_name(), s.modality.schema_text())?;
+            let md = BTreeMap::from([
+                ("offered_qos_profiles".to_string(), qos(s.modality).to_string()),
+                ("demotape.device".to_string(), s.device.clone()),
+            ]);
+            channel_ids.push(w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?);
+            let di = match devices.iter().position(|d| d.name == s.device) {
+                Some(i) => i,
+                None => {
+                    let topic = format!("/demotape/clock/{}", crate::config::sanitize(&s.device));
+                    let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
+                    let channel = w.add_channel(clock_schema, &topic, "cdr", &md).map_err(mc)?;
+                    devices.push(DeviceState {
+                        name: s.device.clone(),
+                        channel,
+                        mapper: WindowMinOffset::default(),
+                        batch: ClockObservations { device: s.device.clone(), ..Default::default() },
+                        sequence: 0,
+                    });
+                    devices.len() - 1
+                }
+            };
+            stream_device.push(di);
+        }
+        let ev_schema = schema(&mut w, EpisodeEvent::TYPE_NAME, EpisodeEvent::schema_text())?;
+        let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
+        let events_channel = w.add_channel(ev_schema, "/demotape/events", "cdr", &md).map_err(mc)?;
+
+        let mut m = BTreeMap::from([
+            ("robot_id".to_string(), meta.robot_id.clone()),
+            ("episode_id".to_string(), meta.episode_id.clone()),
+            ("sequence".to_string(), meta.sequence.to_string()),
+            ("task".to_string(), meta.task.clone()),
+            ("operator".to_string(), meta.operator.clone()),
+            ("source".to_string(), meta.source.clone()),
+            ("start_ns".to_string(), meta.start_ns.to_string()),
+            ("software".to_string(), concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")).to_string()),
+            ("config".to_string(), meta.config_toml.clone()),
+        ]);
+        m.extend(meta.extra.clone());
+        w.write_metadata(&mcap::records::Metadata { name: "demotape.episode".into(), metadata: m }).map_err(mc)?;
+
+        let n = streams.len();
+        let mut me = EpisodeWriter {
+            mcap: w,
+            path: path.into(),
+            streams: streams.to_vec(),
+            channel_ids,
+            stream_device,
+            devices,
+            events_channel,
+            events_seq: 0,
+            counts: vec![0; n],
+            bytes: vec![0; n],
+            drops_written: vec![0; n],
+            buf: Vec::with_capacity(1 << 20),
+            last_host_ns: meta.start_ns,
+            start_ns: meta.start_ns,
+        };
+        me.event(meta.start_ns, "start", "", 0, &format!("episode {}", meta.episode_id))?;
+        // Make the header, schemas, channels and metadata durable right away.
+        me.mcap.flush().map_err(|source| WriteError::Mcap { path: path.into(), source })?;
+        Ok(me)
+    }
+
+    fn mcap_err(&self, source: mcap::McapError) -> WriteError {
+        WriteError::Mcap { path: self.path.clone(), source }
+    }
+
+    /// Write an event on `/demotape/events`.
+    pub fn event(&mut self, t_ns: u64, kind: &str, topic: &str, count: u64, detail: &str) -> Result<(), WriteError> {
+        let ev = EpisodeEvent {
+            header: Header { stamp: Time::from_nanos(t_ns), frame_id: String::new() },
+            kind: kind.into(),
+            topic: topic.into(),
+            count,
+            detail: detail.into(),
+        };
+        self.buf.clear();
+        ev.encode_into(&mut self.buf).map_err(|source| WriteError::Encode {
+            path: self.path.clone(),
+            topic: "/demotape/events".into(),
+            source,
+        })?;
+        let h = MessageHeader { channel_id: self.events_channel, sequence: self.events_seq, log_time: t_ns, publish_time: t_ns };
+        self.events_seq = self.events_seq.wrapping_add(1);
+        self.mcap.write_to_known_channel(&h, &self.buf).map_err(|e| self.mcap_err(e))
+    }
+
+    /// Synchronize, stamp, encode and append one sample.
+    pub fn write_sample(&mut self, mut s: Sample) -> Result<(), WriteError> {
+        let i = s.stream;
+        let dev = &mut self.devices[self.stream_device[i]];
+        let mapped = dev.mapper.observe(s.device_stamp_us, s.host_receive_ns, s.boot_id);
+        if dev.batch.boot_id != s.boot_id && !dev.batch.device_stamp_us.is_empty() {
+            // a counter restart ends the batch: one batch never mixes two boots
+            let now = s.host_receive_ns;
+            self.flush_clock(self.stream_device[i], now)?;
+        }
+        let dev = &mut self.devices[self.stream_device[i]];
+        dev.batch.boot_id = s.boot_id;
+        dev.batch.device_stamp_us.push(s.device_stamp_us);
+        dev.batch.host_receive_ns.push(s.host_receive_ns);
+        dev.batch.sequence.push(s.sequence);
+        dev.batch.mapped_ns.push(mapped);
+        s.payload.header_mut().stamp = Time::from_nanos(mapped);
+        self.buf.clear();
+        s.payload.encode_into(&mut self.buf).map_err(|source| WriteError::Encode {
+            path: self.path.clone(),
+            topic: self.streams[i].topic.clone(),
+            source,
+        })?;
+        let h = MessageHeader {
+            channel_id: self.channel_ids[i],
+            sequence: s.sequence as u32,
+            log_time: mapped,
+            publish_time: s.host_receive_ns,
+        };
+        self.mcap.write_to_known_channel(&h, &self.buf).map_err(|e| WriteError::Mcap { path: self.path.clone(), source: e })?;
+        self.counts[i] += 1;
+        self.bytes[i] += self.buf.len() as u64;
+        self.last_host_ns = self.last_host_ns.max(s.host_receive_ns);
+        Ok(())
+    }
+
+    fn flush_clock(&mut self, di: usize, now: u64) -> Result<(), WriteError> {
+        let dev = &mut self.devices[di];
+        if dev.batch.device_stamp_us.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::replace(
+            &mut dev.batch,
+            ClockObservations { device: dev.name.clone(), ..Default::default() },
+        );
+        let t = batch.host_receive_ns.last().copied().unwrap_or(now);
+        batch.header = Header { stamp: Time::from_nanos(t), frame_id: dev.name.clone() };
+        let h = MessageHeader { channel_id: dev.channel, sequence: dev.sequence, log_time: t, publish_time: t };
+        dev.sequence = dev.sequence.wrapping_add(1);
+        self.buf.clear();
+        batch.encode_into(&mut self.buf).map_err(|source| WriteError::Encode {
+            path: self.path.clone(),
+            topic: format!("/demotape/clock/{}", batch.device),
+            source,
+        })?;
+        self.mcap.write_to_known_channel(&h, &self.buf).map_err(|e| WriteError::Mcap { path: self.path.clone(), source: e })
+    }
+
+    /// Write clock batches and new drop counts, close the chunk and hand it to the OS.
+    pub fn flush(&mut self, drops: &[u64]) -> Result<(), WriteError> {
+        let now = self.last_host_ns;
+        for di in 0..self.devices.len() {
+            self.flush_clock(di, now)?;
+        }
+        for i in 0..self.streams.len() {
+            let d = drops.get(i).copied().unwrap_or(0);
+            if d > self.drops_written[i] {
+                let delta = d - self.drops_written[i];
+                self.drops_written[i] = d;
+                let topic = self.streams[i].topic.clone();
+                self.event(now, "drop", &topic, delta, &format!("{delta} samples dropped (capture queue full); {d} in total"))?;
+            }
+        }
+        self.mcap.flush().map_err(|e| self.mcap_err(e))
+    }
+
+    /// Final flush, the closing metadata records and the MCAP summary section.
+    pub fn finish(mut self, drops: &[u64], end_ns: u64, peak_queue_bytes: usize) -> Result<EpisodeSummary, WriteError> {
+        self.flush(drops)?;
+        let end = end_ns.max(self.last_host_ns);
+        let total: u64 = self.counts.iter().sum();
+        self.event(end, "stop", "", total, "episode complete")?;
+        let streams: Vec<StreamSummary> = self
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamSummary {
+                topic: s.topic.clone(),
+                messages: self.counts[i],
+                drops: drops.get(i).copied().unwrap_or(0),
+                bytes: self.bytes[i],
+            })
+            .collect();
+        let channels: BTreeMap<String, String> = streams
+            .iter()
+            .map(|s| (s.topic.clone(), serde_json::to_string(s).unwrap_or_default()))
+            .collect();
+        let sync: BTreeMap<String, SyncReport> =
+            self.devices.iter().map(|d| (d.name.clone(), d.mapper.report())).collect();
+        let sync_md: BTreeMap<String, String> =
+            sync.iter().map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_default())).collect();
+        let end_md = BTreeMap::from([
+            ("end_ns".to_string(), end.to_string()),
+            ("messages".to_string(), total.to_string()),
+            ("drops".to_string(), drops.iter().sum::<u64>().to_string()),
+            ("peak_queue_bytes".to_string(), peak_queue_bytes.to_string()),
+        ]);
+        for (name, metadata) in [("demotape.channels", channels), ("demotape.sync", sync_md), ("demotape.episode_end", end_md)] {
+            self.mcap
+                .write_metadata(&mcap::records::Metadata { name: name.into(), metadata })
+                .map_err(|e| WriteError::Mcap { path: self.path.clone(), source: e })?;
+        }
+        self.mcap.finish().map_err(|e| self.mcap_err(e))?;
+        let path = self.path.clone();
+        let mut inner = self.mcap.into_inner();
+        std::io::Write::flush(&mut inner).map_err(|source| WriteError::Io { path: path.clone(), source })?;
+        let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(EpisodeSummary { path, streams, sync, start_ns: self.start_ns, end_ns: end, file_bytes, peak_queue_bytes })
+    }
+}
