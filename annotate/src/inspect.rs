@@ -201,9 +201,11 @@ impl Inspection {
                         let mut pend = Vec::new();
                         let mut sch = Vec::new();
                         let mut chs = Vec::new();
-                        let reader = mcap::read::ChunkReader::new(header, &data).map_err(|e| e.to_string())?;
-                        for item in reader {
-                            match item.map_err(|e| e.to_string())? {
+                        let plain = decompress_chunk(&header, &data)?;
+                        for item in RecordWalker::new(&plain) {
+                            let (at, op, rbody) = item?;
+                            let rec = mcap::parse_record(op, rbody).map_err(|e| format!("record at chunk offset {at}: {e}"))?;
+                            match rec {
                                 Record::Message { header, data } => {
                                     let ev = decode_event(events_channel, header.channel_id, header.log_time, &data);
                                     pend.push(Pending { channel: header.channel_id, log: header.log_time, len: data.len() as u64, event: ev });
@@ -392,6 +394,73 @@ fn decode_event(events: Option<u16>, channel: u16, log: u64, data: &[u8]) -> Opt
     }
     let (ev, _) = cdr_encoding::from_bytes::<EpisodeEvent, byteorder::LittleEndian>(&data[4..]).ok()?;
     Some(EventInfo { log_ns: log, kind: ev.kind, topic: ev.topic, count: ev.count, detail: ev.detail })
+}
+
+/// Decompress a chunk into exactly `uncompressed_size` bytes (already bounded by the caller)
+/// and check its CRC, without trusting any length inside the compressed stream.
+fn decompress_chunk(h: &mcap::records::ChunkHeader, data: &[u8]) -> Result<Vec<u8>, String> {
+    let want = h.uncompressed_size as usize;
+    let mut out = Vec::with_capacity(want);
+    let limit = h.uncompressed_size + 1;
+    match h.compression.as_str() {
+        "" => out.extend_from_slice(data),
+        "lz4" => {
+            let d = lz4::Decoder::new(data).map_err(|e| format!("lz4: {e}"))?;
+            d.take(limit).read_to_end(&mut out).map_err(|e| format!("lz4: {e}"))?;
+        }
+        "zstd" => {
+            let d = zstd::stream::read::Decoder::new(data).map_err(|e| format!("zstd: {e}"))?;
+            d.take(limit).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
+        }
+        other => return Err(format!("unsupported compression {other:?}")),
+    }
+    if out.len() != want {
+        return Err(format!("decompressed to {} bytes, header says {want}", out.len()));
+    }
+    if h.uncompressed_crc != 0 {
+        let got = crc32fast::hash(&out);
+        if got != h.uncompressed_crc {
+            return Err(format!("CRC mismatch (stored {:08x}, computed {got:08x})", h.uncompressed_crc));
+        }
+    }
+    Ok(out)
+}
+
+/// Walks `(offset, opcode, body)` of the records in a buffer, checking every length against
+/// what remains.
+struct RecordWalker<'a> {
+    buf: &'a [u8],
+    off: usize,
+}
+
+impl<'a> RecordWalker<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        RecordWalker { buf, off: 0 }
+    }
+}
+
+impl<'a> Iterator for RecordWalker<'a> {
+    type Item = Result<(usize, u8, &'a [u8]), String>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.buf.len() - self.off;
+        if rest == 0 {
+            return None;
+        }
+        let at = self.off;
+        if rest < 9 {
+            self.off = self.buf.len();
+            return Some(Err(format!("record header at chunk offset {at} is cut short")));
+        }
+        let op = self.buf[at];
+        let len = u64::from_le_bytes(self.buf[at + 1..at + 9].try_into().expect("8 bytes"));
+        if len > (rest - 9) as u64 {
+            self.off = self.buf.len();
+            return Some(Err(format!("record at chunk offset {at} claims {len} bytes, {} remain", rest - 9)));
+        }
+        let body = &self.buf[at + 9..at + 9 + len as usize];
+        self.off = at + 9 + len as usize;
+        Some(Ok((at, op, body)))
+    }
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

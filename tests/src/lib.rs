@@ -1,1 +1,125 @@
-pub fn _placeholder() {}
+//! Helpers for demotape's end-to-end tests: the Python clients, the built binaries, and
+//! recording simulated episodes in-process.
+
+use hal::sim::{SimConfig, SimEpisode, Truth};
+use hal::{Payload, Sample};
+use recorder::config::Config;
+use recorder::sim::SimJob;
+use recorder::writer::EpisodeSummary;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The Python interpreter with the test clients installed (`tests/python/requirements.txt`).
+/// `.ci/run` creates it; `DEMOTAPE_PYTHON` overrides. Missing clients fail the test loudly.
+pub fn python() -> PathBuf {
+    let p = match std::env::var_os("DEMOTAPE_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+            home.join(".cache/demotape/venv/bin/python")
+        }
+    };
+    assert!(
+        p.exists(),
+        "Python test clients not found at {} — run `.ci/run` once, or: python3 -m venv ~/.cache/demotape/venv && ~/.cache/demotape/venv/bin/pip install -r tests/python/requirements.txt",
+        p.display()
+    );
+    p
+}
+
+/// Path of a script under `tests/python`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+}
+
+/// Run a Python script, returning stdout; panics with stderr on failure.
+pub fn run_python(script_name: &str, args: &[&Path]) -> Vec<u8> {
+    let out = Command::new(python())
+        .arg(script(script_name))
+        .args(args)
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "{script_name} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Path to a workspace binary built in the same profile as this test, building it if needed.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.args(["build", "--bins", "-p", "demotape-recorder", "-p", "demotape-annotate"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        if let Some(target) = dir.parent() {
+            c.env("CARGO_TARGET_DIR", target);
+        }
+        c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root"));
+        let st = c.status().expect("running cargo build");
+        assert!(st.success(), "building the binaries failed");
+    });
+    let p = dir.join(name);
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+/// Record simulated episodes in-process (the same code path as `demotape-recorder sim`).
+pub fn record_sim(out: &Path, load: &str, seed: u64, first_index: u64, episodes: u64, duration_s: f64) -> Vec<(EpisodeSummary, Truth)> {
+    let mut cfg = Config::default();
+    cfg.sim = SimConfig { seed, ..SimConfig::preset(load).expect("load preset") };
+    cfg.recorder.out_dir = out.into();
+    let job = SimJob { episodes, duration_s, first_index, load: load.into() };
+    let mut truths = Vec::new();
+    let sums = recorder::sim::run(&cfg, &job, tokio_util::sync::CancellationToken::new(), |_, t| truths.push(t.clone()))
+        .expect("recording");
+    sums.into_iter().zip(truths).collect()
+}
+
+/// Regenerate every sample the simulator produced for an episode, from its ground truth.
+pub fn regenerate(load: &str, truth: &Truth) -> (Vec<hal::StreamSpec>, Vec<Sample>) {
+    let cfg = SimConfig { seed: truth.seed, ..SimConfig::preset(load).expect("load preset") };
+    let mut ep = SimEpisode::new(&cfg, truth.episode_index, truth.duration_s, truth.t0_ns);
+    let streams = ep.streams().to_vec();
+    let mut all = Vec::new();
+    while ep.next_samples(&mut all) {}
+    (streams, all)
+}
+
+/// The digest the Python decoder computes for a sample's payload.
+pub fn payload_crc(p: &Payload) -> u32 {
+    let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    match p {
+        Payload::Image(m) => crc32fast::hash(&m.data),
+        Payload::JointState(m) => {
+            let mut b = f64s(&m.position);
+            b.extend(f64s(&m.velocity));
+            b.extend(f64s(&m.effort));
+            crc32fast::hash(&b)
+        }
+        Payload::Wrench(m) => {
+            let w = &m.wrench;
+            crc32fast::hash(&f64s(&[w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z]))
+        }
+        Payload::Tactile(m) => crc32fast::hash(&m.pressure.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()),
+    }
+}
+
+/// p-th percentile (0..=100) of a list.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p / 100.0).round() as usize]
+}
