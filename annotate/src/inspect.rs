@@ -77,7 +77,10 @@ pub struct EventInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("{file}: {source}")]
-    Open { file: PathBuf, source: std::io::Error },
+    Open {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: not an MCAP file (bad magic at byte 0)")]
     NotMcap { file: PathBuf },
 }
@@ -87,6 +90,13 @@ const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 /// larger than a few hundred MiB), so a larger claim is corruption, not data.
 const MAX_CHUNK_RATIO: u64 = 300;
 const MAX_UNCOMPRESSED: u64 = 4 << 30;
+
+/// Messages, schemas (id, name) and channels found in one chunk.
+type ChunkContents = (
+    Vec<Pending>,
+    Vec<(u16, String)>,
+    Vec<mcap::records::Channel>,
+);
 
 struct Pending {
     channel: u16,
@@ -99,10 +109,17 @@ impl Inspection {
     /// Walk `path`. Errors only when the file cannot be opened or is not MCAP at all;
     /// everything else is reported in `problems`.
     pub fn run(path: &Path) -> Result<Self, InspectError> {
-        let file = std::fs::File::open(path).map_err(|source| InspectError::Open { file: path.into(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| InspectError::Open {
+            file: path.into(),
+            source,
+        })?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut r = BufReader::with_capacity(1 << 20, file);
-        let mut ins = Inspection { file: path.into(), file_bytes: size, ..Default::default() };
+        let mut ins = Inspection {
+            file: path.into(),
+            file_bytes: size,
+            ..Default::default()
+        };
         let mut magic = [0u8; 8];
         if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
             return Err(InspectError::NotMcap { file: path.into() });
@@ -119,7 +136,10 @@ impl Inspection {
             match read_full(&mut r, &mut head) {
                 Ok(0) => break,
                 Ok(n) if n < 9 => {
-                    ins.problem(off, format!("file ends inside a record header ({n} of 9 bytes): truncated"));
+                    ins.problem(
+                        off,
+                        format!("file ends inside a record header ({n} of 9 bytes): truncated"),
+                    );
                     break;
                 }
                 Ok(_) => {}
@@ -144,16 +164,24 @@ impl Inspection {
                 ins.problem(off, format!("read error: {e}"));
                 break;
             }
-            let rec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mcap::parse_record(op, &body)));
+            let rec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                mcap::parse_record(op, &body)
+            }));
             let rec = match rec {
                 Ok(Ok(rec)) => rec,
                 Ok(Err(e)) => {
-                    ins.problem(off, format!("unreadable record (opcode 0x{op:02x}, {len} bytes): {e}"));
+                    ins.problem(
+                        off,
+                        format!("unreadable record (opcode 0x{op:02x}, {len} bytes): {e}"),
+                    );
                     off += 9 + len;
                     continue;
                 }
                 Err(_) => {
-                    ins.problem(off, format!("record (opcode 0x{op:02x}) crashed the parser; skipped"));
+                    ins.problem(
+                        off,
+                        format!("record (opcode 0x{op:02x}) crashed the parser; skipped"),
+                    );
                     off += 9 + len;
                     continue;
                 }
@@ -181,13 +209,24 @@ impl Inspection {
                     });
                 }
                 Record::Message { header, data } => {
-                    let ev = decode_event(events_channel, header.channel_id, header.log_time, &data);
-                    commit(&mut ins, &mut channels, Pending { channel: header.channel_id, log: header.log_time, len: data.len() as u64, event: ev });
+                    let ev =
+                        decode_event(events_channel, header.channel_id, header.log_time, &data);
+                    commit(
+                        &mut ins,
+                        &mut channels,
+                        Pending {
+                            channel: header.channel_id,
+                            log: header.log_time,
+                            len: data.len() as u64,
+                            event: ev,
+                        },
+                    );
                 }
                 Record::Chunk { header, data } => {
                     ins.chunks += 1;
                     let plausible = header.uncompressed_size <= MAX_UNCOMPRESSED
-                        && header.uncompressed_size <= header.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
+                        && header.uncompressed_size
+                            <= header.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
                     if !plausible {
                         ins.bad_chunks += 1;
                         ins.problem(off, format!(
@@ -197,26 +236,41 @@ impl Inspection {
                         continue;
                     }
                     let (start, end) = (header.message_start_time, header.message_end_time);
-                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(Vec<Pending>, Vec<(u16, String)>, Vec<mcap::records::Channel>), String> {
-                        let mut pend = Vec::new();
-                        let mut sch = Vec::new();
-                        let mut chs = Vec::new();
-                        let plain = decompress_chunk(&header, &data)?;
-                        for item in RecordWalker::new(&plain) {
-                            let (at, op, rbody) = item?;
-                            let rec = mcap::parse_record(op, rbody).map_err(|e| format!("record at chunk offset {at}: {e}"))?;
-                            match rec {
-                                Record::Message { header, data } => {
-                                    let ev = decode_event(events_channel, header.channel_id, header.log_time, &data);
-                                    pend.push(Pending { channel: header.channel_id, log: header.log_time, len: data.len() as u64, event: ev });
+                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                        || -> Result<ChunkContents, String> {
+                            let mut pend = Vec::new();
+                            let mut sch = Vec::new();
+                            let mut chs = Vec::new();
+                            let plain = decompress_chunk(&header, &data)?;
+                            for item in RecordWalker::new(&plain) {
+                                let (at, op, rbody) = item?;
+                                let rec = mcap::parse_record(op, rbody)
+                                    .map_err(|e| format!("record at chunk offset {at}: {e}"))?;
+                                match rec {
+                                    Record::Message { header, data } => {
+                                        let ev = decode_event(
+                                            events_channel,
+                                            header.channel_id,
+                                            header.log_time,
+                                            &data,
+                                        );
+                                        pend.push(Pending {
+                                            channel: header.channel_id,
+                                            log: header.log_time,
+                                            len: data.len() as u64,
+                                            event: ev,
+                                        });
+                                    }
+                                    Record::Schema { header, .. } => {
+                                        sch.push((header.id, header.name))
+                                    }
+                                    Record::Channel(c) => chs.push(c),
+                                    _ => {}
                                 }
-                                Record::Schema { header, .. } => sch.push((header.id, header.name)),
-                                Record::Channel(c) => chs.push(c),
-                                _ => {}
                             }
-                        }
-                        Ok((pend, sch, chs))
-                    }));
+                            Ok((pend, sch, chs))
+                        },
+                    ));
                     match res {
                         Ok(Ok((pend, sch, chs))) => {
                             schemas.extend(sch);
@@ -282,19 +336,31 @@ impl Inspection {
                     c.drops = j.get("drops").and_then(|d| d.as_u64()).unwrap_or(0);
                 }
             } else {
-                c.drops = ins.events.iter().filter(|e| e.kind == "drop" && e.topic == c.topic).map(|e| e.count).sum();
+                c.drops = ins
+                    .events
+                    .iter()
+                    .filter(|e| e.kind == "drop" && e.topic == c.topic)
+                    .map(|e| e.count)
+                    .sum();
             }
-            if let (Some(a), Some(b)) = (c.first_log_ns, c.last_log_ns) {
-                if b > a && c.messages > 1 {
-                    c.rate_hz = (c.messages - 1) as f64 / ((b - a) as f64 * 1e-9);
-                }
+            if let (Some(a), Some(b)) = (c.first_log_ns, c.last_log_ns)
+                && b > a
+                && c.messages > 1
+            {
+                c.rate_hz = (c.messages - 1) as f64 / ((b - a) as f64 * 1e-9);
             }
         }
         if let Some(stats) = stats_count {
             for c in channels.values() {
                 let want = stats.get(&c.id).copied().unwrap_or(0);
                 if want != c.messages {
-                    ins.problem(ins.readable_bytes, format!("channel {} has {} readable messages but the statistics say {}", c.topic, c.messages, want));
+                    ins.problem(
+                        ins.readable_bytes,
+                        format!(
+                            "channel {} has {} readable messages but the statistics say {}",
+                            c.topic, c.messages, want
+                        ),
+                    );
                 }
             }
         }
@@ -314,32 +380,76 @@ impl Inspection {
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "File:      {} ({:.1} MB)", self.file.display(), self.file_bytes as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "File:      {} ({:.1} MB)",
+            self.file.display(),
+            self.file_bytes as f64 / 1e6
+        );
         let status = if self.intact {
             "intact (every chunk read clean, summary and footer present)".to_string()
         } else {
-            format!("DAMAGED: {} problem(s); readable up to byte {} of {}", self.problems.len(), self.readable_bytes, self.file_bytes)
+            format!(
+                "DAMAGED: {} problem(s); readable up to byte {} of {}",
+                self.problems.len(),
+                self.readable_bytes,
+                self.file_bytes
+            )
         };
         let _ = writeln!(s, "Status:    {status}");
         let _ = writeln!(s, "Profile:   {}   Library: {}", self.profile, self.library);
         if let Some(e) = self.metadata.get("demotape.episode") {
             let g = |k: &str| e.get(k).map(String::as_str).unwrap_or("");
-            let _ = writeln!(s, "Episode:   {} (robot {}, source {}, task {:?}, operator {:?})", g("episode_id"), g("robot_id"), g("source"), g("task"), g("operator"));
+            let _ = writeln!(
+                s,
+                "Episode:   {} (robot {}, source {}, task {:?}, operator {:?})",
+                g("episode_id"),
+                g("robot_id"),
+                g("source"),
+                g("task"),
+                g("operator")
+            );
         }
         if let Some(a) = self.start_ns {
             let t = chrono::DateTime::from_timestamp_nanos(a as i64);
-            let _ = writeln!(s, "Start:     {}   Duration: {:.3} s", t.format("%Y-%m-%d %H:%M:%S%.3f UTC"), self.duration_s);
+            let _ = writeln!(
+                s,
+                "Start:     {}   Duration: {:.3} s",
+                t.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                self.duration_s
+            );
         }
         let drops: u64 = self.channels.iter().map(|c| c.drops).sum();
-        let _ = writeln!(s, "Messages:  {}   Drops: {}   Chunks: {} ({} unreadable)", self.messages, drops, self.chunks, self.bad_chunks);
+        let _ = writeln!(
+            s,
+            "Messages:  {}   Drops: {}   Chunks: {} ({} unreadable)",
+            self.messages, drops, self.chunks, self.bad_chunks
+        );
         let _ = writeln!(s);
-        let _ = writeln!(s, "{:<34} {:<36} {:>8} {:>9} {:>7} {:>9}", "topic", "type", "count", "rate Hz", "drops", "MB");
+        let _ = writeln!(
+            s,
+            "{:<34} {:<36} {:>8} {:>9} {:>7} {:>9}",
+            "topic", "type", "count", "rate Hz", "drops", "MB"
+        );
         for c in &self.channels {
-            let _ = writeln!(s, "{:<34} {:<36} {:>8} {:>9.1} {:>7} {:>9.2}", c.topic, c.schema, c.messages, c.rate_hz, c.drops, c.bytes as f64 / 1e6);
+            let _ = writeln!(
+                s,
+                "{:<34} {:<36} {:>8} {:>9.1} {:>7} {:>9.2}",
+                c.topic,
+                c.schema,
+                c.messages,
+                c.rate_hz,
+                c.drops,
+                c.bytes as f64 / 1e6
+            );
         }
         if let Some(sync) = self.metadata.get("demotape.sync") {
             let _ = writeln!(s);
-            let _ = writeln!(s, "{:<20} {:<18} {:>10} {:>12} {:>10} {:>7}", "clock sync: device", "method", "samples", "drift ppm", "resid us", "resets");
+            let _ = writeln!(
+                s,
+                "{:<20} {:<18} {:>10} {:>12} {:>10} {:>7}",
+                "clock sync: device", "method", "samples", "drift ppm", "resid us", "resets"
+            );
             for (dev, v) in sync {
                 let j: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
                 let _ = writeln!(
@@ -354,7 +464,11 @@ impl Inspection {
                 );
             }
         }
-        let notable: Vec<&EventInfo> = self.events.iter().filter(|e| e.kind != "start" && e.kind != "stop").collect();
+        let notable: Vec<&EventInfo> = self
+            .events
+            .iter()
+            .filter(|e| e.kind != "start" && e.kind != "stop")
+            .collect();
         if !notable.is_empty() {
             let _ = writeln!(s);
             let _ = writeln!(s, "Events ({}):", notable.len());
@@ -366,7 +480,13 @@ impl Inspection {
             let _ = writeln!(s);
             let _ = writeln!(s, "Problems:");
             for p in &self.problems {
-                let _ = writeln!(s, "  {}: byte {}: {}", self.file.display(), p.offset, p.message);
+                let _ = writeln!(
+                    s,
+                    "  {}: byte {}: {}",
+                    self.file.display(),
+                    p.offset,
+                    p.message
+                );
             }
         }
         s
@@ -377,7 +497,11 @@ fn commit(ins: &mut Inspection, channels: &mut BTreeMap<u16, ChannelInfo>, p: Pe
     ins.messages += 1;
     ins.start_ns = Some(ins.start_ns.map_or(p.log, |s| s.min(p.log)));
     ins.end_ns = Some(ins.end_ns.map_or(p.log, |s| s.max(p.log)));
-    let c = channels.entry(p.channel).or_insert_with(|| ChannelInfo { id: p.channel, topic: format!("<unknown channel {}>", p.channel), ..Default::default() });
+    let c = channels.entry(p.channel).or_insert_with(|| ChannelInfo {
+        id: p.channel,
+        topic: format!("<unknown channel {}>", p.channel),
+        ..Default::default()
+    });
     c.messages += 1;
     c.bytes += p.len;
     c.first_log_ns = Some(c.first_log_ns.map_or(p.log, |s| s.min(p.log)));
@@ -392,8 +516,15 @@ fn decode_event(events: Option<u16>, channel: u16, log: u64, data: &[u8]) -> Opt
     if events != Some(channel) || data.len() < 4 || data[1] != 1 {
         return None;
     }
-    let (ev, _) = cdr_encoding::from_bytes::<EpisodeEvent, byteorder::LittleEndian>(&data[4..]).ok()?;
-    Some(EventInfo { log_ns: log, kind: ev.kind, topic: ev.topic, count: ev.count, detail: ev.detail })
+    let (ev, _) =
+        cdr_encoding::from_bytes::<EpisodeEvent, byteorder::LittleEndian>(&data[4..]).ok()?;
+    Some(EventInfo {
+        log_ns: log,
+        kind: ev.kind,
+        topic: ev.topic,
+        count: ev.count,
+        detail: ev.detail,
+    })
 }
 
 /// Decompress a chunk into exactly `uncompressed_size` bytes (already bounded by the caller)
@@ -406,21 +537,31 @@ fn decompress_chunk(h: &mcap::records::ChunkHeader, data: &[u8]) -> Result<Vec<u
         "" => out.extend_from_slice(data),
         "lz4" => {
             let d = lz4::Decoder::new(data).map_err(|e| format!("lz4: {e}"))?;
-            d.take(limit).read_to_end(&mut out).map_err(|e| format!("lz4: {e}"))?;
+            d.take(limit)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("lz4: {e}"))?;
         }
         "zstd" => {
             let d = zstd::stream::read::Decoder::new(data).map_err(|e| format!("zstd: {e}"))?;
-            d.take(limit).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
+            d.take(limit)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zstd: {e}"))?;
         }
         other => return Err(format!("unsupported compression {other:?}")),
     }
     if out.len() != want {
-        return Err(format!("decompressed to {} bytes, header says {want}", out.len()));
+        return Err(format!(
+            "decompressed to {} bytes, header says {want}",
+            out.len()
+        ));
     }
     if h.uncompressed_crc != 0 {
         let got = crc32fast::hash(&out);
         if got != h.uncompressed_crc {
-            return Err(format!("CRC mismatch (stored {:08x}, computed {got:08x})", h.uncompressed_crc));
+            return Err(format!(
+                "CRC mismatch (stored {:08x}, computed {got:08x})",
+                h.uncompressed_crc
+            ));
         }
     }
     Ok(out)
@@ -449,13 +590,18 @@ impl<'a> Iterator for RecordWalker<'a> {
         let at = self.off;
         if rest < 9 {
             self.off = self.buf.len();
-            return Some(Err(format!("record header at chunk offset {at} is cut short")));
+            return Some(Err(format!(
+                "record header at chunk offset {at} is cut short"
+            )));
         }
         let op = self.buf[at];
         let len = u64::from_le_bytes(self.buf[at + 1..at + 9].try_into().expect("8 bytes"));
         if len > (rest - 9) as u64 {
             self.off = self.buf.len();
-            return Some(Err(format!("record at chunk offset {at} claims {len} bytes, {} remain", rest - 9)));
+            return Some(Err(format!(
+                "record at chunk offset {at} claims {len} bytes, {} remain",
+                rest - 9
+            )));
         }
         let body = &self.buf[at + 9..at + 9 + len as usize];
         self.off = at + 9 + len as usize;

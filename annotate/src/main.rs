@@ -64,7 +64,12 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 } else {
                     for p in &ins.problems {
-                        eprintln!("error: {}: byte {}: {}", file.display(), p.offset, p.message);
+                        eprintln!(
+                            "error: {}: byte {}: {}",
+                            file.display(),
+                            p.offset,
+                            p.message
+                        );
                     }
                     ExitCode::from(1)
                 }

@@ -1,7 +1,7 @@
 //! Writes one frame of every simulated camera as binary PPM/PGM files, to look at the scene:
 //! `cargo run --release -p demotape-hal --example render_frames -- OUT_DIR [SECONDS]`.
-use hal::sim::{SimConfig, SimEpisode};
 use hal::Payload;
+use hal::sim::{SimConfig, SimEpisode};
 use std::io::Write;
 
 fn main() -> std::io::Result<()> {
@@ -21,14 +21,24 @@ fn main() -> std::io::Result<()> {
                 if t < at || !done.insert(s.stream) {
                     continue;
                 }
-                let name = streams[s.stream].topic.trim_start_matches('/').replace('/', "_");
-                let mut f = std::fs::File::create(out.join(format!("{name}.{}", if img.encoding == "rgb8" { "ppm" } else { "pgm" })))?;
+                let name = streams[s.stream]
+                    .topic
+                    .trim_start_matches('/')
+                    .replace('/', "_");
+                let mut f = std::fs::File::create(out.join(format!(
+                    "{name}.{}",
+                    if img.encoding == "rgb8" { "ppm" } else { "pgm" }
+                )))?;
                 if img.encoding == "rgb8" {
                     write!(f, "P6\n{} {}\n255\n", img.width, img.height)?;
                     f.write_all(&img.data)?;
                 } else {
                     write!(f, "P5\n{} {}\n255\n", img.width, img.height)?;
-                    let px: Vec<u8> = img.data.chunks(2).map(|c| (u16::from_le_bytes([c[0], c[1]]) / 8).min(255) as u8).collect();
+                    let px: Vec<u8> = img
+                        .data
+                        .chunks(2)
+                        .map(|c| (u16::from_le_bytes([c[0], c[1]]) / 8).min(255) as u8)
+                        .collect();
                     f.write_all(&px)?;
                 }
             }

@@ -39,13 +39,48 @@ impl ArmModel {
     pub fn sim_default(prefix: &str) -> Self {
         use std::f64::consts::FRAC_PI_2 as H;
         let links = vec![
-            DhLink { a: 0.0, d: 0.333, alpha: 0.0, theta_offset: 0.0 },
-            DhLink { a: 0.0, d: 0.0, alpha: -H, theta_offset: 0.0 },
-            DhLink { a: 0.0, d: 0.316, alpha: H, theta_offset: 0.0 },
-            DhLink { a: 0.0825, d: 0.0, alpha: H, theta_offset: 0.0 },
-            DhLink { a: -0.0825, d: 0.384, alpha: -H, theta_offset: 0.0 },
-            DhLink { a: 0.0, d: 0.0, alpha: H, theta_offset: 0.0 },
-            DhLink { a: 0.088, d: 0.0, alpha: H, theta_offset: 0.0 },
+            DhLink {
+                a: 0.0,
+                d: 0.333,
+                alpha: 0.0,
+                theta_offset: 0.0,
+            },
+            DhLink {
+                a: 0.0,
+                d: 0.0,
+                alpha: -H,
+                theta_offset: 0.0,
+            },
+            DhLink {
+                a: 0.0,
+                d: 0.316,
+                alpha: H,
+                theta_offset: 0.0,
+            },
+            DhLink {
+                a: 0.0825,
+                d: 0.0,
+                alpha: H,
+                theta_offset: 0.0,
+            },
+            DhLink {
+                a: -0.0825,
+                d: 0.384,
+                alpha: -H,
+                theta_offset: 0.0,
+            },
+            DhLink {
+                a: 0.0,
+                d: 0.0,
+                alpha: H,
+                theta_offset: 0.0,
+            },
+            DhLink {
+                a: 0.088,
+                d: 0.0,
+                alpha: H,
+                theta_offset: 0.0,
+            },
         ];
         ArmModel {
             joint_names: (1..=7).map(|i| format!("{prefix}joint{i}")).collect(),
@@ -94,7 +129,11 @@ impl ArmModel {
             t *= link_transform(link, *qi);
             out.push(t.translation.vector);
         }
-        out.push((t * Isometry3::translation(0.0, 0.0, self.tool_d)).translation.vector);
+        out.push(
+            (t * Isometry3::translation(0.0, 0.0, self.tool_d))
+                .translation
+                .vector,
+        );
         out
     }
 
@@ -157,10 +196,7 @@ mod tests {
         let arm = ArmModel::sim_default("right_");
         let home = ArmModel::home();
         let start = arm.fk(home.as_slice());
-        let target = Isometry3::from_parts(
-            Translation3::new(0.05, -0.1, 0.10),
-            start.rotation,
-        );
+        let target = Isometry3::from_parts(Translation3::new(0.05, -0.1, 0.10), start.rotation);
         let mut q = home;
         let mut err = f64::MAX;
         for _ in 0..200 {

@@ -44,5 +44,9 @@ pub trait Source: Send + 'static {
     /// The streams this source will produce, indexed by [`Sample::stream`].
     fn streams(&self) -> Vec<StreamSpec>;
     /// Produce samples until done or until `stop` is cancelled.
-    fn run(self: Box<Self>, sink: std::sync::Arc<dyn SampleSink>, stop: CancellationToken) -> SourceFuture;
+    fn run(
+        self: Box<Self>,
+        sink: std::sync::Arc<dyn SampleSink>,
+        stop: CancellationToken,
+    ) -> SourceFuture;
 }

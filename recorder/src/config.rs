@@ -149,7 +149,9 @@ impl Config {
         let s = &self.sim;
         for c in &s.depth_cameras {
             if !s.rgb_cameras.contains(c) {
-                return Err(format!("sim.depth_cameras: {c:?} is not in sim.rgb_cameras"));
+                return Err(format!(
+                    "sim.depth_cameras: {c:?} is not in sim.rgb_cameras"
+                ));
             }
         }
         for (k, v) in [
@@ -162,12 +164,22 @@ impl Config {
                 return Err(format!("sim.{k} = {v} must be in (0, 100000]"));
             }
         }
-        if s.image_width == 0 || s.image_height == 0 || s.image_width > 8192 || s.image_height > 8192 {
+        if s.image_width == 0
+            || s.image_height == 0
+            || s.image_width > 8192
+            || s.image_height > 8192
+        {
             return Err("sim.image_width/height must be in 1..=8192".into());
         }
         let f = &s.failures;
-        if [f.slip, f.drop, f.miss].iter().any(|p| !(0.0..=1.0).contains(p)) || f.slip + f.drop + f.miss > 1.0 {
-            return Err("sim.failures: probabilities must be in [0, 1] and sum to at most 1".into());
+        if [f.slip, f.drop, f.miss]
+            .iter()
+            .any(|p| !(0.0..=1.0).contains(p))
+            || f.slip + f.drop + f.miss > 1.0
+        {
+            return Err(
+                "sim.failures: probabilities must be in [0, 1] and sum to at most 1".into(),
+            );
         }
         Ok(())
     }
@@ -177,7 +189,13 @@ impl Config {
 pub fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     if out.is_empty() { "robot".into() } else { out }
@@ -195,11 +213,18 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_file_and_key() {
-        let e = Config::parse("[recorder]\nflush_interval_ms = 900\n", Path::new("x.toml")).unwrap_err();
+        let e = Config::parse("[recorder]\nflush_interval_ms = 900\n", Path::new("x.toml"))
+            .unwrap_err();
         let m = e.to_string();
-        assert!(m.contains("x.toml") && m.contains("flush_interval_ms"), "{m}");
+        assert!(
+            m.contains("x.toml") && m.contains("flush_interval_ms"),
+            "{m}"
+        );
         let e = Config::parse("[recorder]\nnope = 1\n", Path::new("y.toml")).unwrap_err();
-        assert!(e.to_string().contains("y.toml") && e.to_string().contains("nope"), "{e}");
+        assert!(
+            e.to_string().contains("y.toml") && e.to_string().contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]

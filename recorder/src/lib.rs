@@ -19,6 +19,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use writer::{EpisodeMeta, EpisodeSummary, EpisodeWriter, WriterOptions};
 
+/// Bounds of the capture queue.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
 /// Record `source` into the MCAP file at `path` until the source ends or `stop` is cancelled.
 ///
 /// The writer runs on its own thread; the source only ever pushes into the bounded queue.
@@ -30,12 +37,11 @@ pub fn record_episode(
     path: &Path,
     opts: &WriterOptions,
     meta: &EpisodeMeta,
-    queue_max_messages: usize,
-    queue_max_bytes: usize,
+    limits: QueueLimits,
     stop: CancellationToken,
 ) -> anyhow::Result<EpisodeSummary> {
     let streams = source.streams();
-    let (queue, rx) = CaptureQueue::new(streams.len(), queue_max_messages, queue_max_bytes);
+    let (queue, rx) = CaptureQueue::new(streams.len(), limits.messages, limits.bytes);
     let stats = queue.stats.clone();
     let mut writer = EpisodeWriter::create(path, &streams, opts, meta)?;
     let flush_every = opts.flush_interval;
@@ -50,7 +56,9 @@ pub fn record_episode(
                     let wait = flush_every.saturating_sub(last_flush.elapsed());
                     match rx.recv_timeout(wait) {
                         Ok(Item::Sample { sample, bytes }) => {
-                            stats.bytes_in_flight.fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+                            stats
+                                .bytes_in_flight
+                                .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
                             writer.write_sample(sample)?;
                         }
                         Err(RecvTimeoutError::Timeout) => {}

@@ -88,7 +88,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim { out, episodes, duration, seed, first_index, load, config, json } => {
+        Command::Sim {
+            out,
+            episodes,
+            duration,
+            seed,
+            first_index,
+            load,
+            config,
+            json,
+        } => {
             let mut cfg = match &config {
                 Some(p) => Config::load(p)?,
                 None => Config::default(),
@@ -99,7 +108,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 };
                 let seed0 = cfg.sim.seed;
-                cfg.sim = hal::sim::SimConfig { seed: seed0, failures: cfg.sim.failures.clone(), ..preset };
+                cfg.sim = hal::sim::SimConfig {
+                    seed: seed0,
+                    failures: cfg.sim.failures.clone(),
+                    ..preset
+                };
             }
             if let Some(o) = out {
                 cfg.recorder.out_dir = o;
@@ -111,14 +124,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: --duration must be in (0, 86400] seconds");
                 return Ok(ExitCode::from(2));
             }
-            cfg.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+            cfg.validate()
+                .map_err(anyhow::Error::msg)
+                .context("invalid configuration")?;
             let stop = CancellationToken::new();
             let s2 = stop.clone();
             let mut interrupted = false;
             ctrlc_handler(s2);
-            let job = SimJob { episodes, duration_s: duration, first_index, load };
+            let job = SimJob {
+                episodes,
+                duration_s: duration,
+                first_index,
+                load,
+            };
             if !json {
-                println!("{:<60} {:>9} {:>7} {:>10} {:>8}", "episode", "messages", "drops", "MB", "outcome");
+                println!(
+                    "{:<60} {:>9} {:>7} {:>10} {:>8}",
+                    "episode", "messages", "drops", "MB", "outcome"
+                );
             }
             let summaries = recorder::sim::run(&cfg, &job, stop.clone(), |s, truth| {
                 if json {
@@ -141,7 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let drops: u64 = summaries.iter().map(|s| s.total_drops()).sum();
             if drops > 0 {
-                eprintln!("warning: {drops} samples were dropped; per-channel counts are in each episode");
+                eprintln!(
+                    "warning: {drops} samples were dropped; per-channel counts are in each episode"
+                );
                 return Ok(ExitCode::from(3));
             }
             if interrupted {
@@ -155,15 +180,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Ctrl-C / SIGTERM: stop the current episode cleanly (the file is finished and indexed).
 fn ctrlc_handler(stop: CancellationToken) {
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(_) => return,
         };
         rt.block_on(async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},

@@ -6,8 +6,8 @@
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hal::{Sample, SampleSink};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// What travels to the writer.
 pub enum Item {
@@ -23,7 +23,10 @@ pub struct QueueStats {
 
 impl QueueStats {
     pub fn drops_snapshot(&self) -> Vec<u64> {
-        self.drops.iter().map(|d| d.load(Ordering::Relaxed)).collect()
+        self.drops
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .collect()
     }
 }
 
@@ -35,14 +38,25 @@ pub struct CaptureQueue {
 }
 
 impl CaptureQueue {
-    pub fn new(streams: usize, max_messages: usize, max_bytes: usize) -> (Arc<Self>, Receiver<Item>) {
+    pub fn new(
+        streams: usize,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> (Arc<Self>, Receiver<Item>) {
         let (tx, rx) = crossbeam_channel::bounded(max_messages);
         let stats = Arc::new(QueueStats {
             drops: (0..streams).map(|_| AtomicU64::new(0)).collect(),
             bytes_in_flight: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
         });
-        (Arc::new(CaptureQueue { tx, max_bytes, stats }), rx)
+        (
+            Arc::new(CaptureQueue {
+                tx,
+                max_bytes,
+                stats,
+            }),
+            rx,
+        )
     }
 
     fn count_drop(&self, stream: usize) {
@@ -60,17 +74,26 @@ impl SampleSink for CaptureQueue {
             return false;
         }
         let bytes = sample.payload.approx_bytes();
-        let before = self.stats.bytes_in_flight.fetch_add(bytes, Ordering::AcqRel);
+        let before = self
+            .stats
+            .bytes_in_flight
+            .fetch_add(bytes, Ordering::AcqRel);
         if before + bytes > self.max_bytes {
-            self.stats.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+            self.stats
+                .bytes_in_flight
+                .fetch_sub(bytes, Ordering::AcqRel);
             self.count_drop(stream);
             return false;
         }
-        self.stats.peak_bytes.fetch_max(before + bytes, Ordering::Relaxed);
+        self.stats
+            .peak_bytes
+            .fetch_max(before + bytes, Ordering::Relaxed);
         match self.tx.try_send(Item::Sample { sample, bytes }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+                self.stats
+                    .bytes_in_flight
+                    .fetch_sub(bytes, Ordering::AcqRel);
                 self.count_drop(stream);
                 false
             }
@@ -81,8 +104,8 @@ impl SampleSink for CaptureQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hal::msgs::WrenchStamped;
     use hal::Payload;
+    use hal::msgs::WrenchStamped;
 
     fn sample(stream: usize) -> Sample {
         Sample {

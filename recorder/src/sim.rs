@@ -23,7 +23,8 @@ pub struct SimJob {
 pub fn episode_stem(out: &Path, robot: &str, start_ns: u64, seq: u64) -> PathBuf {
     let robot = sanitize(robot);
     let t = chrono::DateTime::from_timestamp_nanos(start_ns as i64);
-    out.join(&robot).join(format!("{robot}_{}_{seq:04}", t.format("%Y%m%dT%H%M%SZ")))
+    out.join(&robot)
+        .join(format!("{robot}_{}_{seq:04}", t.format("%Y%m%dT%H%M%SZ")))
 }
 
 /// Record `job.episodes` simulated episodes. Returns each episode's summary; stops early
@@ -41,7 +42,8 @@ pub fn run(
         .context("starting the async runtime")?;
     let r = &cfg.recorder;
     let dir = r.out_dir.join(sanitize(&r.robot_id));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating output directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating output directory {}", dir.display()))?;
     let opts = WriterOptions {
         flush_interval: std::time::Duration::from_millis(r.flush_interval_ms),
         chunk_size: r.chunk_size_bytes,
@@ -61,7 +63,10 @@ pub fn run(
         let path = PathBuf::from(format!("{}.mcap", stem.display()));
         let meta = EpisodeMeta {
             robot_id: r.robot_id.clone(),
-            episode_id: stem.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            episode_id: stem
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             sequence: index,
             task: r.task.clone(),
             operator: r.operator.clone(),
@@ -83,13 +88,16 @@ pub fn run(
             &path,
             &opts,
             &meta,
-            r.queue_max_messages,
-            r.queue_max_bytes,
+            crate::QueueLimits {
+                messages: r.queue_max_messages,
+                bytes: r.queue_max_bytes,
+            },
             stop.clone(),
         )
         .with_context(|| format!("recording episode {}", path.display()))?;
         let truth_path = PathBuf::from(format!("{}.truth.json", stem.display()));
-        let f = std::fs::File::create(&truth_path).with_context(|| format!("writing {}", truth_path.display()))?;
+        let f = std::fs::File::create(&truth_path)
+            .with_context(|| format!("writing {}", truth_path.display()))?;
         serde_json::to_writer(std::io::BufWriter::new(f), &truth)
             .with_context(|| format!("writing {}", truth_path.display()))?;
         on_episode(&summary, &truth);

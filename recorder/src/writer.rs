@@ -126,10 +126,20 @@ impl EpisodeWriter {
         opts: &WriterOptions,
         meta: &EpisodeMeta,
     ) -> Result<Self, WriteError> {
-        let io = |source| WriteError::Io { path: path.into(), source };
-        let mc = |source| WriteError::Mcap { path: path.into(), source };
+        let io = |source| WriteError::Io {
+            path: path.into(),
+            source,
+        };
+        let mc = |source| WriteError::Mcap {
+            path: path.into(),
+            source,
+        };
         // Never overwrite an existing episode.
-        let file = File::options().write(true).create_new(true).open(path).map_err(io)?;
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
         let compression = match opts.compression {
             Compression::Lz4 => Some(mcap::Compression::Lz4),
             Compression::Zstd => Some(mcap::Compression::Zstd),
@@ -144,7 +154,10 @@ impl EpisodeWriter {
             .map_err(mc)?;
 
         let mut schema_ids: BTreeMap<&'static str, u16> = BTreeMap::new();
-        let mut schema = |w: &mut mcap::Writer<_>, name: &'static str, text: String| -> Result<u16, WriteError> {
+        let mut schema = |w: &mut mcap::Writer<_>,
+                          name: &'static str,
+                          text: String|
+         -> Result<u16, WriteError> {
             if let Some(id) = schema_ids.get(name) {
                 return Ok(*id);
             }
@@ -152,15 +165,28 @@ impl EpisodeWriter {
             schema_ids.insert(name, id);
             Ok(id)
         };
-        let qos = |m: Modality| if matches!(m, Modality::Rgb | Modality::Depth) { QOS_SENSOR } else { QOS_RELIABLE };
+        let qos = |m: Modality| {
+            if matches!(m, Modality::Rgb | Modality::Depth) {
+                QOS_SENSOR
+            } else {
+                QOS_RELIABLE
+            }
+        };
         let mut channel_ids = Vec::new();
         let mut devices: Vec<DeviceState> = Vec::new();
         let mut stream_device = Vec::new();
-        let clock_schema = schema(&mut w, ClockObservations::TYPE_NAME, ClockObservations::schema_text())?;
+        let clock_schema = schema(
+            &mut w,
+            ClockObservations::TYPE_NAME,
+            ClockObservations::schema_text(),
+        )?;
         for s in streams {
             let sid = schema(&mut w, s.modality.type_name(), s.modality.schema_text())?;
             let md = BTreeMap::from([
-                ("offered_qos_profiles".to_string(), qos(s.modality).to_string()),
+                (
+                    "offered_qos_profiles".to_string(),
+                    qos(s.modality).to_string(),
+                ),
                 ("demotape.device".to_string(), s.device.clone()),
             ]);
             channel_ids.push(w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?);
@@ -168,13 +194,21 @@ impl EpisodeWriter {
                 Some(i) => i,
                 None => {
                     let topic = format!("/demotape/clock/{}", crate::config::sanitize(&s.device));
-                    let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
-                    let channel = w.add_channel(clock_schema, &topic, "cdr", &md).map_err(mc)?;
+                    let md = BTreeMap::from([(
+                        "offered_qos_profiles".to_string(),
+                        QOS_RELIABLE.to_string(),
+                    )]);
+                    let channel = w
+                        .add_channel(clock_schema, &topic, "cdr", &md)
+                        .map_err(mc)?;
                     devices.push(DeviceState {
                         name: s.device.clone(),
                         channel,
                         mapper: WindowMinOffset::default(),
-                        batch: ClockObservations { device: s.device.clone(), ..Default::default() },
+                        batch: ClockObservations {
+                            device: s.device.clone(),
+                            ..Default::default()
+                        },
                         sequence: 0,
                     });
                     devices.len() - 1
@@ -184,7 +218,9 @@ impl EpisodeWriter {
         }
         let ev_schema = schema(&mut w, EpisodeEvent::TYPE_NAME, EpisodeEvent::schema_text())?;
         let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
-        let events_channel = w.add_channel(ev_schema, "/demotape/events", "cdr", &md).map_err(mc)?;
+        let events_channel = w
+            .add_channel(ev_schema, "/demotape/events", "cdr", &md)
+            .map_err(mc)?;
 
         let mut m = BTreeMap::from([
             ("robot_id".to_string(), meta.robot_id.clone()),
@@ -194,11 +230,18 @@ impl EpisodeWriter {
             ("operator".to_string(), meta.operator.clone()),
             ("source".to_string(), meta.source.clone()),
             ("start_ns".to_string(), meta.start_ns.to_string()),
-            ("software".to_string(), concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")).to_string()),
+            (
+                "software".to_string(),
+                concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")).to_string(),
+            ),
             ("config".to_string(), meta.config_toml.clone()),
         ]);
         m.extend(meta.extra.clone());
-        w.write_metadata(&mcap::records::Metadata { name: "demotape.episode".into(), metadata: m }).map_err(mc)?;
+        w.write_metadata(&mcap::records::Metadata {
+            name: "demotape.episode".into(),
+            metadata: m,
+        })
+        .map_err(mc)?;
 
         let n = streams.len();
         let mut me = EpisodeWriter {
@@ -217,41 +260,73 @@ impl EpisodeWriter {
             last_host_ns: meta.start_ns,
             start_ns: meta.start_ns,
         };
-        me.event(meta.start_ns, "start", "", 0, &format!("episode {}", meta.episode_id))?;
+        me.event(
+            meta.start_ns,
+            "start",
+            "",
+            0,
+            &format!("episode {}", meta.episode_id),
+        )?;
         // Make the header, schemas, channels and metadata durable right away.
-        me.mcap.flush().map_err(|source| WriteError::Mcap { path: path.into(), source })?;
+        me.mcap.flush().map_err(|source| WriteError::Mcap {
+            path: path.into(),
+            source,
+        })?;
         Ok(me)
     }
 
     fn mcap_err(&self, source: mcap::McapError) -> WriteError {
-        WriteError::Mcap { path: self.path.clone(), source }
+        WriteError::Mcap {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Write an event on `/demotape/events`.
-    pub fn event(&mut self, t_ns: u64, kind: &str, topic: &str, count: u64, detail: &str) -> Result<(), WriteError> {
+    pub fn event(
+        &mut self,
+        t_ns: u64,
+        kind: &str,
+        topic: &str,
+        count: u64,
+        detail: &str,
+    ) -> Result<(), WriteError> {
         let ev = EpisodeEvent {
-            header: Header { stamp: Time::from_nanos(t_ns), frame_id: String::new() },
+            header: Header {
+                stamp: Time::from_nanos(t_ns),
+                frame_id: String::new(),
+            },
             kind: kind.into(),
             topic: topic.into(),
             count,
             detail: detail.into(),
         };
         self.buf.clear();
-        ev.encode_into(&mut self.buf).map_err(|source| WriteError::Encode {
-            path: self.path.clone(),
-            topic: "/demotape/events".into(),
-            source,
-        })?;
-        let h = MessageHeader { channel_id: self.events_channel, sequence: self.events_seq, log_time: t_ns, publish_time: t_ns };
+        ev.encode_into(&mut self.buf)
+            .map_err(|source| WriteError::Encode {
+                path: self.path.clone(),
+                topic: "/demotape/events".into(),
+                source,
+            })?;
+        let h = MessageHeader {
+            channel_id: self.events_channel,
+            sequence: self.events_seq,
+            log_time: t_ns,
+            publish_time: t_ns,
+        };
         self.events_seq = self.events_seq.wrapping_add(1);
-        self.mcap.write_to_known_channel(&h, &self.buf).map_err(|e| self.mcap_err(e))
+        self.mcap
+            .write_to_known_channel(&h, &self.buf)
+            .map_err(|e| self.mcap_err(e))
     }
 
     /// Synchronize, stamp, encode and append one sample.
     pub fn write_sample(&mut self, mut s: Sample) -> Result<(), WriteError> {
         let i = s.stream;
         let dev = &mut self.devices[self.stream_device[i]];
-        let mapped = dev.mapper.observe(s.device_stamp_us, s.host_receive_ns, s.boot_id);
+        let mapped = dev
+            .mapper
+            .observe(s.device_stamp_us, s.host_receive_ns, s.boot_id);
         if dev.batch.boot_id != s.boot_id && !dev.batch.device_stamp_us.is_empty() {
             // a counter restart ends the batch: one batch never mixes two boots
             let now = s.host_receive_ns;
@@ -265,18 +340,25 @@ impl EpisodeWriter {
         dev.batch.mapped_ns.push(mapped);
         s.payload.header_mut().stamp = Time::from_nanos(mapped);
         self.buf.clear();
-        s.payload.encode_into(&mut self.buf).map_err(|source| WriteError::Encode {
-            path: self.path.clone(),
-            topic: self.streams[i].topic.clone(),
-            source,
-        })?;
+        s.payload
+            .encode_into(&mut self.buf)
+            .map_err(|source| WriteError::Encode {
+                path: self.path.clone(),
+                topic: self.streams[i].topic.clone(),
+                source,
+            })?;
         let h = MessageHeader {
             channel_id: self.channel_ids[i],
             sequence: s.sequence as u32,
             log_time: mapped,
             publish_time: s.host_receive_ns,
         };
-        self.mcap.write_to_known_channel(&h, &self.buf).map_err(|e| WriteError::Mcap { path: self.path.clone(), source: e })?;
+        self.mcap
+            .write_to_known_channel(&h, &self.buf)
+            .map_err(|e| WriteError::Mcap {
+                path: self.path.clone(),
+                source: e,
+            })?;
         self.counts[i] += 1;
         self.bytes[i] += self.buf.len() as u64;
         self.last_host_ns = self.last_host_ns.max(s.host_receive_ns);
@@ -290,19 +372,37 @@ impl EpisodeWriter {
         }
         let mut batch = std::mem::replace(
             &mut dev.batch,
-            ClockObservations { device: dev.name.clone(), ..Default::default() },
+            ClockObservations {
+                device: dev.name.clone(),
+                ..Default::default()
+            },
         );
         let t = batch.host_receive_ns.last().copied().unwrap_or(now);
-        batch.header = Header { stamp: Time::from_nanos(t), frame_id: dev.name.clone() };
-        let h = MessageHeader { channel_id: dev.channel, sequence: dev.sequence, log_time: t, publish_time: t };
+        batch.header = Header {
+            stamp: Time::from_nanos(t),
+            frame_id: dev.name.clone(),
+        };
+        let h = MessageHeader {
+            channel_id: dev.channel,
+            sequence: dev.sequence,
+            log_time: t,
+            publish_time: t,
+        };
         dev.sequence = dev.sequence.wrapping_add(1);
         self.buf.clear();
-        batch.encode_into(&mut self.buf).map_err(|source| WriteError::Encode {
-            path: self.path.clone(),
-            topic: format!("/demotape/clock/{}", batch.device),
-            source,
-        })?;
-        self.mcap.write_to_known_channel(&h, &self.buf).map_err(|e| WriteError::Mcap { path: self.path.clone(), source: e })
+        batch
+            .encode_into(&mut self.buf)
+            .map_err(|source| WriteError::Encode {
+                path: self.path.clone(),
+                topic: format!("/demotape/clock/{}", batch.device),
+                source,
+            })?;
+        self.mcap
+            .write_to_known_channel(&h, &self.buf)
+            .map_err(|e| WriteError::Mcap {
+                path: self.path.clone(),
+                source: e,
+            })
     }
 
     /// Write clock batches and new drop counts, close the chunk and hand it to the OS.
@@ -317,14 +417,25 @@ impl EpisodeWriter {
                 let delta = d - self.drops_written[i];
                 self.drops_written[i] = d;
                 let topic = self.streams[i].topic.clone();
-                self.event(now, "drop", &topic, delta, &format!("{delta} samples dropped (capture queue full); {d} in total"))?;
+                self.event(
+                    now,
+                    "drop",
+                    &topic,
+                    delta,
+                    &format!("{delta} samples dropped (capture queue full); {d} in total"),
+                )?;
             }
         }
         self.mcap.flush().map_err(|e| self.mcap_err(e))
     }
 
     /// Final flush, the closing metadata records and the MCAP summary section.
-    pub fn finish(mut self, drops: &[u64], end_ns: u64, peak_queue_bytes: usize) -> Result<EpisodeSummary, WriteError> {
+    pub fn finish(
+        mut self,
+        drops: &[u64],
+        end_ns: u64,
+        peak_queue_bytes: usize,
+    ) -> Result<EpisodeSummary, WriteError> {
         self.flush(drops)?;
         let end = end_ns.max(self.last_host_ns);
         let total: u64 = self.counts.iter().sum();
@@ -342,28 +453,59 @@ impl EpisodeWriter {
             .collect();
         let channels: BTreeMap<String, String> = streams
             .iter()
-            .map(|s| (s.topic.clone(), serde_json::to_string(s).unwrap_or_default()))
+            .map(|s| {
+                (
+                    s.topic.clone(),
+                    serde_json::to_string(s).unwrap_or_default(),
+                )
+            })
             .collect();
-        let sync: BTreeMap<String, SyncReport> =
-            self.devices.iter().map(|d| (d.name.clone(), d.mapper.report())).collect();
-        let sync_md: BTreeMap<String, String> =
-            sync.iter().map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_default())).collect();
+        let sync: BTreeMap<String, SyncReport> = self
+            .devices
+            .iter()
+            .map(|d| (d.name.clone(), d.mapper.report()))
+            .collect();
+        let sync_md: BTreeMap<String, String> = sync
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_default()))
+            .collect();
         let end_md = BTreeMap::from([
             ("end_ns".to_string(), end.to_string()),
             ("messages".to_string(), total.to_string()),
             ("drops".to_string(), drops.iter().sum::<u64>().to_string()),
             ("peak_queue_bytes".to_string(), peak_queue_bytes.to_string()),
         ]);
-        for (name, metadata) in [("demotape.channels", channels), ("demotape.sync", sync_md), ("demotape.episode_end", end_md)] {
+        for (name, metadata) in [
+            ("demotape.channels", channels),
+            ("demotape.sync", sync_md),
+            ("demotape.episode_end", end_md),
+        ] {
             self.mcap
-                .write_metadata(&mcap::records::Metadata { name: name.into(), metadata })
-                .map_err(|e| WriteError::Mcap { path: self.path.clone(), source: e })?;
+                .write_metadata(&mcap::records::Metadata {
+                    name: name.into(),
+                    metadata,
+                })
+                .map_err(|e| WriteError::Mcap {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
         }
         self.mcap.finish().map_err(|e| self.mcap_err(e))?;
         let path = self.path.clone();
         let mut inner = self.mcap.into_inner();
-        std::io::Write::flush(&mut inner).map_err(|source| WriteError::Io { path: path.clone(), source })?;
+        std::io::Write::flush(&mut inner).map_err(|source| WriteError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        Ok(EpisodeSummary { path, streams, sync, start_ns: self.start_ns, end_ns: end, file_bytes, peak_queue_bytes })
+        Ok(EpisodeSummary {
+            path,
+            streams,
+            sync,
+            start_ns: self.start_ns,
+            end_ns: end,
+            file_bytes,
+            peak_queue_bytes,
+        })
     }
 }

@@ -113,7 +113,9 @@ impl ClockMapper for WindowMinOffset {
         // envelope is still biased by delay).
         match self.start_host {
             None => self.start_host = Some(host_receive_ns),
-            Some(s) if self.first.is_none() && host_receive_ns >= s + self.window_ns => self.first = Some(now),
+            Some(s) if self.first.is_none() && host_receive_ns >= s + self.window_ns => {
+                self.first = Some(now)
+            }
             _ => {}
         }
         self.last_min = Some(now);
@@ -190,7 +192,10 @@ mod tests {
         for (i, drift) in [-100.0, 0.0, 37.0, 100.0].into_iter().enumerate() {
             let (ours, naive) = run(drift, i as u64);
             assert!(ours < 400_000.0, "drift {drift}: p99 {ours} ns");
-            assert!(ours * 5.0 < naive, "drift {drift}: ours {ours} naive {naive}");
+            assert!(
+                ours * 5.0 < naive,
+                "drift {drift}: ours {ours} naive {naive}"
+            );
         }
     }
 

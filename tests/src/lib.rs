@@ -16,7 +16,9 @@ pub fn python() -> PathBuf {
     let p = match std::env::var_os("DEMOTAPE_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/root".into());
             home.join(".cache/demotape/venv/bin/python")
         }
     };
@@ -30,7 +32,9 @@ pub fn python() -> PathBuf {
 
 /// Path of a script under `tests/python`.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }
 
 /// Run a Python script, returning stdout; panics with stderr on failure.
@@ -54,18 +58,33 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> -> target/<profile>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut c = Command::new(cargo);
-        c.args(["build", "--bins", "-p", "demotape-recorder", "-p", "demotape-annotate"]);
+        c.args([
+            "build",
+            "--bins",
+            "-p",
+            "demotape-recorder",
+            "-p",
+            "demotape-annotate",
+        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             c.arg("--release");
         }
         if let Some(target) = dir.parent() {
             c.env("CARGO_TARGET_DIR", target);
         }
-        c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root"));
+        c.current_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root"),
+        );
         let st = c.status().expect("running cargo build");
         assert!(st.success(), "building the binaries failed");
     });
@@ -75,20 +94,45 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Record simulated episodes in-process (the same code path as `demotape-recorder sim`).
-pub fn record_sim(out: &Path, load: &str, seed: u64, first_index: u64, episodes: u64, duration_s: f64) -> Vec<(EpisodeSummary, Truth)> {
-    let mut cfg = Config::default();
-    cfg.sim = SimConfig { seed, ..SimConfig::preset(load).expect("load preset") };
+pub fn record_sim(
+    out: &Path,
+    load: &str,
+    seed: u64,
+    first_index: u64,
+    episodes: u64,
+    duration_s: f64,
+) -> Vec<(EpisodeSummary, Truth)> {
+    let mut cfg = Config {
+        sim: SimConfig {
+            seed,
+            ..SimConfig::preset(load).expect("load preset")
+        },
+        ..Config::default()
+    };
     cfg.recorder.out_dir = out.into();
-    let job = SimJob { episodes, duration_s, first_index, load: load.into() };
+    let job = SimJob {
+        episodes,
+        duration_s,
+        first_index,
+        load: load.into(),
+    };
     let mut truths = Vec::new();
-    let sums = recorder::sim::run(&cfg, &job, tokio_util::sync::CancellationToken::new(), |_, t| truths.push(t.clone()))
-        .expect("recording");
+    let sums = recorder::sim::run(
+        &cfg,
+        &job,
+        tokio_util::sync::CancellationToken::new(),
+        |_, t| truths.push(t.clone()),
+    )
+    .expect("recording");
     sums.into_iter().zip(truths).collect()
 }
 
 /// Regenerate every sample the simulator produced for an episode, from its ground truth.
 pub fn regenerate(load: &str, truth: &Truth) -> (Vec<hal::StreamSpec>, Vec<Sample>) {
-    let cfg = SimConfig { seed: truth.seed, ..SimConfig::preset(load).expect("load preset") };
+    let cfg = SimConfig {
+        seed: truth.seed,
+        ..SimConfig::preset(load).expect("load preset")
+    };
     let mut ep = SimEpisode::new(&cfg, truth.episode_index, truth.duration_s, truth.t0_ns);
     let streams = ep.streams().to_vec();
     let mut all = Vec::new();
@@ -109,9 +153,16 @@ pub fn payload_crc(p: &Payload) -> u32 {
         }
         Payload::Wrench(m) => {
             let w = &m.wrench;
-            crc32fast::hash(&f64s(&[w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z]))
+            crc32fast::hash(&f64s(&[
+                w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z,
+            ]))
         }
-        Payload::Tactile(m) => crc32fast::hash(&m.pressure.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()),
+        Payload::Tactile(m) => crc32fast::hash(
+            &m.pressure
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
     }
 }
 

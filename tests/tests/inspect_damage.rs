@@ -8,15 +8,34 @@ use std::path::Path;
 use std::process::Command;
 
 fn inspect(path: &Path) -> (i32, serde_json::Value, String) {
-    let out = Command::new(bin("demotape")).arg("inspect").arg("--json").arg(path).output().unwrap();
+    let out = Command::new(bin("demotape"))
+        .arg("inspect")
+        .arg("--json")
+        .arg(path)
+        .output()
+        .unwrap();
     let code = out.status.code().expect("exited, not killed");
-    assert_ne!(code, 101, "demotape panicked: {}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(
+        code,
+        101,
+        "demotape panicked: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (code, json, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        code,
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn total(v: &serde_json::Value) -> u64 {
-    v["channels"].as_array().unwrap().iter().map(|c| c["messages"].as_u64().unwrap()).sum()
+    v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["messages"].as_u64().unwrap())
+        .sum()
 }
 
 #[test]
@@ -29,11 +48,34 @@ fn damaged_files_are_reported_precisely() {
     let (code, v, _) = inspect(&summary.path);
     assert_eq!(code, 0);
     assert_eq!(v["intact"], true);
-    assert_eq!(total(&v), summary.total_messages() + 2 + v["channels"].as_array().unwrap().iter().filter(|c| c["topic"].as_str().unwrap().starts_with("/demotape/clock/")).map(|c| c["messages"].as_u64().unwrap()).sum::<u64>());
-    let human = Command::new(bin("demotape")).arg("inspect").arg(&summary.path).output().unwrap();
+    assert_eq!(
+        total(&v),
+        summary.total_messages()
+            + 2
+            + v["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["topic"].as_str().unwrap().starts_with("/demotape/clock/"))
+                .map(|c| c["messages"].as_u64().unwrap())
+                .sum::<u64>()
+    );
+    let human = Command::new(bin("demotape"))
+        .arg("inspect")
+        .arg(&summary.path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&human.stdout);
-    for needle in ["/joint_states", "sensor_msgs/msg/Image", "intact", "clock sync"] {
-        assert!(text.contains(needle), "human output lacks {needle}:\n{text}");
+    for needle in [
+        "/joint_states",
+        "sensor_msgs/msg/Image",
+        "intact",
+        "clock sync",
+    ] {
+        assert!(
+            text.contains(needle),
+            "human output lacks {needle}:\n{text}"
+        );
     }
 
     // truncated at several points: exit 1, error names file and byte offset, prefix readable
@@ -44,10 +86,16 @@ fn damaged_files_are_reported_precisely() {
         std::fs::write(&p, &good[..cut]).unwrap();
         let (code, v, err) = inspect(&p);
         assert_eq!(code, 1, "truncated file must fail");
-        assert!(err.contains(&p.display().to_string()) && err.contains("byte "), "stderr: {err}");
+        assert!(
+            err.contains(&p.display().to_string()) && err.contains("byte "),
+            "stderr: {err}"
+        );
         assert_eq!(v["intact"], false);
         let t = total(&v);
-        assert!(t > last_total, "more of the file, more readable messages ({t} <= {last_total})");
+        assert!(
+            t > last_total,
+            "more of the file, more readable messages ({t} <= {last_total})"
+        );
         assert!(t < summary.total_messages());
         last_total = t;
     }
@@ -62,19 +110,30 @@ fn damaged_files_are_reported_precisely() {
     std::fs::write(&p, &bad).unwrap();
     let (code, v, err) = inspect(&p);
     assert_eq!(code, 1);
-    assert!(err.contains("corrupt.mcap") && err.contains("byte "), "{err}");
+    assert!(
+        err.contains("corrupt.mcap") && err.contains("byte "),
+        "{err}"
+    );
     let t = total(&v);
     assert!(t > 0 && t < summary.total_messages() + 1000, "{t}");
 
     // not MCAP at all
     let p = dir.path().join("junk.mcap");
     std::fs::write(&p, b"hello, this is not a recording").unwrap();
-    let out = Command::new(bin("demotape")).arg("inspect").arg(&p).output().unwrap();
+    let out = Command::new(bin("demotape"))
+        .arg("inspect")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.mcap: not an MCAP file"));
 
     // a missing file
-    let out = Command::new(bin("demotape")).arg("inspect").arg(dir.path().join("nope.mcap")).output().unwrap();
+    let out = Command::new(bin("demotape"))
+        .arg("inspect")
+        .arg(dir.path().join("nope.mcap"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.mcap"));
 }

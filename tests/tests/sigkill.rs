@@ -14,7 +14,16 @@ fn sigkill_loses_at_most_the_flush_interval() {
     for run in 0..3u64 {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(bin("demotape-recorder"))
-            .args(["sim", "--episodes", "1", "--duration", "30", "--seed", "5", "--first-index"])
+            .args([
+                "sim",
+                "--episodes",
+                "1",
+                "--duration",
+                "30",
+                "--seed",
+                "5",
+                "--first-index",
+            ])
             .arg(run.to_string())
             .arg("--out")
             .arg(dir.path())
@@ -40,7 +49,10 @@ fn sigkill_loses_at_most_the_flush_interval() {
         assert_eq!(index, run);
 
         // What the simulator had delivered by the kill, per topic, with and without the last 200 ms.
-        let cfg = SimConfig { seed: 5, ..SimConfig::default() };
+        let cfg = SimConfig {
+            seed: 5,
+            ..SimConfig::default()
+        };
         let mut ep = SimEpisode::new(&cfg, index, 30.0, t0);
         let streams = ep.streams().to_vec();
         let mut by_200 = HashMap::new();
@@ -57,14 +69,30 @@ fn sigkill_loses_at_most_the_flush_interval() {
                 }
             }
         }
-        let readable: HashMap<String, u64> = ins.channels.iter().map(|c| (c.topic.clone(), c.messages)).collect();
+        let readable: HashMap<String, u64> = ins
+            .channels
+            .iter()
+            .map(|c| (c.topic.clone(), c.messages))
+            .collect();
         for spec in &streams {
             let got = readable.get(&spec.topic).copied().unwrap_or(0);
             let floor = by_200.get(&spec.topic).copied().unwrap_or(0);
             let ceil = by_kill.get(&spec.topic).copied().unwrap_or(0);
-            assert!(got >= floor, "run {run}: {} has {got} readable, but {floor} were delivered more than 200 ms before the kill", spec.topic);
-            assert!(got <= ceil, "run {run}: {} has {got} readable, more than the {ceil} delivered", spec.topic);
+            assert!(
+                got >= floor,
+                "run {run}: {} has {got} readable, but {floor} were delivered more than 200 ms before the kill",
+                spec.topic
+            );
+            assert!(
+                got <= ceil,
+                "run {run}: {} has {got} readable, more than the {ceil} delivered",
+                spec.topic
+            );
         }
-        println!("run {run}: killed after {:.2} s, {} messages readable", (killed_at - t0) as f64 / 1e9, ins.messages);
+        println!(
+            "run {run}: killed after {:.2} s, {} messages readable",
+            (killed_at - t0) as f64 / 1e9,
+            ins.messages
+        );
     }
 }

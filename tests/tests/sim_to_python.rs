@@ -14,11 +14,22 @@ fn humanoid_ref_episodes_decode_in_python_with_the_simulated_values() {
     let mut sync_err = Vec::new();
     let mut naive_err = Vec::new();
     for (summary, truth) in &episodes {
-        assert_eq!(summary.total_drops(), 0, "drops at humanoid-ref: {:?}", summary.streams);
+        assert_eq!(
+            summary.total_drops(),
+            0,
+            "drops at humanoid-ref: {:?}",
+            summary.streams
+        );
         let digest: serde_json::Value =
-            serde_json::from_slice(&run_python("decode_mcap.py", &[&summary.path])).expect("digest json");
+            serde_json::from_slice(&run_python("decode_mcap.py", &[&summary.path]))
+                .expect("digest json");
         assert_eq!(digest["profile"], "ros2");
-        assert_eq!(digest["errors"].as_array().unwrap().len(), 0, "{}", digest["errors"]);
+        assert_eq!(
+            digest["errors"].as_array().unwrap().len(),
+            0,
+            "{}",
+            digest["errors"]
+        );
         for (name, enc) in digest["schemas"].as_object().unwrap() {
             assert_eq!(enc, "ros2msg", "schema {name}");
         }
@@ -31,10 +42,16 @@ fn humanoid_ref_episodes_decode_in_python_with_the_simulated_values() {
         for s in &samples {
             let topic = streams[s.stream].topic.clone();
             *per_topic.entry(topic.clone()).or_default() += 1;
-            expected.insert((topic, s.sequence), (payload_crc(&s.payload), s.host_receive_ns));
+            expected.insert(
+                (topic, s.sequence),
+                (payload_crc(&s.payload), s.host_receive_ns),
+            );
         }
-        let truth_capture: HashMap<&str, &Vec<u64>> =
-            truth.streams.iter().map(|s| (s.topic.as_str(), &s.capture_rel_ns)).collect();
+        let truth_capture: HashMap<&str, &Vec<u64>> = truth
+            .streams
+            .iter()
+            .map(|s| (s.topic.as_str(), &s.capture_rel_ns))
+            .collect();
         for spec in &streams {
             let ch = &channels
                 .get(&spec.topic)
@@ -54,8 +71,17 @@ fn humanoid_ref_episodes_decode_in_python_with_the_simulated_values() {
             for m in msgs {
                 let seq = m["seq"].as_u64().unwrap();
                 let (crc, host) = expected[&(spec.topic.clone(), seq)];
-                assert_eq!(m["crc"].as_u64().unwrap() as u32, crc, "{} seq {seq}: values differ", spec.topic);
-                assert_eq!(m["pub"].as_u64().unwrap(), host, "publish_time = host receive time");
+                assert_eq!(
+                    m["crc"].as_u64().unwrap() as u32,
+                    crc,
+                    "{} seq {seq}: values differ",
+                    spec.topic
+                );
+                assert_eq!(
+                    m["pub"].as_u64().unwrap(),
+                    host,
+                    "publish_time = host receive time"
+                );
                 let log = m["log"].as_u64().unwrap();
                 assert_eq!(m["stamp"].as_u64().unwrap(), log, "header.stamp = log_time");
                 assert!(log <= host, "capture time after receive time");
@@ -75,17 +101,34 @@ fn humanoid_ref_episodes_decode_in_python_with_the_simulated_values() {
             }
         }
         for spec in &streams {
-            assert!(obs.contains_key(&spec.device), "no clock channel for {}", spec.device);
+            assert!(
+                obs.contains_key(&spec.device),
+                "no clock channel for {}",
+                spec.device
+            );
         }
         let total_obs: u64 = obs.values().sum();
         assert_eq!(total_obs, samples.len() as u64);
         // events: start and stop
-        let kinds: Vec<&str> = channels["/demotape/events"]["messages"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = channels["/demotape/events"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["kind"].as_str().unwrap())
+            .collect();
         assert_eq!(kinds.first(), Some(&"start"));
         assert_eq!(kinds.last(), Some(&"stop"));
     }
-    let (s50, s99) = (percentile(&mut sync_err, 50.0), percentile(&mut sync_err, 99.0));
-    let (n50, n99) = (percentile(&mut naive_err, 50.0), percentile(&mut naive_err, 99.0));
-    println!("capture-time error vs truth (us): synced p50 {s50:.0} p99 {s99:.0}; naive receive p50 {n50:.0} p99 {n99:.0}");
+    let (s50, s99) = (
+        percentile(&mut sync_err, 50.0),
+        percentile(&mut sync_err, 99.0),
+    );
+    let (n50, n99) = (
+        percentile(&mut naive_err, 50.0),
+        percentile(&mut naive_err, 99.0),
+    );
+    println!(
+        "capture-time error vs truth (us): synced p50 {s50:.0} p99 {s99:.0}; naive receive p50 {n50:.0} p99 {n99:.0}"
+    );
     assert!(s99 < n99, "synced stamps must beat naive receive stamps");
 }

@@ -11,18 +11,20 @@
 pub mod plan;
 pub mod render;
 
-use crate::msgs::{Header, Image, JointState, TactileArray, Time, Vector3 as RosVec3, Wrench, WrenchStamped};
+use crate::msgs::{
+    Header, Image, JointState, TactileArray, Time, Vector3 as RosVec3, Wrench, WrenchStamped,
+};
 use crate::sample::{Modality, Payload, Sample, StreamSpec};
 use crate::source::{SampleSink, Source, SourceError, SourceFuture, SourceReport};
 use nalgebra::{Isometry3, Point3, UnitQuaternion, Vector3};
-use plan::{EpisodePlan, EpisodeParams, Outcome, PhaseSpan, WorldState};
+use plan::{EpisodeParams, EpisodePlan, Outcome, PhaseSpan, WorldState};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
 use render::{Intrinsics, Renderer, SceneBox, SceneGeom, look_at};
 use serde::{Deserialize, Serialize};
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +39,11 @@ pub struct FailureRates {
 
 impl Default for FailureRates {
     fn default() -> Self {
-        FailureRates { slip: 0.15, drop: 0.10, miss: 0.10 }
+        FailureRates {
+            slip: 0.15,
+            drop: 0.10,
+            miss: 0.10,
+        }
     }
 }
 
@@ -117,7 +123,14 @@ pub fn joint_names() -> Vec<String> {
     v.push("left_gripper_finger".into());
     v.extend(["waist_yaw", "waist_pitch", "head_pan", "head_tilt"].map(String::from));
     for side in ["left", "right"] {
-        for j in ["hip_yaw", "hip_roll", "hip_pitch", "knee", "ankle_pitch", "ankle_roll"] {
+        for j in [
+            "hip_yaw",
+            "hip_roll",
+            "hip_pitch",
+            "knee",
+            "ankle_pitch",
+            "ankle_roll",
+        ] {
             v.push(format!("{side}_{j}"));
         }
     }
@@ -179,10 +192,22 @@ pub struct StreamTruth {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
-    Camera { rgb: usize, depth: Option<usize>, cam: usize },
-    Joints { stream: usize },
-    Ft { stream: usize, right: bool },
-    Tactile { first: usize, right: bool },
+    Camera {
+        rgb: usize,
+        depth: Option<usize>,
+        cam: usize,
+    },
+    Joints {
+        stream: usize,
+    },
+    Ft {
+        stream: usize,
+        right: bool,
+    },
+    Tactile {
+        first: usize,
+        right: bool,
+    },
 }
 
 struct Device {
@@ -219,7 +244,8 @@ pub struct SimEpisode {
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
     // splitmix64 over the combination, so nearby seeds give unrelated streams
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -261,7 +287,17 @@ impl SimEpisode {
                 name: name.clone(),
                 intr: Intrinsics::with_hfov(cfg.image_width, cfg.image_height, hfov),
             });
-            kinds.push((device, Kind::Camera { rgb, depth, cam: ci }, cfg.camera_rate_hz, 4_000_000u64, 1_500_000u64));
+            kinds.push((
+                device,
+                Kind::Camera {
+                    rgb,
+                    depth,
+                    cam: ci,
+                },
+                cfg.camera_rate_hz,
+                4_000_000u64,
+                1_500_000u64,
+            ));
         }
         let js = streams.len();
         streams.push(StreamSpec {
@@ -271,7 +307,13 @@ impl SimEpisode {
             rate_hz: cfg.joint_rate_hz,
             nominal_bytes: 32 * 24 + 32 * 28,
         });
-        kinds.push(("joint_controller".into(), Kind::Joints { stream: js }, cfg.joint_rate_hz, 300_000, 500_000));
+        kinds.push((
+            "joint_controller".into(),
+            Kind::Joints { stream: js },
+            cfg.joint_rate_hz,
+            300_000,
+            500_000,
+        ));
         for side in ["left", "right"] {
             let s = streams.len();
             streams.push(StreamSpec {
@@ -281,7 +323,16 @@ impl SimEpisode {
                 rate_hz: cfg.wrench_rate_hz,
                 nominal_bytes: 80,
             });
-            kinds.push((format!("ft_{side}"), Kind::Ft { stream: s, right: side == "right" }, cfg.wrench_rate_hz, 125_000, 300_000));
+            kinds.push((
+                format!("ft_{side}"),
+                Kind::Ft {
+                    stream: s,
+                    right: side == "right",
+                },
+                cfg.wrench_rate_hz,
+                125_000,
+                300_000,
+            ));
         }
         for side in ["left", "right"] {
             let first = streams.len();
@@ -294,7 +345,16 @@ impl SimEpisode {
                     nominal_bytes: (cfg.tactile_rows * cfg.tactile_cols * 4) as usize + 64,
                 });
             }
-            kinds.push((format!("tactile_{side}"), Kind::Tactile { first, right: side == "right" }, cfg.tactile_rate_hz, 500_000, 500_000));
+            kinds.push((
+                format!("tactile_{side}"),
+                Kind::Tactile {
+                    first,
+                    right: side == "right",
+                },
+                cfg.tactile_rate_hz,
+                500_000,
+                500_000,
+            ));
         }
 
         let dur_ns = (duration_s * 1e9) as u64;
@@ -304,7 +364,8 @@ impl SimEpisode {
             // Clock parameters belong to the device, not the episode: consecutive episodes see
             // one continuous counter per device.
             let mut crng = ChaCha8Rng::seed_from_u64(mix(cfg.seed, 0xC10C, di as u64));
-            let drift_ppb = (crng.gen_range(-cfg.max_drift_ppm..=cfg.max_drift_ppm) * 1000.0) as i64;
+            let drift_ppb =
+                (crng.gen_range(-cfg.max_drift_ppm..=cfg.max_drift_ppm) * 1000.0) as i64;
             let boot_ns = 1_600_000_000_000_000_000 + crng.gen_range(0..100_000_000_000_000_000u64);
             let clock = DeviceClock {
                 device: device.clone(),
@@ -341,8 +402,22 @@ impl SimEpisode {
             if let Some(&a) = arrival.first() {
                 heap.push(Reverse((a, di)));
             }
-            let bias = std::array::from_fn(|i| if i < 3 { rng.gen_range(-0.2..0.2) } else { rng.gen_range(-0.01..0.01) });
-            devices.push(Device { kind, clock, capture, arrival, next: 0, rng, bias });
+            let bias = std::array::from_fn(|i| {
+                if i < 3 {
+                    rng.gen_range(-0.2..0.2)
+                } else {
+                    rng.gen_range(-0.01..0.01)
+                }
+            });
+            devices.push(Device {
+                kind,
+                clock,
+                capture,
+                arrival,
+                next: 0,
+                rng,
+                bias,
+            });
         }
         let n = streams.len();
         SimEpisode {
@@ -382,7 +457,11 @@ impl SimEpisode {
         let mut streams: Vec<StreamTruth> = self
             .streams
             .iter()
-            .map(|s| StreamTruth { topic: s.topic.clone(), device: s.device.clone(), capture_rel_ns: Vec::new() })
+            .map(|s| StreamTruth {
+                topic: s.topic.clone(),
+                device: s.device.clone(),
+                capture_rel_ns: Vec::new(),
+            })
             .collect();
         for d in &self.devices {
             for idx in stream_indices(d.kind) {
@@ -424,7 +503,14 @@ impl SimEpisode {
         let mut push = |this: &mut Self, stream: usize, payload: Payload| {
             let seq = this.seq[stream];
             this.seq[stream] += 1;
-            out.push(Sample { stream, device_stamp_us: stamp_us, host_receive_ns: host, sequence: seq, boot_id, payload });
+            out.push(Sample {
+                stream,
+                device_stamp_us: stamp_us,
+                host_receive_ns: host,
+                sequence: seq,
+                boot_id,
+                payload,
+            });
         };
         match kind {
             Kind::Camera { rgb, depth, cam } => {
@@ -466,7 +552,8 @@ impl SimEpisode {
             if len < 1e-3 {
                 continue;
             }
-            let rot = UnitQuaternion::rotation_between(&Vector3::z(), &d).unwrap_or_else(UnitQuaternion::identity);
+            let rot = UnitQuaternion::rotation_between(&Vector3::z(), &d)
+                .unwrap_or_else(UnitQuaternion::identity);
             boxes.push(SceneBox {
                 pose: Isometry3::from_parts(((w[0] + w[1]) / 2.0).into(), rot),
                 half: Vector3::new(0.03, 0.03, len / 2.0),
@@ -486,15 +573,27 @@ impl SimEpisode {
                 color: [170, 170, 180],
             });
         }
-        SceneGeom { boxes, target_xy: p.target_xy, target_half: 0.05 }
+        SceneGeom {
+            boxes,
+            target_xy: p.target_xy,
+            target_half: 0.05,
+        }
     }
 
-    fn render_camera(&mut self, cam: usize, s: &WorldState, want_depth: bool) -> (Image, Option<Image>) {
+    fn render_camera(
+        &mut self,
+        cam: usize,
+        s: &WorldState,
+        want_depth: bool,
+    ) -> (Image, Option<Image>) {
         let scene = self.scene(s);
         let def = &self.cameras[cam];
         let pose = match def.name.as_str() {
             "head" => look_at(Vector3::new(-0.80, 0.0, 1.05), Vector3::new(0.08, 0.0, 0.0)),
-            "wrist_left" => look_at(Vector3::new(0.05, 0.5, 0.35), Vector3::new(0.08, -0.05, 0.0)),
+            "wrist_left" => look_at(
+                Vector3::new(0.05, 0.5, 0.35),
+                Vector3::new(0.08, -0.05, 0.0),
+            ),
             "wrist_right" => {
                 let eye = s.tool * Point3::new(-0.08, 0.0, -0.16);
                 let at = s.tool * Point3::new(0.0, 0.0, 0.05);
@@ -503,15 +602,27 @@ impl SimEpisode {
             other => {
                 // Extra configured cameras look at the workspace from a spot derived from the name.
                 let a = (other.bytes().map(u32::from).sum::<u32>() % 628) as f64 / 100.0;
-                look_at(Vector3::new(0.1 + 0.7 * a.cos(), 0.7 * a.sin(), 0.6), Vector3::new(0.08, 0.0, 0.0))
+                look_at(
+                    Vector3::new(0.1 + 0.7 * a.cos(), 0.7 * a.sin(), 0.6),
+                    Vector3::new(0.08, 0.0, 0.0),
+                )
             }
         };
         let intr = def.intr;
         let frame = format!("{}_optical_frame", def.name);
         let mut rgb = Vec::new();
         let mut depth = Vec::new();
-        self.renderer.render(&intr, &pose, &scene, &mut rgb, want_depth.then_some(&mut depth));
-        let header = Header { stamp: Time::default(), frame_id: frame };
+        self.renderer.render(
+            &intr,
+            &pose,
+            &scene,
+            &mut rgb,
+            want_depth.then_some(&mut depth),
+        );
+        let header = Header {
+            stamp: Time::default(),
+            frame_id: frame,
+        };
         let img = Image {
             header: header.clone(),
             height: intr.height,
@@ -541,7 +652,11 @@ impl SimEpisode {
         let mut pos = Vec::with_capacity(32);
         let mut vel = Vec::with_capacity(32);
         let mut eff = Vec::with_capacity(32);
-        let load = if s.held { self.plan.params.object_mass_kg * 9.81 } else { 0.0 };
+        let load = if s.held {
+            self.plan.params.object_mass_kg * 9.81
+        } else {
+            0.0
+        };
         for i in 0..7 {
             pos.push(s.q[i] + np.sample(rng));
             vel.push(s.qd[i] + nv.sample(rng));
@@ -575,7 +690,10 @@ impl SimEpisode {
             eff.push(20.0 * base + ne.sample(rng));
         }
         JointState {
-            header: Header { stamp: Time::default(), frame_id: "base_link".into() },
+            header: Header {
+                stamp: Time::default(),
+                frame_id: "base_link".into(),
+            },
             name: self.names.clone(),
             position: pos,
             velocity: vel,
@@ -597,7 +715,11 @@ impl SimEpisode {
                 if let Some([ts, _]) = p.slip {
                     let dt = t - ts;
                     if (0.0..0.3).contains(&dt) {
-                        f.z += m * 9.81 * 0.3 * (2.0 * std::f64::consts::PI * 15.0 * dt).sin() * (-dt / 0.05).exp();
+                        f.z += m
+                            * 9.81
+                            * 0.3
+                            * (2.0 * std::f64::consts::PI * 15.0 * dt).sin()
+                            * (-dt / 0.05).exp();
                     }
                 }
                 let sensor = s.tool * Point3::new(0.0, 0.0, -0.15);
@@ -608,7 +730,11 @@ impl SimEpisode {
                 // the release of the load rings the sensor briefly
                 let dt = t - td;
                 if (0.0..0.2).contains(&dt) {
-                    f.z += m * 9.81 * 0.4 * (2.0 * std::f64::consts::PI * 12.0 * dt).sin() * (-dt / 0.04).exp();
+                    f.z += m
+                        * 9.81
+                        * 0.4
+                        * (2.0 * std::f64::consts::PI * 12.0 * dt).sin()
+                        * (-dt / 0.04).exp();
                 }
             }
             // express in the sensor frame (aligned with the tool)
@@ -628,14 +754,25 @@ impl SimEpisode {
                 frame_id: format!("{}_ft_sensor", if right { "right" } else { "left" }),
             },
             wrench: Wrench {
-                force: RosVec3 { x: v(f.x, b[0], rng, &nf), y: v(f.y, b[1], rng, &nf), z: v(f.z, b[2], rng, &nf) },
-                torque: RosVec3 { x: v(tq.x, b[3], rng, &nt), y: v(tq.y, b[4], rng, &nt), z: v(tq.z, b[5], rng, &nt) },
+                force: RosVec3 {
+                    x: v(f.x, b[0], rng, &nf),
+                    y: v(f.y, b[1], rng, &nf),
+                    z: v(f.z, b[2], rng, &nf),
+                },
+                torque: RosVec3 {
+                    x: v(tq.x, b[3], rng, &nt),
+                    y: v(tq.y, b[4], rng, &nt),
+                    z: v(tq.z, b[5], rng, &nt),
+                },
             },
         }
     }
 
     fn tactile(&mut self, di: usize, s: &WorldState, right: bool, pad: &str) -> TactileArray {
-        let (rows, cols) = (self.cfg.tactile_rows as usize, self.cfg.tactile_cols as usize);
+        let (rows, cols) = (
+            self.cfg.tactile_rows as usize,
+            self.cfg.tactile_cols as usize,
+        );
         let side = if right { "right" } else { "left" };
         let noise: Normal<f64> = Normal::new(0.0, 0.15).expect("sigma");
         let rng = &mut self.devices[di].rng;
@@ -653,7 +790,8 @@ impl SimEpisode {
         // the contact centroid moves toward the fingertip edge as the object slips
         let cy = rows as f64 / 2.0 + s.slip_offset / TAXEL;
         let cx = cols as f64 / 2.0 + if pad.starts_with('a') { 0.5 } else { -0.5 };
-        let peak_kpa = force / (2.0 * std::f64::consts::PI * sigma * sigma * TAXEL * TAXEL) / 1000.0;
+        let peak_kpa =
+            force / (2.0 * std::f64::consts::PI * sigma * sigma * TAXEL * TAXEL) / 1000.0;
         for r in 0..rows {
             for c in 0..cols {
                 let mut v = noise.sample(rng).abs() * 0.5;
@@ -666,7 +804,10 @@ impl SimEpisode {
             }
         }
         TactileArray {
-            header: Header { stamp: Time::default(), frame_id: format!("{side}_{pad}") },
+            header: Header {
+                stamp: Time::default(),
+                frame_id: format!("{side}_{pad}"),
+            },
             pad: format!("{side}_{pad}"),
             rows: rows as u32,
             cols: cols as u32,
@@ -693,7 +834,10 @@ pub struct SimSource {
 
 impl SimSource {
     pub fn new(episode: SimEpisode) -> Self {
-        SimSource { name: format!("sim-episode-{}", episode.episode_index), episode }
+        SimSource {
+            name: format!("sim-episode-{}", episode.episode_index),
+            episode,
+        }
     }
     pub fn truth(&self) -> Truth {
         self.episode.truth()
@@ -713,7 +857,10 @@ impl Source for SimSource {
             let handle = tokio::task::spawn_blocking(move || {
                 let mut ep = self.episode;
                 let n = ep.streams.len();
-                let mut report = SourceReport { produced: vec![0; n], refused: vec![0; n] };
+                let mut report = SourceReport {
+                    produced: vec![0; n],
+                    refused: vec![0; n],
+                };
                 let start = std::time::Instant::now();
                 let wall0 = now_ns();
                 // The episode's t0 is the wall clock when it was planned; keep that relation.
@@ -740,7 +887,10 @@ impl Source for SimSource {
                 }
                 report
             });
-            handle.await.map_err(|e| SourceError::Failed { source_name: name, message: e.to_string() })
+            handle.await.map_err(|e| SourceError::Failed {
+                source_name: name,
+                message: e.to_string(),
+            })
         })
     }
 }
@@ -791,14 +941,25 @@ mod tests {
         }
         for (s, c) in ep.streams().iter().zip(&counts) {
             let expect = s.rate_hz * 2.0;
-            assert!((*c as f64 - expect).abs() <= 1.0 + expect * 0.001, "{} {c} vs {expect}", s.topic);
+            assert!(
+                (*c as f64 - expect).abs() <= 1.0 + expect * 0.001,
+                "{} {c} vs {expect}",
+                s.topic
+            );
         }
         assert_eq!(ep.streams().len(), 3 + 2 + 1 + 2 + 10);
     }
 
     #[test]
     fn every_outcome_appears_and_phases_cover_the_episode() {
-        let cfg = SimConfig { failures: FailureRates { slip: 0.25, drop: 0.25, miss: 0.25 }, ..small() };
+        let cfg = SimConfig {
+            failures: FailureRates {
+                slip: 0.25,
+                drop: 0.25,
+                miss: 0.25,
+            },
+            ..small()
+        };
         let mut seen = std::collections::HashSet::new();
         for i in 0..40 {
             let ep = SimEpisode::new(&cfg, i, 10.0, 1_700_000_000_000_000_000);
@@ -823,18 +984,43 @@ mod tests {
 
     #[test]
     fn the_object_is_lifted_on_success_and_stays_on_a_miss() {
-        let cfg = SimConfig { failures: FailureRates { slip: 0.0, drop: 0.0, miss: 0.0 }, ..small() };
+        let cfg = SimConfig {
+            failures: FailureRates {
+                slip: 0.0,
+                drop: 0.0,
+                miss: 0.0,
+            },
+            ..small()
+        };
         let ep = SimEpisode::new(&cfg, 1, 10.0, 0);
         let plan = ep.plan();
-        let tr = plan.phases.iter().find(|p| p.phase == plan::Phase::Transport).unwrap();
+        let tr = plan
+            .phases
+            .iter()
+            .find(|p| p.phase == plan::Phase::Transport)
+            .unwrap();
         let s = plan.state((tr.start_s + tr.end_s) / 2.0);
-        assert!(s.held && s.object.translation.z > 0.05, "{:?}", s.object.translation);
+        assert!(
+            s.held && s.object.translation.z > 0.05,
+            "{:?}",
+            s.object.translation
+        );
         // held object follows the tool, the tool reached the object (IK works)
         assert!((s.object.translation.vector - s.tool.translation.vector).norm() < 0.03);
         let end = plan.state(9.9);
         let tgt = plan.params.target_xy;
-        assert!((end.object.translation.x - tgt[0]).abs() < 0.01 && (end.object.translation.y - tgt[1]).abs() < 0.01);
-        let cfg = SimConfig { failures: FailureRates { slip: 0.0, drop: 0.0, miss: 1.0 }, ..small() };
+        assert!(
+            (end.object.translation.x - tgt[0]).abs() < 0.01
+                && (end.object.translation.y - tgt[1]).abs() < 0.01
+        );
+        let cfg = SimConfig {
+            failures: FailureRates {
+                slip: 0.0,
+                drop: 0.0,
+                miss: 1.0,
+            },
+            ..small()
+        };
         let ep = SimEpisode::new(&cfg, 1, 10.0, 0);
         let end = ep.plan().state(9.9);
         assert!((end.object.translation.vector - ep.plan().object_home).norm() < 1e-9);
@@ -842,28 +1028,56 @@ mod tests {
 
     #[test]
     fn wrench_sees_the_object_weight_while_held() {
-        let cfg = SimConfig { failures: FailureRates { slip: 0.0, drop: 0.0, miss: 0.0 }, ..small() };
+        let cfg = SimConfig {
+            failures: FailureRates {
+                slip: 0.0,
+                drop: 0.0,
+                miss: 0.0,
+            },
+            ..small()
+        };
         let mut ep = SimEpisode::new(&cfg, 2, 10.0, 0);
-        let tr = ep.plan().phases.iter().find(|p| p.phase == plan::Phase::Transport).copied().unwrap();
+        let tr = ep
+            .plan()
+            .phases
+            .iter()
+            .find(|p| p.phase == plan::Phase::Transport)
+            .copied()
+            .unwrap();
         let m = ep.plan().params.object_mass_kg;
         let mut v = Vec::new();
         let mut loaded = Vec::new();
         let mut idle = Vec::new();
-        let right = ep.streams().iter().position(|s| s.topic == "/wrist/right/wrench").unwrap();
+        let right = ep
+            .streams()
+            .iter()
+            .position(|s| s.topic == "/wrist/right/wrench")
+            .unwrap();
         while ep.next_samples(&mut v) {
             for s in v.drain(..) {
-                if s.stream != right { continue; }
+                if s.stream != right {
+                    continue;
+                }
                 let t = s.sequence as f64 / 1000.0;
                 if let Payload::Wrench(w) = &s.payload {
                     let f = w.wrench.force;
                     let n = (f.x * f.x + f.y * f.y + f.z * f.z).sqrt();
-                    if t > tr.start_s + 0.2 && t < tr.end_s - 0.2 { loaded.push(n); }
-                    if t < 0.4 { idle.push(n); }
+                    if t > tr.start_s + 0.2 && t < tr.end_s - 0.2 {
+                        loaded.push(n);
+                    }
+                    if t < 0.4 {
+                        idle.push(n);
+                    }
                 }
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        assert!((mean(&loaded) - m * 9.81).abs() < 0.25 * m * 9.81 + 0.4, "loaded {} vs {}", mean(&loaded), m * 9.81);
+        assert!(
+            (mean(&loaded) - m * 9.81).abs() < 0.25 * m * 9.81 + 0.4,
+            "loaded {} vs {}",
+            mean(&loaded),
+            m * 9.81
+        );
         assert!(mean(&idle) < 0.5, "idle {}", mean(&idle));
     }
 }

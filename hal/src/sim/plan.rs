@@ -177,8 +177,16 @@ impl EpisodePlan {
         let down = home_pose.rotation;
 
         // Nominal segment durations (s), scaled by operator speed, then fit into the episode.
-        let hes_reach = if rng.gen_bool(0.5) { rng.gen_range(0.2..0.8) } else { 0.0 };
-        let hes_transport = if rng.gen_bool(0.5) { rng.gen_range(0.2..0.8) } else { 0.0 };
+        let hes_reach = if rng.gen_bool(0.5) {
+            rng.gen_range(0.2..0.8)
+        } else {
+            0.0
+        };
+        let hes_transport = if rng.gen_bool(0.5) {
+            rng.gen_range(0.2..0.8)
+        } else {
+            0.0
+        };
         let mut d = [
             0.5,           // 0 idle at start
             1.0,           // 1 reach: home -> above object
@@ -253,12 +261,36 @@ impl EpisodePlan {
         let home_yaw = 0.0;
 
         let mut ee = vec![
-            Key { t: 0.0, pos: home, yaw: home_yaw },
-            Key { t: at[1], pos: home, yaw: home_yaw },
-            Key { t: at[2], pos: above, yaw },
-            Key { t: at[3], pos: above, yaw },
-            Key { t: at[4], pos: grasp_point, yaw },
-            Key { t: at[6], pos: grasp_point, yaw },
+            Key {
+                t: 0.0,
+                pos: home,
+                yaw: home_yaw,
+            },
+            Key {
+                t: at[1],
+                pos: home,
+                yaw: home_yaw,
+            },
+            Key {
+                t: at[2],
+                pos: above,
+                yaw,
+            },
+            Key {
+                t: at[3],
+                pos: above,
+                yaw,
+            },
+            Key {
+                t: at[4],
+                pos: grasp_point,
+                yaw,
+            },
+            Key {
+                t: at[6],
+                pos: grasp_point,
+                yaw,
+            },
         ];
         let mut grip = vec![(0.0, OPEN_APERTURE), (at[4], OPEN_APERTURE)];
         let close_to = if outcome == Outcome::Miss {
@@ -273,7 +305,11 @@ impl EpisodePlan {
                 let last: &mut PhaseSpan = last;
                 last.end_s = s;
             }
-            phases.push(PhaseSpan { phase: p, start_s: s, end_s: s });
+            phases.push(PhaseSpan {
+                phase: p,
+                start_s: s,
+                end_s: s,
+            });
         };
         push(&mut phases, Phase::Idle, 0.0);
         push(&mut phases, Phase::Reach, at[1]);
@@ -289,19 +325,36 @@ impl EpisodePlan {
             let open_end = open_at + d[11];
             grip.push((open_at, close_to));
             grip.push((open_end, OPEN_APERTURE));
-            ee.push(Key { t: open_end, pos: grasp_point, yaw });
+            ee.push(Key {
+                t: open_end,
+                pos: grasp_point,
+                yaw,
+            });
             push(&mut phases, Phase::Release, open_at);
             retreat_from = grasp_point;
             retreat_start = open_end;
         } else {
             attach_s = Some(at[6]);
-            ee.push(Key { t: at[7], pos: lifted, yaw });
+            ee.push(Key {
+                t: at[7],
+                pos: lifted,
+                yaw,
+            });
             push(&mut phases, Phase::Lift, at[6]);
             // transport starts when the object is >= 2 cm above its support
-            let t_clear = solve_min_jerk_time(at[6], at[7], grasp_z, grasp_z + lift_h, grasp_z + 0.02);
+            let t_clear =
+                solve_min_jerk_time(at[6], at[7], grasp_z, grasp_z + lift_h, grasp_z + 0.02);
             push(&mut phases, Phase::Transport, t_clear);
-            ee.push(Key { t: at[8], pos: mid, yaw });
-            ee.push(Key { t: at[9], pos: mid, yaw });
+            ee.push(Key {
+                t: at[8],
+                pos: mid,
+                yaw,
+            });
+            ee.push(Key {
+                t: at[9],
+                pos: mid,
+                yaw,
+            });
             if outcome == Outcome::Slip {
                 let ts = rng.gen_range(at[7]..at[9].max(at[7] + 0.01));
                 params.slip = Some([ts, slip_dz]);
@@ -311,10 +364,18 @@ impl EpisodePlan {
                 let td = rng.gen_range(at[9]..at[9] + 0.6 * d[9]);
                 params.drop_s = Some(td);
                 let stop_pos = lerp_keys(&ee_with(&ee, at[10], over_target, yaw), td);
-                ee.push(Key { t: td, pos: stop_pos, yaw });
+                ee.push(Key {
+                    t: td,
+                    pos: stop_pos,
+                    yaw,
+                });
                 let open_at = td + 0.4 / speed;
                 let open_end = open_at + d[11];
-                ee.push(Key { t: open_end, pos: stop_pos, yaw });
+                ee.push(Key {
+                    t: open_end,
+                    pos: stop_pos,
+                    yaw,
+                });
                 grip.push((open_at, close_to));
                 grip.push((open_end, OPEN_APERTURE));
                 detach_s = Some(td);
@@ -322,13 +383,25 @@ impl EpisodePlan {
                 retreat_from = stop_pos;
                 retreat_start = open_end;
             } else {
-                ee.push(Key { t: at[10], pos: over_target, yaw });
-                ee.push(Key { t: at[11], pos: placed, yaw });
+                ee.push(Key {
+                    t: at[10],
+                    pos: over_target,
+                    yaw,
+                });
+                ee.push(Key {
+                    t: at[11],
+                    pos: placed,
+                    yaw,
+                });
                 push(&mut phases, Phase::Place, at[10]);
                 let open_end = at[12];
                 grip.push((at[11], close_to));
                 grip.push((open_end, OPEN_APERTURE));
-                ee.push(Key { t: open_end, pos: placed, yaw });
+                ee.push(Key {
+                    t: open_end,
+                    pos: placed,
+                    yaw,
+                });
                 detach_s = Some(at[11]);
                 push(&mut phases, Phase::Release, at[11]);
                 retreat_from = placed;
@@ -337,7 +410,11 @@ impl EpisodePlan {
         }
         let retreat_end = retreat_start + d[12];
         let _ = retreat_from;
-        ee.push(Key { t: retreat_end, pos: home, yaw: home_yaw });
+        ee.push(Key {
+            t: retreat_end,
+            pos: home,
+            yaw: home_yaw,
+        });
         push(&mut phases, Phase::Retreat, retreat_start);
         push(&mut phases, Phase::Idle, retreat_end.min(duration_s));
         if let Some(last) = phases.last_mut() {
@@ -442,7 +519,11 @@ impl EpisodePlan {
         let slip = self.slip_offset(t);
         let held = self.held(t);
         let gripping = held || (self.attach_s.is_some() && self.grasp_closing(t));
-        let aperture = if gripping { cmd.max(size) } else { cmd.max(0.002) };
+        let aperture = if gripping {
+            cmd.max(size)
+        } else {
+            cmd.max(0.002)
+        };
         let grip_force = if gripping {
             (GRIP_STIFFNESS * (size - cmd)).clamp(0.0, 20.0)
         } else {
@@ -515,7 +596,12 @@ impl EpisodePlan {
         // Between fingers touching the object and the lift.
         let a = self.attach_s.unwrap_or(f64::MAX);
         let cmd = self.aperture_cmd(t);
-        t < a && t >= self.phases.iter().find(|p| p.phase == Phase::Grasp).map_or(f64::MAX, |p| p.start_s)
+        t < a
+            && t >= self
+                .phases
+                .iter()
+                .find(|p| p.phase == Phase::Grasp)
+                .map_or(f64::MAX, |p| p.start_s)
             && cmd <= self.params.object_size
     }
 }
@@ -533,7 +619,11 @@ fn seg(keys: &[Key], t: f64) -> (usize, f64) {
     for i in 0..keys.len() - 1 {
         if t < keys[i + 1].t {
             let span = keys[i + 1].t - keys[i].t;
-            let tau = if span > 0.0 { (t - keys[i].t) / span } else { 1.0 };
+            let tau = if span > 0.0 {
+                (t - keys[i].t) / span
+            } else {
+                1.0
+            };
             return (i, min_jerk(tau));
         }
     }
@@ -563,7 +653,11 @@ fn lerp_scalar(keys: &[(f64, f64)], t: f64) -> f64 {
     for w in keys.windows(2) {
         if t < w[1].0 {
             let span = w[1].0 - w[0].0;
-            let s = if span > 0.0 { min_jerk((t - w[0].0) / span) } else { 1.0 };
+            let s = if span > 0.0 {
+                min_jerk((t - w[0].0) / span)
+            } else {
+                1.0
+            };
             return w[0].1 * (1.0 - s) + w[1].1 * s;
         }
     }

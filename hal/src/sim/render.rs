@@ -112,7 +112,13 @@ impl Renderer {
         }
     }
 
-    fn background(&mut self, k: &Intrinsics, cam: &Isometry3<f64>, scene: &SceneGeom, rgb: &mut [u8]) {
+    fn background(
+        &mut self,
+        k: &Intrinsics,
+        cam: &Isometry3<f64>,
+        scene: &SceneGeom,
+        rgb: &mut [u8],
+    ) {
         let (w, h) = (k.width as usize, k.height as usize);
         let r = cam.rotation.to_rotation_matrix();
         let o = cam.translation.vector;
@@ -130,7 +136,10 @@ impl Renderer {
                     let t = -o.z / d.z;
                     let x = o.x + t * d.x;
                     let y = o.y + t * d.y;
-                    if t > 0.0 && x >= TABLE_X[0] && x <= TABLE_X[1] && y >= TABLE_Y[0] && y <= TABLE_Y[1] {
+                    if t > 0.0
+                        && (TABLE_X[0]..=TABLE_X[1]).contains(&x)
+                        && (TABLE_Y[0]..=TABLE_Y[1]).contains(&y)
+                    {
                         let c = if (x - tx).abs() < th && (y - ty).abs() < th {
                             [70, 170, 90]
                         } else if (((x * 20.0).floor() + (y * 20.0).floor()) as i64) & 1 == 0 {
@@ -182,12 +191,45 @@ impl Renderer {
         };
         // faces: (normal in box frame, 4 corners in CCW order seen from outside)
         let faces: [([f64; 3], [[f64; 3]; 4]); 6] = [
-            ([1., 0., 0.], [[1., -1., -1.], [1., 1., -1.], [1., 1., 1.], [1., -1., 1.]]),
-            ([-1., 0., 0.], [[-1., -1., -1.], [-1., -1., 1.], [-1., 1., 1.], [-1., 1., -1.]]),
-            ([0., 1., 0.], [[-1., 1., -1.], [-1., 1., 1.], [1., 1., 1.], [1., 1., -1.]]),
-            ([0., -1., 0.], [[-1., -1., -1.], [1., -1., -1.], [1., -1., 1.], [-1., -1., 1.]]),
-            ([0., 0., 1.], [[-1., -1., 1.], [1., -1., 1.], [1., 1., 1.], [-1., 1., 1.]]),
-            ([0., 0., -1.], [[-1., -1., -1.], [-1., 1., -1.], [1., 1., -1.], [1., -1., -1.]]),
+            (
+                [1., 0., 0.],
+                [[1., -1., -1.], [1., 1., -1.], [1., 1., 1.], [1., -1., 1.]],
+            ),
+            (
+                [-1., 0., 0.],
+                [
+                    [-1., -1., -1.],
+                    [-1., -1., 1.],
+                    [-1., 1., 1.],
+                    [-1., 1., -1.],
+                ],
+            ),
+            (
+                [0., 1., 0.],
+                [[-1., 1., -1.], [-1., 1., 1.], [1., 1., 1.], [1., 1., -1.]],
+            ),
+            (
+                [0., -1., 0.],
+                [
+                    [-1., -1., -1.],
+                    [1., -1., -1.],
+                    [1., -1., 1.],
+                    [-1., -1., 1.],
+                ],
+            ),
+            (
+                [0., 0., 1.],
+                [[-1., -1., 1.], [1., -1., 1.], [1., 1., 1.], [-1., 1., 1.]],
+            ),
+            (
+                [0., 0., -1.],
+                [
+                    [-1., -1., -1.],
+                    [-1., 1., -1.],
+                    [1., 1., -1.],
+                    [1., -1., -1.],
+                ],
+            ),
         ];
         let eye = cam.translation.vector;
         for (n, cs) in faces.iter() {
@@ -202,10 +244,7 @@ impl Renderer {
                 (b.color[1] as f64 * shade) as u8,
                 (b.color[2] as f64 * shade) as u8,
             ];
-            let p: Vec<Point3<f64>> = cs
-                .iter()
-                .map(|c| inv * corner(c[0], c[1], c[2]))
-                .collect();
+            let p: Vec<Point3<f64>> = cs.iter().map(|c| inv * corner(c[0], c[1], c[2])).collect();
             self.tri(k, [p[0], p[1], p[2]], color, rgb);
             self.tri(k, [p[0], p[2], p[3]], color, rgb);
         }
@@ -224,9 +263,19 @@ impl Renderer {
         if area.abs() < 1e-12 {
             return;
         }
-        let minx = s.iter().map(|q| q.0).fold(f64::MAX, f64::min).floor().max(0.0) as i64;
+        let minx = s
+            .iter()
+            .map(|q| q.0)
+            .fold(f64::MAX, f64::min)
+            .floor()
+            .max(0.0) as i64;
         let maxx = (s.iter().map(|q| q.0).fold(f64::MIN, f64::max).ceil() as i64).min(w - 1);
-        let miny = s.iter().map(|q| q.1).fold(f64::MAX, f64::min).floor().max(0.0) as i64;
+        let miny = s
+            .iter()
+            .map(|q| q.1)
+            .fold(f64::MAX, f64::min)
+            .floor()
+            .max(0.0) as i64;
         let maxy = (s.iter().map(|q| q.1).fold(f64::MIN, f64::max).ceil() as i64).min(h - 1);
         if minx > maxx || miny > maxy {
             return;
