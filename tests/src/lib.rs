@@ -11,23 +11,56 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The Python interpreter with the test clients installed (`tests/python/requirements.txt`).
-/// `.ci/run` creates it; `DEMOTAPE_PYTHON` overrides. Missing clients fail the test loudly.
+///
+/// `DEMOTAPE_PYTHON` names one explicitly. Otherwise a venv under `~/.cache/demotape/venv` is
+/// created (or updated when the requirements change) on first use, so `cargo test` works on a
+/// fresh machine. A failure to install fails the test loudly: these checks never skip.
 pub fn python() -> PathBuf {
-    let p = match std::env::var_os("DEMOTAPE_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| "/root".into());
-            home.join(".cache/demotape/venv/bin/python")
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Some(p) = std::env::var_os("DEMOTAPE_PYTHON") {
+            return PathBuf::from(p);
         }
-    };
-    assert!(
-        p.exists(),
-        "Python test clients not found at {} — run `.ci/run` once, or: python3 -m venv ~/.cache/demotape/venv && ~/.cache/demotape/venv/bin/pip install -r tests/python/requirements.txt",
-        p.display()
-    );
-    p
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
+        let venv = home.join(".cache/demotape/venv");
+        let py = venv.join("bin/python");
+        let req = script("requirements.txt");
+        let want = std::fs::read_to_string(&req).expect("tests/python/requirements.txt");
+        let marker = venv.join(".demotape-requirements");
+        if py.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(want.as_str()) {
+            return py;
+        }
+        if !py.exists() {
+            let st = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("running python3 -m venv");
+            assert!(
+                st.success(),
+                "python3 -m venv {} failed (apt-get install python3-venv)",
+                venv.display()
+            );
+        }
+        let st = Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&req)
+            .status()
+            .expect("running pip");
+        assert!(st.success(), "pip install -r {} failed", req.display());
+        std::fs::write(&marker, want).expect("writing the venv marker");
+        py
+    })
+    .clone()
 }
 
 /// Path of a script under `tests/python`.
