@@ -91,11 +91,12 @@ const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 const MAX_CHUNK_RATIO: u64 = 300;
 const MAX_UNCOMPRESSED: u64 = 4 << 30;
 
-/// Messages, schemas (id, name) and channels found in one chunk.
+/// Messages, schemas (id, name), channels and the events channel id found in one chunk.
 type ChunkContents = (
     Vec<Pending>,
     Vec<(u16, String)>,
     Vec<mcap::records::Channel>,
+    Option<u16>,
 );
 
 struct Pending {
@@ -241,6 +242,7 @@ impl Inspection {
                             let mut pend = Vec::new();
                             let mut sch = Vec::new();
                             let mut chs = Vec::new();
+                            let mut ev_ch = events_channel;
                             let plain = decompress_chunk(&header, &data)?;
                             for item in RecordWalker::new(&plain) {
                                 let (at, op, rbody) = item?;
@@ -249,7 +251,7 @@ impl Inspection {
                                 match rec {
                                     Record::Message { header, data } => {
                                         let ev = decode_event(
-                                            events_channel,
+                                            ev_ch,
                                             header.channel_id,
                                             header.log_time,
                                             &data,
@@ -264,15 +266,21 @@ impl Inspection {
                                     Record::Schema { header, .. } => {
                                         sch.push((header.id, header.name))
                                     }
-                                    Record::Channel(c) => chs.push(c),
+                                    Record::Channel(c) => {
+                                        if c.topic == "/demotape/events" {
+                                            ev_ch = Some(c.id);
+                                        }
+                                        chs.push(c)
+                                    }
                                     _ => {}
                                 }
                             }
-                            Ok((pend, sch, chs))
+                            Ok((pend, sch, chs, ev_ch))
                         },
                     ));
                     match res {
-                        Ok(Ok((pend, sch, chs))) => {
+                        Ok(Ok((pend, sch, chs, ev_ch))) => {
+                            events_channel = ev_ch;
                             schemas.extend(sch);
                             for c in chs {
                                 channels.entry(c.id).or_insert_with(|| ChannelInfo {

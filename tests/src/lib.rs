@@ -135,6 +135,19 @@ pub fn record_sim(
     episodes: u64,
     duration_s: f64,
 ) -> Vec<(EpisodeSummary, Truth)> {
+    record_sim_with(out, load, seed, first_index, episodes, duration_s, |_| {})
+}
+
+/// [`record_sim`] with a chance to adjust the configuration first.
+pub fn record_sim_with(
+    out: &Path,
+    load: &str,
+    seed: u64,
+    first_index: u64,
+    episodes: u64,
+    duration_s: f64,
+    adjust: impl FnOnce(&mut Config),
+) -> Vec<(EpisodeSummary, Truth)> {
     let mut cfg = Config {
         sim: SimConfig {
             seed,
@@ -143,6 +156,7 @@ pub fn record_sim(
         ..Config::default()
     };
     cfg.recorder.out_dir = out.into();
+    adjust(&mut cfg);
     let job = SimJob {
         episodes,
         duration_s,
