@@ -1,43 +1,74 @@
 //! Clock-domain estimation and stream alignment. Pure: no I/O, no threads, bounded memory.
 //!
 //! Every device stamps samples with its own counter; the host sees each sample after a
-//! one-sided random transport delay. [`WindowMinOffset`] maps device stamps onto the
-//! reference clock with the lower envelope of the observed offsets
-//! (`host_receive - device_stamp`): the sample that travelled fastest in a sliding window
-//! bounds the true offset from above, so unlike a mean it is not biased by the mean delay.
-//! It models offset only, over a short window that keeps drift error small (100 ppm × 2 s
-//! window ≤ 0.2 ms). The full offset+drift convex-hull estimator of the sync issue replaces
-//! it behind the same [`ClockMapper`] interface.
+//! one-sided random transport delay. Plotting offset = host receive − device stamp against
+//! device time, every observation lies *above* the line "true offset + minimum latency": the
+//! delay only ever adds. So the line is found from the lower convex hull of the points (as in
+//! TICSync and Moon et al.), not by least squares, which is biased by the mean delay.
+//!
+//! - [`EnvelopeClock`]: the online estimator. Offset and drift from the supporting line of the
+//!   lower hull, with two overlapping hulls (each lives `window_s`, a new one starts every
+//!   half window) so memory is bounded and slowly changing drift is followed. Counter
+//!   wrap-around, reboots (boot id change), counter restarts and clock steps (points far below
+//!   the envelope, confirmed by several in a row) start a new segment. Late outliers lie above
+//!   the envelope and cannot disturb it. Event stamps are translated with
+//!   [`ClockMapper::map`] after fitting on transmit stamps with [`ClockMapper::observe`].
+//! - [`offline::reestimate`]: non-causal re-timing of a recorded episode, each sample mapped with
+//!   a window centered on it.
+//! - [`trigger::TriggerMatcher`]: camera frames to hardware trigger pulses, with a verified lock.
+//! - [`align`]: sampling streams at given times, and `ApproximateTime`-style grouping.
+//! - [`scenarios`]: the loads.md clock scenarios and the baselines, for the benchmark.
+//!
+//! Error is measured relative to each device's minimum latency, which one-way messages
+//! cannot reveal. Results of `cargo bench -p demotape-sync --bench scenarios` on this 2-core
+//! machine are in the crate's README section of `docs/ARCHITECTURE.md` and the issue notes.
+
+pub mod align;
+pub mod estimator;
+pub mod hull;
+pub mod offline;
+pub mod scenarios;
+pub mod trigger;
+
+pub use estimator::{EnvelopeClock, EnvelopeConfig, ResetReason};
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// Maps one device's stamps onto the reference clock, online.
 pub trait ClockMapper {
-    /// Feed one observation; returns the sample's capture time on the reference clock (ns).
+    /// Feed one observation (device transmit stamp in µs, host receive time in ns); returns
+    /// that sample's time on the reference clock (ns).
     fn observe(&mut self, device_stamp_us: u64, host_receive_ns: u64, boot_id: u64) -> u64;
+    /// Map another stamp of the same device (e.g. an event stamp) with the current estimate.
+    fn map(&self, device_stamp_us: u64) -> Option<u64>;
     /// Quality report so far.
     fn report(&self) -> SyncReport;
 }
 
 /// Per-device synchronization quality, written into every episode.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default)]
 pub struct SyncReport {
     pub method: String,
     pub samples: u64,
-    /// Counter restarts or clock jumps seen (boot id change, offset jump > 1 s).
+    /// Segments started over: reboots, counter restarts, clock steps.
     pub resets: u64,
-    /// Current offset estimate: reference ns - device µs × 1000.
+    /// Current offset: reference ns − device µs × 1000.
     pub offset_ns: i64,
-    /// Drift estimated from the envelope after the first window and at the end (ppm);
-    /// 0 until more than one window and a second have been seen.
+    /// Estimated drift (ppm, positive = device clock fast).
     pub drift_ppm: f64,
-    /// Median height of observations above the envelope (µs): the typical transport delay
-    /// beyond the fastest one.
+    /// Median and 99th percentile of the observations' height above the envelope (µs): the
+    /// transport delay beyond the fastest one.
     pub residual_median_us: f64,
+    pub residual_p99_us: f64,
+    /// How much the current estimate would move with the neighboring hull edge (µs).
+    pub uncertainty_us: f64,
+    pub hull_vertices: u64,
 }
 
-/// Lower-envelope offset over a sliding window of host time.
+/// Baseline: lower-envelope offset only, over a sliding window of host time (no drift
+/// model). Kept as a simple reference; [`EnvelopeClock`] is what the recorder uses.
 #[derive(Clone, Debug)]
 pub struct WindowMinOffset {
     window_ns: u64,
@@ -83,6 +114,11 @@ impl Default for WindowMinOffset {
 }
 
 impl ClockMapper for WindowMinOffset {
+    fn map(&self, device_stamp_us: u64) -> Option<u64> {
+        let min = self.deque.front()?.1;
+        Some((device_stamp_us as i128 * 1000 + min).clamp(0, u64::MAX as i128) as u64)
+    }
+
     fn observe(&mut self, device_stamp_us: u64, host_receive_ns: u64, boot_id: u64) -> u64 {
         let dev_ns = device_stamp_us as i128 * 1000;
         let off = host_receive_ns as i128 - dev_ns;
@@ -149,6 +185,7 @@ impl ClockMapper for WindowMinOffset {
             offset_ns: self.last_min.map(|(_, o)| o as i64).unwrap_or(0),
             drift_ppm,
             residual_median_us: median,
+            ..Default::default()
         }
     }
 }

@@ -1,0 +1,244 @@
+//! Trigger matching: give camera frames the precise time of the hardware trigger pulse that
+//! exposed them.
+//!
+//! A board timestamps every trigger pulse (pulse number, reference time); the camera numbers
+//! its frames. While locked, frame `s` belongs to pulse `s + k` for a fixed `k`. The lock is
+//! acquired only after `lock_after` consecutive frames each had exactly one plausible pulse
+//! (by latency) giving the same `k`, and it is dropped as soon as a matched pulse is
+//! implausible. Skipped frames (sequence gaps) and duplicated frames are reported, never
+//! silently absorbed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggerConfig {
+    /// Consecutive agreeing frames needed to lock.
+    pub lock_after: u32,
+    /// Plausible latency from trigger pulse to the frame's (approximate) time, ns.
+    pub min_latency_ns: u64,
+    pub max_latency_ns: u64,
+    /// Pulses kept for matching.
+    pub history: usize,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            lock_after: 3,
+            min_latency_ns: 0,
+            max_latency_ns: 20_000_000,
+            history: 256,
+        }
+    }
+}
+
+/// What became of a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameMatch {
+    /// Exposed by `pulse` at `trigger_ns`; `skipped` frames were missing just before it.
+    Matched {
+        pulse: u64,
+        trigger_ns: u64,
+        skipped: u64,
+    },
+    /// Not (yet) locked, or its pulse has not arrived: use the frame's own estimate.
+    Unmatched { skipped: u64, reason: &'static str },
+    /// Same or older sequence number than a frame already seen.
+    Duplicate,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct TriggerStats {
+    pub matched: u64,
+    pub unmatched: u64,
+    pub skipped_frames: u64,
+    pub duplicate_frames: u64,
+    pub lock_losses: u64,
+    pub locked: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct TriggerMatcher {
+    cfg: TriggerConfig,
+    pulses: VecDeque<(u64, u64)>,
+    lock: Option<i64>,
+    candidate: Option<(i64, u32)>,
+    last_seq: Option<u64>,
+    pub stats: TriggerStats,
+}
+
+impl TriggerMatcher {
+    pub fn new(cfg: TriggerConfig) -> Self {
+        TriggerMatcher {
+            cfg,
+            pulses: VecDeque::new(),
+            lock: None,
+            candidate: None,
+            last_seq: None,
+            stats: TriggerStats::default(),
+        }
+    }
+
+    /// A trigger pulse timestamped on the reference clock.
+    pub fn push_trigger(&mut self, pulse: u64, t_ns: u64) {
+        self.pulses.push_back((pulse, t_ns));
+        while self.pulses.len() > self.cfg.history {
+            self.pulses.pop_front();
+        }
+    }
+
+    fn plausible(&self, trigger_ns: u64, frame_ns: u64) -> bool {
+        frame_ns >= trigger_ns + self.cfg.min_latency_ns
+            && frame_ns <= trigger_ns + self.cfg.max_latency_ns
+    }
+
+    /// A camera frame with its sequence number and approximate time (ns).
+    pub fn push_frame(&mut self, seq: u64, approx_ns: u64) -> FrameMatch {
+        let skipped = match self.last_seq {
+            Some(l) if seq <= l => {
+                self.stats.duplicate_frames += 1;
+                return FrameMatch::Duplicate;
+            }
+            Some(l) => seq - l - 1,
+            None => 0,
+        };
+        self.last_seq = Some(seq);
+        self.stats.skipped_frames += skipped;
+        if let Some(k) = self.lock {
+            let want = seq as i64 + k;
+            match self.pulses.iter().find(|p| p.0 as i64 == want).copied() {
+                Some((pulse, t)) if self.plausible(t, approx_ns) => {
+                    self.stats.matched += 1;
+                    return FrameMatch::Matched {
+                        pulse,
+                        trigger_ns: t,
+                        skipped,
+                    };
+                }
+                Some(_) => {
+                    self.lock = None;
+                    self.candidate = None;
+                    self.stats.lock_losses += 1;
+                    self.stats.locked = false;
+                }
+                None => {
+                    self.stats.unmatched += 1;
+                    return FrameMatch::Unmatched {
+                        skipped,
+                        reason: "trigger pulse not received",
+                    };
+                }
+            }
+        }
+        let plausible: Vec<(u64, u64)> = self
+            .pulses
+            .iter()
+            .copied()
+            .filter(|&(_, t)| self.plausible(t, approx_ns))
+            .collect();
+        if plausible.len() == 1 {
+            let k = plausible[0].0 as i64 - seq as i64;
+            let n = match self.candidate {
+                Some((c, n)) if c == k => n + 1,
+                _ => 1,
+            };
+            self.candidate = Some((k, n));
+            if n >= self.cfg.lock_after {
+                self.lock = Some(k);
+                self.stats.locked = true;
+                self.stats.matched += 1;
+                return FrameMatch::Matched {
+                    pulse: plausible[0].0,
+                    trigger_ns: plausible[0].1,
+                    skipped,
+                };
+            }
+        } else {
+            self.candidate = None;
+        }
+        self.stats.unmatched += 1;
+        FrameMatch::Unmatched {
+            skipped,
+            reason: if plausible.is_empty() {
+                "no plausible trigger pulse"
+            } else {
+                "not locked yet"
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_matches_and_reports_skips_and_duplicates() {
+        let cfg = TriggerConfig {
+            min_latency_ns: 3_000_000,
+            max_latency_ns: 12_000_000,
+            ..Default::default()
+        };
+        let mut m = TriggerMatcher::new(cfg);
+        let period = 33_333_333u64;
+        let mut matched = Vec::new();
+        let mut seq = 500u64; // camera numbering unrelated to pulse numbering
+        for pulse in 0..60u64 {
+            let t = 1_000_000_000 + pulse * period;
+            m.push_trigger(pulse, t);
+            if pulse == 20 || pulse == 21 {
+                seq += 1; // frames for pulses 20, 21 are lost
+                continue;
+            }
+            let r = m.push_frame(seq, t + 5_000_000 + (pulse % 3) * 1_000_000);
+            if let FrameMatch::Matched {
+                pulse: p,
+                trigger_ns,
+                skipped,
+            } = r
+            {
+                assert_eq!(p, pulse, "frame {seq} matched to the wrong pulse");
+                assert_eq!(trigger_ns, t);
+                if pulse == 22 {
+                    assert_eq!(skipped, 2);
+                }
+                matched.push(p);
+            }
+            if pulse == 30 {
+                assert_eq!(m.push_frame(seq, t + 6_000_000), FrameMatch::Duplicate);
+            }
+            seq += 1;
+        }
+        assert_eq!(
+            matched.first(),
+            Some(&2),
+            "locked on the third agreeing frame"
+        );
+        assert_eq!(matched.len(), 60 - 2 - 2);
+        assert_eq!(m.stats.skipped_frames, 2);
+        assert_eq!(m.stats.duplicate_frames, 1);
+        assert_eq!(m.stats.lock_losses, 0);
+    }
+
+    #[test]
+    fn ambiguous_windows_never_lock() {
+        // latency window wider than the trigger period: two plausible pulses each time
+        let cfg = TriggerConfig {
+            min_latency_ns: 0,
+            max_latency_ns: 40_000_000,
+            ..Default::default()
+        };
+        let mut m = TriggerMatcher::new(cfg);
+        for pulse in 0..30u64 {
+            let t = pulse * 33_333_333;
+            m.push_trigger(pulse, t);
+            if pulse > 0 {
+                let r = m.push_frame(pulse, t + 35_000_000 - 33_333_333 + 1_000_000);
+                assert!(!matches!(r, FrameMatch::Matched { .. }), "{r:?}");
+            }
+        }
+        assert!(!m.stats.locked);
+    }
+}
