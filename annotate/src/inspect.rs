@@ -455,19 +455,28 @@ impl Inspection {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "{:<20} {:<18} {:>10} {:>12} {:>10} {:>7}",
-                "clock sync: device", "method", "samples", "drift ppm", "resid us", "resets"
+                "{:<20} {:<15} {:>9} {:>10} {:>11} {:>11} {:>9} {:>6}",
+                "clock sync: device",
+                "method",
+                "samples",
+                "drift ppm",
+                "delay p50",
+                "delay p99",
+                "+/- us",
+                "resets"
             );
             for (dev, v) in sync {
                 let j: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "{:<20} {:<18} {:>10} {:>12.2} {:>10.1} {:>7}",
+                    "{:<20} {:<15} {:>9} {:>10.2} {:>9.1}us {:>9.1}us {:>9.2} {:>6}",
                     dev,
                     j["method"].as_str().unwrap_or(""),
                     j["samples"].as_u64().unwrap_or(0),
                     j["drift_ppm"].as_f64().unwrap_or(0.0),
                     j["residual_median_us"].as_f64().unwrap_or(0.0),
+                    j["residual_p99_us"].as_f64().unwrap_or(0.0),
+                    j["uncertainty_us"].as_f64().unwrap_or(0.0),
                     j["resets"].as_u64().unwrap_or(0)
                 );
             }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use sync::{ClockMapper, SyncReport, WindowMinOffset};
+use sync::{ClockMapper, EnvelopeClock, SyncReport};
 
 /// rosbag2's default offered QoS (reliable, volatile, keep-last), as it writes it.
 pub const QOS_RELIABLE: &str = "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false\n";
@@ -97,7 +97,8 @@ pub enum WriteError {
 struct DeviceState {
     name: String,
     channel: u16,
-    mapper: WindowMinOffset,
+    mapper: EnvelopeClock,
+    resets_written: u64,
     batch: ClockObservations,
     sequence: u32,
 }
@@ -204,7 +205,8 @@ impl EpisodeWriter {
                     devices.push(DeviceState {
                         name: s.device.clone(),
                         channel,
-                        mapper: WindowMinOffset::default(),
+                        mapper: EnvelopeClock::default(),
+                        resets_written: 0,
                         batch: ClockObservations {
                             device: s.device.clone(),
                             ..Default::default()
@@ -323,10 +325,27 @@ impl EpisodeWriter {
     /// Synchronize, stamp, encode and append one sample.
     pub fn write_sample(&mut self, mut s: Sample) -> Result<(), WriteError> {
         let i = s.stream;
-        let dev = &mut self.devices[self.stream_device[i]];
+        let di = self.stream_device[i];
+        let dev = &mut self.devices[di];
         let mapped = dev
             .mapper
             .observe(s.device_stamp_us, s.host_receive_ns, s.boot_id);
+        let resets = dev.mapper.report().resets;
+        if resets > dev.resets_written {
+            dev.resets_written = resets;
+            let why = dev
+                .mapper
+                .last_reset()
+                .map(|r| format!("{r:?}"))
+                .unwrap_or_default();
+            let detail = format!(
+                "clock of {} started over ({why}); boot id {}",
+                dev.name, s.boot_id
+            );
+            let topic = format!("/demotape/clock/{}", crate::config::sanitize(&dev.name));
+            self.event(s.host_receive_ns, "clock_reset", &topic, resets, &detail)?;
+        }
+        let dev = &self.devices[di];
         if dev.batch.boot_id != s.boot_id && !dev.batch.device_stamp_us.is_empty() {
             // a counter restart ends the batch: one batch never mixes two boots
             let now = s.host_receive_ns;

@@ -37,6 +37,12 @@ fn main() {
     if let Some(f) = arg("--eval-fraction") {
         online.eval_fraction = f;
     }
+    if args.iter().any(|a| a == "--no-posterior") {
+        online.posterior = false;
+    }
+    if let Some(b) = arg("--blend") {
+        online.blend = b;
+    }
     if let Some(w) = arg("--window") {
         online.window_s = w;
     }
@@ -69,7 +75,7 @@ fn main() {
     );
     let mut json = Vec::new();
     for s in Scenario::all() {
-        let mut col = |f: &dyn Fn(u64) -> Vec<f64>| {
+        let col = |f: &dyn Fn(u64) -> Vec<f64>| {
             let mut all = Vec::new();
             for seed in 0..trials {
                 all.extend(f(seed));

@@ -41,6 +41,8 @@ pub struct LowerHull {
     pub first_x: f64,
     pub last_x: f64,
     pub points: u64,
+    /// Sum of the x of every point pushed (for the centroid).
+    pub sum_x: f64,
 }
 
 fn cross(o: Pt, a: Pt, b: Pt) -> f64 {
@@ -55,6 +57,7 @@ impl LowerHull {
             first_x: 0.0,
             last_x: 0.0,
             points: 0,
+            sum_x: 0.0,
         }
     }
 
@@ -76,6 +79,7 @@ impl LowerHull {
             if p.x == last.x {
                 if p.y >= last.y {
                     self.points += 1;
+                    self.sum_x += p.x;
                     return true;
                 }
                 self.v.pop_back();
@@ -94,7 +98,96 @@ impl LowerHull {
         }
         self.last_x = p.x;
         self.points += 1;
+        self.sum_x += p.x;
         true
+    }
+
+    /// Centroid of the x of all points pushed.
+    pub fn centroid_x(&self) -> f64 {
+        if self.points == 0 {
+            0.0
+        } else {
+            self.sum_x / self.points as f64
+        }
+    }
+
+    /// Posterior-mean line for delays that are exponential with rate `k / n` per point
+    /// (`k` = points / mean delay, 1/ns), evaluated around `x_now`.
+    ///
+    /// With one-sided exponential delays the likelihood of a line `y = a' + b (x - xbar)` is
+    /// `exp(k a')` on the lines lying below every point (zero elsewhere). Its maximum is the
+    /// hull edge spanning the centroid `xbar`; the posterior mean under a flat prior averages
+    /// over every feasible line instead, which pins the slope down better when low points are
+    /// sparse. For a fixed slope `b`, `a'` ranges up to `U(b) = min_j (y_j - b (x_j - xbar))`,
+    /// a concave piecewise-linear function whose pieces belong to the hull vertices, so every
+    /// integral is closed-form: O(vertices).
+    pub fn posterior_at(&self, xbar: f64, k: f64, x_now: f64) -> Option<Line> {
+        let m = self.v.len();
+        if m < 2 || k <= 0.0 || !k.is_finite() {
+            return None;
+        }
+        if !(self.v[0].x < xbar && self.v[m - 1].x > xbar) {
+            return None;
+        }
+        let d = x_now - xbar;
+        // breakpoints: slopes of the edges (increasing along a lower hull)
+        let slope = |i: usize| (self.v[i + 1].y - self.v[i].y) / (self.v[i + 1].x - self.v[i].x);
+        // For b in [lo_j, hi_j], U(b) = y_j - b c_j with c_j = x_j - xbar.
+        // Work in log space relative to the maximum of k U(b), reached at a breakpoint.
+        let u_at = |j: usize, b: f64| self.v[j].y - b * (self.v[j].x - xbar);
+        let mut umax = f64::NEG_INFINITY;
+        for i in 0..m - 1 {
+            umax = umax.max(u_at(i, slope(i)));
+        }
+        let (mut z, mut zb, mut zu) = (0.0f64, 0.0f64, 0.0f64);
+        for j in 0..m {
+            let lo = if j == 0 {
+                f64::NEG_INFINITY
+            } else {
+                slope(j - 1)
+            };
+            let hi = if j == m - 1 { f64::INFINITY } else { slope(j) };
+            if hi <= lo {
+                continue;
+            }
+            let c = self.v[j].x - xbar;
+            let alpha = -k * c; // exponent k U(b) = k y_j + alpha b
+            // integrals over [lo, hi] of e^{k(U-umax)}, b e^{..}, U e^{..}
+            let e = |b: f64| (k * (u_at(j, b) - umax)).exp();
+            let (i0, i1) = if alpha.abs() < 1e-300 {
+                let w = e(0.0);
+                (w * (hi - lo), w * (hi * hi - lo * lo) / 2.0)
+            } else {
+                // F0(b) = e(b)/alpha ; F1(b) = e(b) (b/alpha - 1/alpha^2)
+                let f0 = |b: f64| if b.is_infinite() { 0.0 } else { e(b) / alpha };
+                let f1 = |b: f64| {
+                    if b.is_infinite() {
+                        0.0
+                    } else {
+                        e(b) * (b / alpha - 1.0 / (alpha * alpha))
+                    }
+                };
+                (f0(hi) - f0(lo), f1(hi) - f1(lo))
+            };
+            if !(i0.is_finite() && i1.is_finite()) {
+                continue;
+            }
+            z += i0;
+            zb += i1;
+            // U = y_j - b c_j
+            zu += self.v[j].y * i0 - c * i1;
+        }
+        if z <= 0.0 || !z.is_finite() {
+            return None;
+        }
+        let b_mean = zb / z;
+        // E[a' | b] = U(b) - 1/k
+        let a_mean = zu / z - 1.0 / k;
+        Some(Line {
+            x0: x_now,
+            a: a_mean + b_mean * d,
+            b: b_mean,
+        })
     }
 
     /// The supporting line of the edge spanning `x` (the line below every point that is
@@ -128,6 +221,35 @@ impl LowerHull {
                 Some((line, prev, next))
             }
         }
+    }
+
+    /// A blended prediction at `x_now`: the lines of every hull edge whose midpoint lies in
+    /// `[lo, hi]`, evaluated at `x_now` and weighted by the square of the edge length (a long
+    /// edge pins the slope down). Returns the prediction and the blended line.
+    pub fn blended_at(&self, lo: f64, hi: f64, x_now: f64) -> Option<Line> {
+        let n = self.v.len();
+        if n < 2 {
+            return None;
+        }
+        let (mut wsum, mut a, mut b) = (0.0, 0.0, 0.0);
+        for i in 1..n {
+            let (p, q) = (self.v[i - 1], self.v[i]);
+            let mid = 0.5 * (p.x + q.x);
+            if mid < lo || mid > hi {
+                continue;
+            }
+            let len = q.x - p.x;
+            let l = Line::through(p, q);
+            let w = len * len;
+            wsum += w;
+            a += w * l.at(x_now);
+            b += w * l.b;
+        }
+        (wsum > 0.0).then(|| Line {
+            x0: x_now,
+            a: a / wsum,
+            b: b / wsum,
+        })
     }
 
     /// Lowest vertex (offset-only estimate for very short spans).

@@ -48,9 +48,8 @@ pub fn reestimate(obs: &[Observation], cfg: &OfflineConfig) -> Vec<u64> {
     for (i, o) in obs.iter().enumerate() {
         out.push(online.observe(o.device_us, o.host_ns, o.boot_id));
         let s = online.segment();
-        for j in i.saturating_sub(online.replayed().saturating_sub(1))..i {
-            seg[j] = s;
-        }
+        let from = i.saturating_sub(online.replayed().saturating_sub(1));
+        seg[from..i].fill(s);
         seg[i] = s;
     }
     // 2. Per segment (in arrival order within it): unwrap, then a centered-window envelope.
@@ -114,12 +113,31 @@ fn map_segment(
             h.push(*p);
         }
         let eval = xc.clamp(xmin, xmax);
-        let line = h.support_at(eval).map(|(l, _, _)| l);
+        let mle = h.support_at(h.centroid_x()).map(|(l, _, _)| l);
+        let mut line = h.support_at(eval).map(|(l, _, _)| l);
+        if cfg.online.posterior
+            && let Some(m) = mle
+            && hi > lo + 20
+        {
+            // delay scale from the window's residuals above the maximum-likelihood line
+            let mut r: Vec<f64> = pts[lo..hi]
+                .iter()
+                .map(|p| (p.y - m.at(p.x)).max(0.0))
+                .collect();
+            let mid = r.len() / 2;
+            let median = *r.select_nth_unstable_by(mid, f64::total_cmp).1;
+            let mean_delay = (median / std::f64::consts::LN_2).max(1.0);
+            if let Some(p) = h.posterior_at(h.centroid_x(), (hi - lo) as f64 / mean_delay, eval) {
+                line = Some(p);
+            }
+        }
         while k < pts.len() && (pts[k].x < bend || xc > xmax) {
             if let Some(l) = line {
                 let j = order[k];
-                out[idx[j]] = (c[j] * 1000 + o0 + l.at(pts[k].x).round() as i128)
-                    .clamp(0, u64::MAX as i128) as u64;
+                // never later than the receive time
+                let host = obs[idx[j]].host_ns as i128;
+                out[idx[j]] =
+                    (c[j] * 1000 + o0 + l.at(pts[k].x).round() as i128).clamp(0, host) as u64;
             }
             k += 1;
         }
