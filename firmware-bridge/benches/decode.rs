@@ -14,20 +14,62 @@ fn main() {
     let mut seq = 0u32;
     let mut frames = 0u64;
     let mut push = |msg: Message, t: u64, wire: &mut Vec<u8>| {
-        encode_frame(&Frame { header: Header { board_id: 3, boot_id: 77, seq, tx_time_us: t }, msg }, wire);
+        encode_frame(
+            &Frame {
+                header: Header {
+                    board_id: 3,
+                    boot_id: 77,
+                    seq,
+                    tx_time_us: t,
+                },
+                msg,
+            },
+            wire,
+        );
         seq += 1;
         frames += 1;
     };
     for ms in 0..60_000u64 {
         let t = ms * 1000;
         let v: Vec<f32> = (0..6).map(|k| (ms as f32).sin() * k as f32).collect();
-        push(Message::Samples { channel: 0, first_index: ms as u32, n_values: 6, samples: vec![SampleRecord { event_time_us: t, values: v }] }, t + 30, &mut wire);
+        push(
+            Message::Samples {
+                channel: 0,
+                first_index: ms as u32,
+                n_values: 6,
+                samples: vec![SampleRecord {
+                    event_time_us: t,
+                    values: v,
+                }],
+            },
+            t + 30,
+            &mut wire,
+        );
         if ms % 5 == 0 {
             let v: Vec<f32> = (0..256).map(|k| ((ms + k) % 97) as f32 * 0.1).collect();
-            push(Message::Samples { channel: 1, first_index: (ms / 5) as u32, n_values: 256, samples: vec![SampleRecord { event_time_us: t, values: v }] }, t + 40, &mut wire);
+            push(
+                Message::Samples {
+                    channel: 1,
+                    first_index: (ms / 5) as u32,
+                    n_values: 256,
+                    samples: vec![SampleRecord {
+                        event_time_us: t,
+                        values: v,
+                    }],
+                },
+                t + 40,
+                &mut wire,
+            );
         }
         if ms % 100 == 0 {
-            push(Message::Heartbeat { streaming: true, overflow_drops: 0 }, t + 50, &mut wire);
+            push(
+                Message::Heartbeat {
+                    streaming: true,
+                    overflow_drops: 0,
+                },
+                t + 50,
+                &mut wire,
+            );
         }
     }
     let mb = wire.len() as f64 / 1e6;
@@ -52,7 +94,17 @@ fn main() {
     let s = rates[rates.len() / 2];
     let fps = frames as f64 / s;
     let mbps = mb / s;
-    println!("decoded {frames} frames ({mb:.1} MB) in {:.1} ms (median of 9): {fps:.0} frames/s, {mbps:.0} MB/s on one core", s * 1e3);
-    println!("that is {:.0}x the stream's real-time rate (one wrist board: {:.2} MB/s)", 60.0 / s, mb / 60.0);
-    println!("{{\"bench\":\"firmware-decode\",\"frames_per_s\":{fps:.0},\"mb_per_s\":{mbps:.1},\"realtime_factor\":{:.0}}}", 60.0 / s);
+    println!(
+        "decoded {frames} frames ({mb:.1} MB) in {:.1} ms (median of 9): {fps:.0} frames/s, {mbps:.0} MB/s on one core",
+        s * 1e3
+    );
+    println!(
+        "that is {:.0}x the stream's real-time rate (one wrist board: {:.2} MB/s)",
+        60.0 / s,
+        mb / 60.0
+    );
+    println!(
+        "{{\"bench\":\"firmware-decode\",\"frames_per_s\":{fps:.0},\"mb_per_s\":{mbps:.1},\"realtime_factor\":{:.0}}}",
+        60.0 / s
+    );
 }

@@ -18,6 +18,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -128,6 +130,7 @@ pub type Clock = Box<dyn Fn() -> u64 + Send>;
 pub struct BoardSim {
     link: PathBuf,
     ctl: Sender<Control>,
+    streaming: Arc<AtomicBool>,
     thread: Option<JoinHandle<std::io::Result<BoardReport>>>,
 }
 
@@ -152,6 +155,7 @@ impl BoardSim {
             feed,
             ctl_rx,
         );
+        let streaming = state.streaming_flag.clone();
         state.plug()?;
         let thread = std::thread::Builder::new()
             .name(format!("board-{}", state.spec.name))
@@ -159,6 +163,7 @@ impl BoardSim {
         Ok(BoardSim {
             link: link.to_path_buf(),
             ctl,
+            streaming,
             thread: Some(thread),
         })
     }
@@ -170,6 +175,16 @@ impl BoardSim {
 
     pub fn control(&self, c: Control) {
         let _ = self.ctl.send(c);
+    }
+
+    /// A handle to send [`Control`]s from elsewhere.
+    pub fn controller(&self) -> Sender<Control> {
+        self.ctl.clone()
+    }
+
+    /// True while the host has started streaming (and the board is plugged in).
+    pub fn streaming_flag(&self) -> Arc<AtomicBool> {
+        self.streaming.clone()
     }
 
     /// Stop the board and get its report.
@@ -212,6 +227,7 @@ struct State {
     boot_offset: u64,
     seq: u32,
     streaming: bool,
+    streaming_flag: Arc<AtomicBool>,
     out: Vec<u8>,
     inbuf: BytesMut,
     codec: BoardCodec,
@@ -252,6 +268,7 @@ impl State {
             boot_offset: 0,
             seq: 0,
             streaming: false,
+            streaming_flag: Arc::new(AtomicBool::new(false)),
             out: Vec::new(),
             inbuf: BytesMut::new(),
             codec: BoardCodec::new(),
@@ -259,6 +276,11 @@ impl State {
             overflow_drops: 0,
             report: BoardReport::default(),
         }
+    }
+
+    fn set_streaming(&mut self, on: bool) {
+        self.streaming = on;
+        self.streaming_flag.store(on, Ordering::Release);
     }
 
     fn now_us(&self) -> u64 {
@@ -269,10 +291,17 @@ impl State {
         self.boot_id = self.rng.r#gen::<u32>() | 1;
         self.boot_offset = (self.clock)().saturating_sub(self.rng.gen_range(0..1000));
         self.seq = 0;
-        self.streaming = false;
+        self.set_streaming(false);
         self.out.clear();
         self.next_index.iter_mut().for_each(|i| *i = 0);
         self.report.boots.push(self.boot_id);
+        // announce the new boot right away, as firmware does after reset
+        let hb = Message::Heartbeat {
+            streaming: false,
+            overflow_drops: 0,
+        };
+        self.overflow_drops = 0;
+        self.send(hb, 0);
     }
 
     /// Create the pty and publish its slave path at the link (atomically replaced).
@@ -306,7 +335,7 @@ impl State {
     fn unplug(&mut self) {
         self.pty = None;
         let _ = std::fs::remove_file(&self.link);
-        self.streaming = false;
+        self.set_streaming(false);
     }
 
     fn header(&mut self) -> Header {
@@ -392,11 +421,11 @@ impl State {
                 self.send(hello, 0);
             }
             Message::Start => {
-                self.streaming = true;
+                self.set_streaming(true);
                 self.send(reply(AckStatus::Ok), 0);
             }
             Message::Stop => {
-                self.streaming = false;
+                self.set_streaming(false);
                 self.send(reply(AckStatus::Ok), 0);
             }
             Message::SetRate { channel, .. } => {
@@ -574,7 +603,7 @@ impl State {
             }
             if let Some(u) = unplugged_until {
                 // the board is off: whatever it would have measured is gone
-                while let Ok(_) = self.feed.try_recv() {
+                while self.feed.try_recv().is_ok() {
                     self.report.discarded_items += 1;
                 }
                 if Instant::now() >= u {

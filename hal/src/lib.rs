@@ -10,8 +10,9 @@
 pub mod kinematics;
 pub mod msgs;
 pub mod sample;
+pub mod serial;
 pub mod sim;
 pub mod source;
 
 pub use sample::{Modality, Payload, Sample, StreamSpec};
-pub use source::{SampleSink, Source, SourceError, SourceReport};
+pub use source::{SampleSink, Source, SourceError, SourceEvent, SourceReport};

@@ -204,8 +204,12 @@ pub struct ClockObservations {
     pub device: String,
     /// Changes whenever the device's counter restarts (reboot, reconnect).
     pub boot_id: u64,
-    /// Device hardware counter in microseconds, as the device stamped each sample.
+    /// Device hardware counter in microseconds that the clock was fitted on: the transmit
+    /// stamp where the device sends one, else the sample's own stamp.
     pub device_stamp_us: Vec<u64>,
+    /// The samples' event stamps (same clock; equal to `device_stamp_us` for devices with a
+    /// single stamp).
+    pub event_stamp_us: Vec<u64>,
     /// Host `CLOCK_REALTIME` receive time of the same samples, ns since the Unix epoch.
     pub host_receive_ns: Vec<u64>,
     /// The device's sequence number of each sample.
@@ -216,7 +220,7 @@ pub struct ClockObservations {
 
 impl RosMessage for ClockObservations {
     const TYPE_NAME: &'static str = "demotape_msgs/msg/ClockObservations";
-    const DEFINITION: &'static str = "# Raw clock observations of one device, batched.\nstd_msgs/Header header\nstring device\nuint64 boot_id\nuint64[] device_stamp_us\nuint64[] host_receive_ns\nuint64[] sequence\nuint64[] mapped_ns\n";
+    const DEFINITION: &'static str = "# Raw clock observations of one device, batched.\nstd_msgs/Header header\nstring device\nuint64 boot_id\nuint64[] device_stamp_us\nuint64[] event_stamp_us\nuint64[] host_receive_ns\nuint64[] sequence\nuint64[] mapped_ns\n";
     const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 

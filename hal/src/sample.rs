@@ -125,8 +125,13 @@ impl Payload {
 pub struct Sample {
     /// Index into the source's declared streams.
     pub stream: StreamIndex,
-    /// Device hardware timestamp, microseconds in the device's own clock.
+    /// Device hardware timestamp of the event (when the sample was taken), microseconds in
+    /// the device's own clock.
     pub device_stamp_us: u64,
+    /// When the device sent it (same clock), if the device reports that separately. The
+    /// clock is fitted on transmit stamps (shorter, one-sided delay to the host) and the
+    /// event stamp is translated with the fit.
+    pub transmit_stamp_us: Option<u64>,
     /// Host receive time, ns since the Unix epoch on the reference clock.
     pub host_receive_ns: u64,
     /// Device sequence number of this sample within its stream.

@@ -10,10 +10,26 @@ use std::future::Future;
 use std::pin::Pin;
 use tokio_util::sync::CancellationToken;
 
+/// Something a driver wants written into the recording (connection lost, frames lost, a
+/// device restart...), on `/demotape/events`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceEvent {
+    /// Host time (ns since the Unix epoch).
+    pub t_ns: u64,
+    /// `connected`, `disconnected`, `gap`, `device_reboot`, `overflow`, `config_mismatch`...
+    pub kind: String,
+    /// The device or topic concerned.
+    pub topic: String,
+    pub count: u64,
+    pub detail: String,
+}
+
 /// Where sources put their samples. Implemented by the recorder's capture queue.
 pub trait SampleSink: Send + Sync {
     /// Offer a sample. Returns `false` if it was dropped (the sink counts drops itself).
     fn push(&self, sample: Sample) -> bool;
+    /// Record an event. Never blocks; events are small and always kept.
+    fn event(&self, event: SourceEvent);
 }
 
 /// What a source reports when it ends.

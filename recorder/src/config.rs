@@ -45,12 +45,30 @@ tactile_cols = 16
 # 5-30 ms late.
 max_drift_ppm = 100.0
 late_fraction = 0.002
+# Route the wrist wrench and tactile streams through simulated microcontroller boards on
+# pseudo-terminals, read back by the serial driver (exercises the whole serial path).
+boards = false
 
 [sim.failures]
 # Probability per episode of each injected failure (the rest succeed).
 slip = 0.15
 drop = 0.1
 miss = 0.1
+
+# Real serial sensor boards (demotape board protocol, see firmware-bridge/PROTOCOL.md), one
+# [[serial]] table each. None by default. Example:
+#
+# [[serial]]
+# path = "/dev/ttyACM0"          # or a stable /dev/serial/by-id/... path
+# baud = 921600
+# device = "ft_right"            # clock domain: /demotape/clock/ft_right
+# reconnect_ms = 200             # retry period while the port is missing
+# [[serial.channels]]
+# channel = 0
+# kind = "wrench"                # wrench | tactile | encoder
+# topic = "/wrist/right/wrench"
+# frame_id = "right_ft_sensor"
+# rate_hz = 1000.0
 "#;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -58,6 +76,7 @@ miss = 0.1
 pub struct Config {
     pub recorder: RecorderConfig,
     pub sim: SimConfig,
+    pub serial: Vec<hal::serial::SerialBoardConfig>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +189,23 @@ impl Config {
             || s.image_height > 8192
         {
             return Err("sim.image_width/height must be in 1..=8192".into());
+        }
+        for b in &self.serial {
+            if b.channels.is_empty() {
+                return Err(format!(
+                    "serial board {:?} ({}) has no channels",
+                    b.device,
+                    b.path.display()
+                ));
+            }
+            for c in &b.channels {
+                if !c.topic.starts_with('/') {
+                    return Err(format!(
+                        "serial board {:?}: topic {:?} must start with '/'",
+                        b.device, c.topic
+                    ));
+                }
+            }
         }
         let f = &s.failures;
         if [f.slip, f.drop, f.miss]

@@ -19,6 +19,22 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use writer::{EpisodeMeta, EpisodeSummary, EpisodeWriter, WriterOptions};
 
+/// Shifts a source's stream indices to its place in the episode's stream list.
+struct OffsetSink {
+    inner: Arc<CaptureQueue>,
+    offset: usize,
+}
+
+impl hal::SampleSink for OffsetSink {
+    fn push(&self, mut sample: hal::Sample) -> bool {
+        sample.stream += self.offset;
+        self.inner.push(sample)
+    }
+    fn event(&self, event: hal::SourceEvent) {
+        self.inner.event(event)
+    }
+}
+
 /// Bounds of the capture queue.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueLimits {
@@ -26,21 +42,27 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
-/// Record `source` into the MCAP file at `path` until the source ends or `stop` is cancelled.
+/// Record `sources` into the MCAP file at `path` until the first of them ends (a simulated
+/// episode) or `stop` is cancelled; the others are then stopped too.
 ///
-/// The writer runs on its own thread; the source only ever pushes into the bounded queue.
-/// If writing fails (disk full, I/O error) the source is stopped, what was written stays
+/// The writer runs on its own thread; sources only ever push into the bounded queue.
+/// If writing fails (disk full, I/O error) the sources are stopped, what was written stays
 /// readable, and the error is returned.
 pub fn record_episode(
     rt: &tokio::runtime::Runtime,
-    source: Box<dyn Source>,
+    sources: Vec<Box<dyn Source>>,
     path: &Path,
     opts: &WriterOptions,
     meta: &EpisodeMeta,
     limits: QueueLimits,
     stop: CancellationToken,
 ) -> anyhow::Result<EpisodeSummary> {
-    let streams = source.streams();
+    let mut streams = Vec::new();
+    let mut offsets = Vec::new();
+    for s in &sources {
+        offsets.push(streams.len());
+        streams.extend(s.streams());
+    }
     let (queue, rx) = CaptureQueue::new(streams.len(), limits.messages, limits.bytes);
     let stats = queue.stats.clone();
     let mut writer = EpisodeWriter::create(path, &streams, opts, meta)?;
@@ -61,6 +83,9 @@ pub fn record_episode(
                                 .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
                             writer.write_sample(sample)?;
                         }
+                        Ok(Item::Event(e)) => {
+                            writer.event(e.t_ns, &e.kind, &e.topic, e.count, &e.detail)?
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -80,14 +105,38 @@ pub fn record_episode(
             let peak = stats.peak_bytes.load(std::sync::atomic::Ordering::Relaxed);
             writer.finish(&stats.drops_snapshot(), hal::sim::now_ns(), peak)
         })?;
-    let sink: Arc<dyn hal::SampleSink> = queue;
-    let report = rt.block_on(source.run(sink, source_stop));
+    let runs: Vec<_> = sources
+        .into_iter()
+        .zip(offsets)
+        .map(|(src, offset)| {
+            let sink: Arc<dyn hal::SampleSink> = Arc::new(OffsetSink {
+                inner: queue.clone(),
+                offset,
+            });
+            src.run(sink, source_stop.clone())
+        })
+        .collect();
+    drop(queue);
+    let stopper = source_stop.clone();
+    let reports = rt.block_on(async move {
+        let mut pending: Vec<_> = runs.into_iter().map(Box::pin).collect();
+        let mut reports = Vec::new();
+        while !pending.is_empty() {
+            let (r, _i, rest) = futures::future::select_all(pending).await;
+            // the first source to end ends the episode
+            stopper.cancel();
+            reports.push(r);
+            pending = rest;
+        }
+        reports
+    });
+    let report: Result<Vec<_>, _> = reports.into_iter().collect();
     // The sink (and its sender) was moved into the source and is dropped when `run` ends, which
     // disconnects the channel; the writer drains what is queued and finishes.
     let summary = writer_thread
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     let report = report?;
-    tracing::debug!(?report.produced, "source finished");
+    tracing::debug!(?report, "sources finished");
     Ok(summary)
 }

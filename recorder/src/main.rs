@@ -59,6 +59,15 @@ enum Command {
         /// Print one JSON summary per episode on stdout instead of a table.
         #[arg(long)]
         json: bool,
+        /// Route the wrist wrench and tactile streams through simulated serial boards on
+        /// pseudo-terminals (same as sim.boards = true).
+        #[arg(long)]
+        boards: bool,
+        /// Inject a fault into a simulated board in every episode (with --boards):
+        /// DEVICE:ACTION@SECONDS, ACTION = unplug:SECS | reboot | stall:SECS.
+        /// Example: --board-fault ft_right:unplug:1@3 --board-fault tactile_left:reboot@5
+        #[arg(long = "board-fault", value_name = "FAULT")]
+        board_faults: Vec<recorder::sim::BoardFault>,
     },
     /// Print the default configuration, every key documented.
     Config,
@@ -97,6 +106,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             load,
             config,
             json,
+            boards,
+            board_faults,
         } => {
             let mut cfg = match &config {
                 Some(p) => Config::load(p)?,
@@ -111,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.sim = hal::sim::SimConfig {
                     seed: seed0,
                     failures: cfg.sim.failures.clone(),
+                    boards: cfg.sim.boards,
                     ..preset
                 };
             }
@@ -119,6 +131,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(s) = seed {
                 cfg.sim.seed = s;
+            }
+            if boards {
+                cfg.sim.boards = true;
+            }
+            if !board_faults.is_empty() && !cfg.sim.boards {
+                eprintln!("error: --board-fault needs --boards (or sim.boards = true)");
+                return Ok(ExitCode::from(2));
             }
             if !(duration > 0.0 && duration <= 24.0 * 3600.0) {
                 eprintln!("error: --duration must be in (0, 86400] seconds");
@@ -136,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration_s: duration,
                 first_index,
                 load,
+                board_faults,
             };
             if !json {
                 println!(

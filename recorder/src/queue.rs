@@ -5,13 +5,14 @@
 //! counts into the episode (events while recording, totals in the metadata).
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use hal::{Sample, SampleSink};
+use hal::{Sample, SampleSink, SourceEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// What travels to the writer.
 pub enum Item {
     Sample { sample: Sample, bytes: usize },
+    Event(hal::SourceEvent),
 }
 
 /// Shared drop and fill counters.
@@ -99,6 +100,13 @@ impl SampleSink for CaptureQueue {
             }
         }
     }
+
+    fn event(&self, event: SourceEvent) {
+        // Events bypass the byte budget; if even the count bound is hit, say so in the log.
+        if self.tx.try_send(Item::Event(event.clone())).is_err() {
+            tracing::warn!(?event, "event could not be queued");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +119,7 @@ mod tests {
         Sample {
             stream,
             device_stamp_us: 0,
+            transmit_stamp_us: None,
             host_receive_ns: 0,
             sequence: 0,
             boot_id: 0,

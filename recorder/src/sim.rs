@@ -17,6 +17,204 @@ pub struct SimJob {
     /// Index of the first episode (episode `i` uses seed-derived parameters for index `i`).
     pub first_index: u64,
     pub load: String,
+    /// Faults to inject into simulated boards (with `sim.boards`), in every episode.
+    pub board_faults: Vec<BoardFault>,
+}
+
+/// A fault on a simulated board, `at_s` seconds into each episode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoardFault {
+    pub device: String,
+    pub at_s: f64,
+    pub action: BoardAction,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BoardAction {
+    Unplug(std::time::Duration),
+    Reboot,
+    Stall(std::time::Duration),
+}
+
+impl std::str::FromStr for BoardFault {
+    type Err = String;
+    /// `DEVICE:ACTION@SECONDS`, ACTION = `unplug:SECS` | `reboot` | `stall:SECS`,
+    /// e.g. `ft_right:unplug:1.5@3`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || {
+            format!(
+                "{s:?}: expected DEVICE:ACTION@SECONDS with ACTION unplug:SECS, reboot or stall:SECS"
+            )
+        };
+        let (what, at) = s.rsplit_once('@').ok_or_else(err)?;
+        let at_s: f64 = at.parse().map_err(|_| err())?;
+        let mut parts = what.splitn(3, ':');
+        let device = parts
+            .next()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(err)?
+            .to_string();
+        let action = match (parts.next(), parts.next()) {
+            (Some("reboot"), None) => BoardAction::Reboot,
+            (Some("unplug"), Some(d)) => BoardAction::Unplug(std::time::Duration::from_secs_f64(
+                d.parse().map_err(|_| err())?,
+            )),
+            (Some("stall"), Some(d)) => BoardAction::Stall(std::time::Duration::from_secs_f64(
+                d.parse().map_err(|_| err())?,
+            )),
+            _ => return Err(err()),
+        };
+        Ok(BoardFault {
+            device,
+            at_s,
+            action,
+        })
+    }
+}
+
+/// Simulated boards for the wrench and tactile devices, living across episodes.
+struct Boards {
+    dir: PathBuf,
+    boards: Vec<(
+        String,
+        firmware_bridge::board::BoardSim,
+        std::sync::mpsc::Sender<firmware_bridge::board::FeedItem>,
+    )>,
+    configs: Vec<hal::serial::SerialBoardConfig>,
+}
+
+impl Drop for Boards {
+    fn drop(&mut self) {
+        self.boards.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_boards(cfg: &Config, probe: &SimEpisode) -> anyhow::Result<Boards> {
+    use firmware_bridge::board::{BoardSim, BoardSpec, FaultConfig, LinkConfig};
+    use firmware_bridge::{ChannelInfo, ChannelKind};
+    use hal::serial::{ChannelMap, ChannelUse, SerialBoardConfig};
+    let dir = std::env::temp_dir().join(format!("demotape-boards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let truth = probe.truth();
+    let mut out = Boards {
+        dir: dir.clone(),
+        boards: Vec::new(),
+        configs: Vec::new(),
+    };
+    let mut devices: Vec<String> = Vec::new();
+    for s in probe.streams() {
+        if matches!(s.modality, hal::Modality::Wrench | hal::Modality::Tactile)
+            && !devices.contains(&s.device)
+        {
+            devices.push(s.device.clone());
+        }
+    }
+    for (i, device) in devices.iter().enumerate() {
+        let streams: Vec<&hal::StreamSpec> = probe
+            .streams()
+            .iter()
+            .filter(|s| &s.device == device)
+            .collect();
+        let mut chans = Vec::new();
+        let mut maps = Vec::new();
+        for s in &streams {
+            let (ch, kind, use_, n_values, rows, cols, frame_id) = match s.modality {
+                hal::Modality::Wrench => {
+                    let side = if s.topic.contains("/left/") {
+                        "left"
+                    } else {
+                        "right"
+                    };
+                    (
+                        0u8,
+                        ChannelKind::Wrench,
+                        ChannelUse::Wrench,
+                        6u16,
+                        1u8,
+                        6u8,
+                        format!("{side}_ft_sensor"),
+                    )
+                }
+                _ => {
+                    let pad = s.topic.trim_start_matches("/tactile/").to_string();
+                    let ch = hal::sim::PADS
+                        .iter()
+                        .position(|p| pad.ends_with(p))
+                        .unwrap_or(0) as u8;
+                    let (r, c) = (cfg.sim.tactile_rows, cfg.sim.tactile_cols);
+                    (
+                        ch,
+                        ChannelKind::Tactile,
+                        ChannelUse::Tactile,
+                        (r * c) as u16,
+                        r as u8,
+                        c as u8,
+                        pad,
+                    )
+                }
+            };
+            chans.push(ChannelInfo {
+                id: ch,
+                kind,
+                rate_hz: s.rate_hz as u16,
+                n_values,
+                rows,
+                cols,
+            });
+            maps.push(ChannelMap {
+                channel: ch,
+                kind: use_,
+                topic: s.topic.clone(),
+                frame_id,
+                rate_hz: s.rate_hz,
+                rows: u32::from(rows),
+                cols: u32::from(cols),
+                taxel_size: if use_ == ChannelUse::Tactile {
+                    hal::sim::TAXEL as f32
+                } else {
+                    0.0
+                },
+                joint_names: Vec::new(),
+            });
+        }
+        let clock = truth
+            .devices
+            .iter()
+            .find(|d| &d.device == device)
+            .cloned()
+            .context("device clock")?;
+        let link = dir.join(sanitize(device));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spec = BoardSpec {
+            board_id: i as u16 + 1,
+            name: device.clone(),
+            channels: chans,
+            fw: (1, 0),
+        };
+        let faults = FaultConfig {
+            seed: cfg.sim.seed ^ i as u64,
+            ..Default::default()
+        };
+        let board = BoardSim::start(
+            spec,
+            &link,
+            LinkConfig::default(),
+            faults,
+            Box::new(move || clock.counter_us(now_ns())),
+            rx,
+        )
+        .with_context(|| format!("starting simulated board {device}"))?;
+        out.configs.push(SerialBoardConfig {
+            path: link,
+            baud: 921_600,
+            device: device.clone(),
+            channels: maps,
+            reconnect_ms: 50,
+        });
+        out.boards.push((device.clone(), board, tx));
+    }
+    Ok(out)
 }
 
 /// `<out>/<robot>/<robot>_<UTC start>_<seq>`; all components sanitized.
@@ -50,6 +248,12 @@ pub fn run(
         compression: r.compression,
     };
     let config_toml = toml::to_string(cfg).unwrap_or_default();
+    let boards = if cfg.sim.boards {
+        let probe = SimEpisode::new(&cfg.sim, job.first_index, 0.1, now_ns());
+        Some(start_boards(cfg, &probe)?)
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for i in 0..job.episodes {
         if stop.is_cancelled() {
@@ -81,10 +285,65 @@ pub fn run(
             ]),
         };
         tracing::info!(path = %path.display(), index, "recording episode");
-        let source = Box::new(SimSource::new(episode));
+        let mut sim = SimSource::new(episode);
+        let mut sources: Vec<Box<dyn hal::Source>> = Vec::new();
+        let mut fault_timer = None;
+        if let Some(b) = boards.as_ref() {
+            for (device, board, feed) in &b.boards {
+                sim.route_device(device, feed.clone());
+                sim.wait_for(board.streaming_flag());
+            }
+            let plan: Vec<(
+                f64,
+                std::sync::mpsc::Sender<firmware_bridge::board::Control>,
+                BoardAction,
+            )> = job
+                .board_faults
+                .iter()
+                .filter_map(|f| {
+                    b.boards
+                        .iter()
+                        .find(|x| x.0 == f.device)
+                        .map(|x| (f.at_s, x.1.controller(), f.action.clone()))
+                })
+                .collect();
+            if !plan.is_empty() {
+                let t = stop.child_token();
+                let t2 = t.clone();
+                let h = std::thread::spawn(move || {
+                    let start = std::time::Instant::now();
+                    let mut plan = plan;
+                    plan.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    for (at, ctl, action) in plan {
+                        while start.elapsed().as_secs_f64() < at {
+                            if t2.is_cancelled() {
+                                return;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                        use firmware_bridge::board::Control;
+                        let _ = ctl.send(match action {
+                            BoardAction::Unplug(d) => Control::Unplug(d),
+                            BoardAction::Reboot => Control::Reboot,
+                            BoardAction::Stall(d) => Control::Stall(d),
+                        });
+                    }
+                });
+                fault_timer = Some((t, h));
+            }
+        }
+        sources.push(Box::new(sim));
+        if let Some(b) = boards.as_ref() {
+            for c in &b.configs {
+                sources.push(Box::new(hal::serial::SerialSource::new(c.clone())));
+            }
+        }
+        for c in &cfg.serial {
+            sources.push(Box::new(hal::serial::SerialSource::new(c.clone())));
+        }
         let summary = record_episode(
             &rt,
-            source,
+            sources,
             &path,
             &opts,
             &meta,
@@ -94,7 +353,12 @@ pub fn run(
             },
             stop.clone(),
         )
-        .with_context(|| format!("recording episode {}", path.display()))?;
+        .with_context(|| format!("recording episode {}", path.display()));
+        if let Some((t, h)) = fault_timer {
+            t.cancel();
+            let _ = h.join();
+        }
+        let summary = summary?;
         let truth_path = PathBuf::from(format!("{}.truth.json", stem.display()));
         let f = std::fs::File::create(&truth_path)
             .with_context(|| format!("writing {}", truth_path.display()))?;

@@ -327,9 +327,21 @@ impl EpisodeWriter {
         let i = s.stream;
         let di = self.stream_device[i];
         let dev = &mut self.devices[di];
-        let mapped = dev
-            .mapper
-            .observe(s.device_stamp_us, s.host_receive_ns, s.boot_id);
+        let mapped = dev.mapper.observe(
+            s.transmit_stamp_us.unwrap_or(s.device_stamp_us),
+            s.host_receive_ns,
+            s.boot_id,
+        );
+        // Fitted on the transmit stamp; the event stamp is translated with that fit (and can
+        // be no later than the receive time either).
+        let mapped = match s.transmit_stamp_us {
+            Some(_) => dev
+                .mapper
+                .map(s.device_stamp_us)
+                .unwrap_or(mapped)
+                .min(s.host_receive_ns),
+            None => mapped,
+        };
         let resets = dev.mapper.report().resets;
         if resets > dev.resets_written {
             dev.resets_written = resets;
@@ -353,7 +365,10 @@ impl EpisodeWriter {
         }
         let dev = &mut self.devices[self.stream_device[i]];
         dev.batch.boot_id = s.boot_id;
-        dev.batch.device_stamp_us.push(s.device_stamp_us);
+        dev.batch
+            .device_stamp_us
+            .push(s.transmit_stamp_us.unwrap_or(s.device_stamp_us));
+        dev.batch.event_stamp_us.push(s.device_stamp_us);
         dev.batch.host_receive_ns.push(s.host_receive_ns);
         dev.batch.sequence.push(s.sequence);
         dev.batch.mapped_ns.push(mapped);

@@ -61,7 +61,7 @@ def main() -> int:
                          crc=crc(struct.pack("<%df" % len(p), *p)))
             elif t == "demotape_msgs/msg/ClockObservations":
                 d.update(device=msg.device, n=len(msg.device_stamp_us),
-                         ok=len(msg.host_receive_ns) == len(msg.device_stamp_us) == len(msg.sequence) == len(msg.mapped_ns))
+                         ok=len(msg.host_receive_ns) == len(msg.device_stamp_us) == len(msg.event_stamp_us) == len(msg.sequence) == len(msg.mapped_ns))
             elif t == "demotape_msgs/msg/EpisodeEvent":
                 d.update(kind=msg.kind, topic=msg.topic, count=msg.count)
             else:

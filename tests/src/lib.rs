@@ -162,6 +162,7 @@ pub fn record_sim_with(
         duration_s,
         first_index,
         load: load.into(),
+        board_faults: Vec::new(),
     };
     let mut truths = Vec::new();
     let sums = recorder::sim::run(

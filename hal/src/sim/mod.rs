@@ -71,6 +71,9 @@ pub struct SimConfig {
     pub max_drift_ppm: f64,
     /// Fraction of messages delayed by an extra 5-30 ms (bus contention).
     pub late_fraction: f64,
+    /// Route the wrist wrench and tactile streams through simulated serial boards on
+    /// pseudo-terminals (the recorder then reads them with the serial driver).
+    pub boards: bool,
 }
 
 impl Default for SimConfig {
@@ -90,6 +93,7 @@ impl Default for SimConfig {
             failures: FailureRates::default(),
             max_drift_ppm: 100.0,
             late_fraction: 0.002,
+            boards: false,
         }
     }
 }
@@ -506,6 +510,7 @@ impl SimEpisode {
             out.push(Sample {
                 stream,
                 device_stamp_us: stamp_us,
+                transmit_stamp_us: None,
                 host_receive_ns: host,
                 sequence: seq,
                 boot_id,
@@ -827,9 +832,18 @@ fn stream_indices(k: Kind) -> Vec<usize> {
 
 /// The simulated robot as a [`Source`]: plays one episode in real time (each sample is
 /// delivered at its simulated host arrival time).
+///
+/// Devices can be *routed through boards*: their samples are handed to a simulated serial
+/// board (`firmware_bridge::board`) instead of the sink, and reach the recorder through a
+/// pseudo-terminal and the serial driver, like a real wrist sensor's would.
 pub struct SimSource {
     episode: SimEpisode,
     name: String,
+    routed: std::collections::HashMap<
+        String,
+        std::sync::mpsc::Sender<firmware_bridge::board::FeedItem>,
+    >,
+    gates: Vec<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl SimSource {
@@ -837,10 +851,56 @@ impl SimSource {
         SimSource {
             name: format!("sim-episode-{}", episode.episode_index),
             episode,
+            routed: Default::default(),
+            gates: Vec::new(),
         }
     }
+
+    /// Send this device's samples to a board feed instead of the sink.
+    pub fn route_device(
+        &mut self,
+        device: &str,
+        feed: std::sync::mpsc::Sender<firmware_bridge::board::FeedItem>,
+    ) {
+        self.routed.insert(device.to_string(), feed);
+    }
+
+    /// Do not start playing before `flag` is set (a board streaming), waiting 3 s at most.
+    pub fn wait_for(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.gates.push(flag);
+    }
+
     pub fn truth(&self) -> Truth {
         self.episode.truth()
+    }
+
+    fn is_routed(&self, stream: usize) -> bool {
+        self.routed
+            .contains_key(&self.episode.streams[stream].device)
+    }
+}
+
+/// The board channel a routed sample goes to, and its values.
+pub fn board_item(_spec: &StreamSpec, s: &Sample) -> Option<(u8, Vec<f32>)> {
+    match &s.payload {
+        Payload::Wrench(w) => {
+            let f = &w.wrench;
+            Some((
+                0,
+                [
+                    f.force.x, f.force.y, f.force.z, f.torque.x, f.torque.y, f.torque.z,
+                ]
+                .iter()
+                .map(|v| *v as f32)
+                .collect(),
+            ))
+        }
+        Payload::Tactile(t) => {
+            // one channel per pad, in PADS order
+            let ch = PADS.iter().position(|p| t.pad.ends_with(p))?;
+            Some((ch as u8, t.pressure.clone()))
+        }
+        _ => None,
     }
 }
 
@@ -849,17 +909,41 @@ impl Source for SimSource {
         &self.name
     }
     fn streams(&self) -> Vec<StreamSpec> {
-        self.episode.streams.clone()
+        (0..self.episode.streams.len())
+            .filter(|&i| !self.is_routed(i))
+            .map(|i| self.episode.streams[i].clone())
+            .collect()
     }
     fn run(self: Box<Self>, sink: Arc<dyn SampleSink>, stop: CancellationToken) -> SourceFuture {
         Box::pin(async move {
             let name = self.name.clone();
             let handle = tokio::task::spawn_blocking(move || {
+                // episode stream index -> output index (None: routed through a board)
+                let mut out_index = Vec::new();
+                let mut k = 0;
+                for i in 0..self.episode.streams.len() {
+                    if self.is_routed(i) {
+                        out_index.push(None);
+                    } else {
+                        out_index.push(Some(k));
+                        k += 1;
+                    }
+                }
+                let routed = self.routed;
+                let gate_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                while !self
+                    .gates
+                    .iter()
+                    .all(|g| g.load(std::sync::atomic::Ordering::Acquire))
+                    && std::time::Instant::now() < gate_deadline
+                    && !stop.is_cancelled()
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
                 let mut ep = self.episode;
-                let n = ep.streams.len();
                 let mut report = SourceReport {
-                    produced: vec![0; n],
-                    refused: vec![0; n],
+                    produced: vec![0; k],
+                    refused: vec![0; k],
                 };
                 let start = std::time::Instant::now();
                 let wall0 = now_ns();
@@ -877,11 +961,28 @@ impl Source for SimSource {
                     }
                     buf.clear();
                     ep.next_samples(&mut buf);
-                    for s in buf.drain(..) {
-                        let i = s.stream;
-                        report.produced[i] += 1;
-                        if !sink.push(s) {
-                            report.refused[i] += 1;
+                    for mut s in buf.drain(..) {
+                        match out_index[s.stream] {
+                            Some(i) => {
+                                s.stream = i;
+                                report.produced[i] += 1;
+                                if !sink.push(s) {
+                                    report.refused[i] += 1;
+                                }
+                            }
+                            None => {
+                                let spec = &ep.streams[s.stream];
+                                if let (Some(feed), Some((channel, values))) =
+                                    (routed.get(&spec.device), board_item(spec, &s))
+                                {
+                                    // a board that is unplugged simply does not take it
+                                    let _ = feed.send(firmware_bridge::board::FeedItem::Sample {
+                                        channel,
+                                        event_time_us: s.device_stamp_us,
+                                        values,
+                                    });
+                                }
+                            }
                         }
                     }
                 }
