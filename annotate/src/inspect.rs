@@ -63,6 +63,9 @@ pub struct Inspection {
     pub problems: Vec<Problem>,
     /// Bytes after the last record that could be read.
     pub readable_bytes: u64,
+    /// With `--resync`: per device, |online stamp − offline re-estimate|.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resync: Option<BTreeMap<String, crate::resync::ResyncStat>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -478,6 +481,21 @@ impl Inspection {
                     j["residual_p99_us"].as_f64().unwrap_or(0.0),
                     j["uncertainty_us"].as_f64().unwrap_or(0.0),
                     j["resets"].as_u64().unwrap_or(0)
+                );
+            }
+        }
+        if let Some(r) = &self.resync {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{:<20} {:>9} {:>12} {:>12} {:>12}",
+                "offline resync", "samples", "|diff| p50", "p99", "max"
+            );
+            for (dev, v) in r {
+                let _ = writeln!(
+                    s,
+                    "{:<20} {:>9} {:>10.1}us {:>10.1}us {:>10.1}us",
+                    dev, v.samples, v.p50_us, v.p99_us, v.max_us
                 );
             }
         }

@@ -3,5 +3,8 @@
 //!
 //! - [`inspect`]: a record-by-record walk of an MCAP episode that reports what is in it and
 //!   exactly what is damaged.
+//! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
+//!   of how far the online stamps are from it.
 
 pub mod inspect;
+pub mod resync;

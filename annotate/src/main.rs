@@ -34,6 +34,10 @@ enum Command {
         /// Print one JSON document instead of the table.
         #[arg(long)]
         json: bool,
+        /// Also re-estimate every device clock offline from /demotape/clock/* and report how
+        /// far the recorded (online) stamps are from that re-estimate, per device.
+        #[arg(long)]
+        resync: bool,
     },
 }
 
@@ -47,37 +51,45 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect { file, json } => match annotate::inspect::Inspection::run(&file) {
-            Ok(ins) => {
-                if json {
-                    match serde_json::to_string_pretty(&ins) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return ExitCode::from(1);
+        Command::Inspect { file, json, resync } => {
+            match annotate::inspect::Inspection::run(&file) {
+                Ok(mut ins) => {
+                    if resync && ins.intact {
+                        match annotate::resync::audit(&file) {
+                            Ok(a) => ins.resync = Some(a),
+                            Err(e) => eprintln!("error: {e:#}"),
                         }
                     }
-                } else {
-                    print!("{}", ins.render());
-                }
-                if ins.intact {
-                    ExitCode::SUCCESS
-                } else {
-                    for p in &ins.problems {
-                        eprintln!(
-                            "error: {}: byte {}: {}",
-                            file.display(),
-                            p.offset,
-                            p.message
-                        );
+                    if json {
+                        match serde_json::to_string_pretty(&ins) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => {
+                                eprintln!("error: {e}");
+                                return ExitCode::from(1);
+                            }
+                        }
+                    } else {
+                        print!("{}", ins.render());
                     }
+                    if ins.intact {
+                        ExitCode::SUCCESS
+                    } else {
+                        for p in &ins.problems {
+                            eprintln!(
+                                "error: {}: byte {}: {}",
+                                file.display(),
+                                p.offset,
+                                p.message
+                            );
+                        }
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     ExitCode::from(1)
                 }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+        }
     }
 }

@@ -408,7 +408,9 @@ impl Driver {
                         }
                     }
                 }
-                Message::Heartbeat { overflow_drops, .. } if overflow_drops > self.overflow_seen => {
+                Message::Heartbeat { overflow_drops, .. }
+                    if overflow_drops > self.overflow_seen =>
+                {
                     let n = overflow_drops - self.overflow_seen;
                     self.overflow_seen = overflow_drops;
                     self.event(

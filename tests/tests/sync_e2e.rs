@@ -126,4 +126,21 @@ fn recorded_stamps_match_true_capture_times() {
         }
     }
     assert_eq!(online.len(), truth.devices.len());
+
+    // `demotape inspect --resync` runs the same offline re-estimation: for fast devices the
+    // online stamps sit within microseconds of it.
+    let audit = annotate::resync::audit(&summary.path).unwrap();
+    assert_eq!(audit.len(), truth.devices.len());
+    for dev in ["ft_left", "ft_right", "joint_controller"] {
+        assert!(audit[dev].p50_us < 5.0, "{dev}: {:?}", audit[dev]);
+        assert_eq!(
+            audit[dev].samples as u64,
+            summary
+                .streams
+                .iter()
+                .filter(|s| device_of[s.topic.as_str()] == dev)
+                .map(|s| s.messages)
+                .sum::<u64>()
+        );
+    }
 }
