@@ -18,13 +18,21 @@ pub struct ResyncStat {
     pub max_us: f64,
 }
 
-/// Offline re-estimation of every device in `path`, keyed by device: the observations, the
-/// recorded (online) times and the offline times of the samples' events, in order.
-pub fn offline_times(
-    path: &Path,
-) -> anyhow::Result<BTreeMap<String, (Vec<Observation>, Vec<u64>, Vec<u64>)>> {
+/// One device's clock data: its observations, the times the recorder assigned online, and
+/// the offline re-estimate of the same samples' event times, all in observation order.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceTimes {
+    pub observations: Vec<Observation>,
+    pub online_ns: Vec<u64>,
+    pub offline_ns: Vec<u64>,
+}
+
+/// Offline re-estimation of every device in `path`, keyed by device.
+pub fn offline_times(path: &Path) -> anyhow::Result<BTreeMap<String, DeviceTimes>> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut per: BTreeMap<String, (Vec<Observation>, Vec<u64>, Vec<u64>)> = BTreeMap::new();
+    // per device: observations, online times, event stamps
+    let mut per: BTreeMap<String, DeviceTimes> = BTreeMap::new();
+    let mut events: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let stream =
         mcap::MessageStream::new(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for m in stream {
@@ -64,35 +72,35 @@ pub fn offline_times(
             );
         }
         let e = per.entry(c.device.clone()).or_default();
+        let ev = events.entry(c.device.clone()).or_default();
         for i in 0..n {
-            e.0.push(Observation {
+            e.observations.push(Observation {
                 device_us: c.device_stamp_us[i],
                 host_ns: c.host_receive_ns[i],
                 boot_id: c.boot_id,
             });
-            e.1.push(c.mapped_ns[i]);
-            e.2.push(c.event_stamp_us[i]);
+            e.online_ns.push(c.mapped_ns[i]);
+            ev.push(c.event_stamp_us[i]);
         }
     }
-    Ok(per
-        .into_iter()
-        .map(|(d, (obs, online, event))| {
-            // fitted on the stamps the device sent (transmit where it has one); event stamps
-            // are milliseconds earlier on the same clock, where drift is negligible (< 0.1 µs)
-            let off: Vec<u64> = reestimate(&obs, &OfflineConfig::default())
-                .into_iter()
-                .zip(obs.iter().zip(&event))
-                .map(|(t, (o, e))| t.saturating_sub(o.device_us.saturating_sub(*e) * 1000))
-                .collect();
-            (d, (obs, online, off))
-        })
-        .collect())
+    for (dev, t) in per.iter_mut() {
+        // fitted on the stamps the device sent (transmit where it has one); event stamps are
+        // milliseconds earlier on the same clock, where drift is negligible (< 0.1 µs)
+        let ev = &events[dev];
+        t.offline_ns = reestimate(&t.observations, &OfflineConfig::default())
+            .into_iter()
+            .zip(t.observations.iter().zip(ev))
+            .map(|(m, (o, e))| m.saturating_sub(o.device_us.saturating_sub(*e) * 1000))
+            .collect();
+    }
+    Ok(per)
 }
 
 /// Per device: |online − offline| statistics (µs).
 pub fn audit(path: &Path) -> anyhow::Result<BTreeMap<String, ResyncStat>> {
     let mut out = BTreeMap::new();
-    for (dev, (_, online, offline)) in offline_times(path)? {
+    for (dev, t) in offline_times(path)? {
+        let (online, offline) = (t.online_ns, t.offline_ns);
         let mut d: Vec<f64> = online
             .iter()
             .zip(&offline)

@@ -303,20 +303,33 @@ impl EpisodeWriter {
             count,
             detail: detail.into(),
         };
+        let (ch, seq) = (self.events_channel, self.events_seq);
+        self.events_seq = self.events_seq.wrapping_add(1);
+        self.append(ch, seq, t_ns, &ev, "/demotape/events")
+    }
+
+    /// Encode one of the recorder's own messages and append it with log = publish = `t`.
+    fn append(
+        &mut self,
+        channel_id: u16,
+        sequence: u32,
+        t: u64,
+        msg: &impl RosMessage,
+        topic: &str,
+    ) -> Result<(), WriteError> {
         self.buf.clear();
-        ev.encode_into(&mut self.buf)
+        msg.encode_into(&mut self.buf)
             .map_err(|source| WriteError::Encode {
                 path: self.path.clone(),
-                topic: "/demotape/events".into(),
+                topic: topic.into(),
                 source,
             })?;
         let h = MessageHeader {
-            channel_id: self.events_channel,
-            sequence: self.events_seq,
-            log_time: t_ns,
-            publish_time: t_ns,
+            channel_id,
+            sequence,
+            log_time: t,
+            publish_time: t,
         };
-        self.events_seq = self.events_seq.wrapping_add(1);
         self.mcap
             .write_to_known_channel(&h, &self.buf)
             .map_err(|e| self.mcap_err(e))
@@ -416,27 +429,10 @@ impl EpisodeWriter {
             stamp: Time::from_nanos(t),
             frame_id: dev.name.clone(),
         };
-        let h = MessageHeader {
-            channel_id: dev.channel,
-            sequence: dev.sequence,
-            log_time: t,
-            publish_time: t,
-        };
+        let (ch, seq) = (dev.channel, dev.sequence);
         dev.sequence = dev.sequence.wrapping_add(1);
-        self.buf.clear();
-        batch
-            .encode_into(&mut self.buf)
-            .map_err(|source| WriteError::Encode {
-                path: self.path.clone(),
-                topic: format!("/demotape/clock/{}", batch.device),
-                source,
-            })?;
-        self.mcap
-            .write_to_known_channel(&h, &self.buf)
-            .map_err(|e| WriteError::Mcap {
-                path: self.path.clone(),
-                source: e,
-            })
+        let topic = format!("/demotape/clock/{}", batch.device);
+        self.append(ch, seq, t, &batch, &topic)
     }
 
     /// Write clock batches and new drop counts, close the chunk and hand it to the OS.

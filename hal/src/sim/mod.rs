@@ -1012,6 +1012,13 @@ mod tests {
         SimConfig::preset("small").unwrap()
     }
 
+    fn with_failures(slip: f64, drop: f64, miss: f64) -> SimConfig {
+        SimConfig {
+            failures: FailureRates { slip, drop, miss },
+            ..small()
+        }
+    }
+
     #[test]
     fn deterministic_for_same_seed() {
         let a_cfg = small();
@@ -1053,14 +1060,7 @@ mod tests {
 
     #[test]
     fn every_outcome_appears_and_phases_cover_the_episode() {
-        let cfg = SimConfig {
-            failures: FailureRates {
-                slip: 0.25,
-                drop: 0.25,
-                miss: 0.25,
-            },
-            ..small()
-        };
+        let cfg = with_failures(0.25, 0.25, 0.25);
         let mut seen = std::collections::HashSet::new();
         for i in 0..40 {
             let ep = SimEpisode::new(&cfg, i, 10.0, 1_700_000_000_000_000_000);
@@ -1085,14 +1085,7 @@ mod tests {
 
     #[test]
     fn the_object_is_lifted_on_success_and_stays_on_a_miss() {
-        let cfg = SimConfig {
-            failures: FailureRates {
-                slip: 0.0,
-                drop: 0.0,
-                miss: 0.0,
-            },
-            ..small()
-        };
+        let cfg = with_failures(0.0, 0.0, 0.0);
         let ep = SimEpisode::new(&cfg, 1, 10.0, 0);
         let plan = ep.plan();
         let tr = plan
@@ -1114,14 +1107,7 @@ mod tests {
             (end.object.translation.x - tgt[0]).abs() < 0.01
                 && (end.object.translation.y - tgt[1]).abs() < 0.01
         );
-        let cfg = SimConfig {
-            failures: FailureRates {
-                slip: 0.0,
-                drop: 0.0,
-                miss: 1.0,
-            },
-            ..small()
-        };
+        let cfg = with_failures(0.0, 0.0, 1.0);
         let ep = SimEpisode::new(&cfg, 1, 10.0, 0);
         let end = ep.plan().state(9.9);
         assert!((end.object.translation.vector - ep.plan().object_home).norm() < 1e-9);
@@ -1129,14 +1115,7 @@ mod tests {
 
     #[test]
     fn wrench_sees_the_object_weight_while_held() {
-        let cfg = SimConfig {
-            failures: FailureRates {
-                slip: 0.0,
-                drop: 0.0,
-                miss: 0.0,
-            },
-            ..small()
-        };
+        let cfg = with_failures(0.0, 0.0, 0.0);
         let mut ep = SimEpisode::new(&cfg, 2, 10.0, 0);
         let tr = ep
             .plan()
