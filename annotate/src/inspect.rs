@@ -88,11 +88,11 @@ pub enum InspectError {
     NotMcap { file: PathBuf },
 }
 
-const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
+pub(crate) const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 /// lz4 and zstd cannot expand data by more than this factor (and we never write chunks
 /// larger than a few hundred MiB), so a larger claim is corruption, not data.
-const MAX_CHUNK_RATIO: u64 = 300;
-const MAX_UNCOMPRESSED: u64 = 4 << 30;
+pub(crate) const MAX_CHUNK_RATIO: u64 = 300;
+pub(crate) const MAX_UNCOMPRESSED: u64 = 4 << 30;
 
 /// Messages, schemas (id, name), channels and the events channel id found in one chunk.
 type ChunkContents = (
@@ -564,7 +564,10 @@ fn decode_event(events: Option<u16>, channel: u16, log: u64, data: &[u8]) -> Opt
 
 /// Decompress a chunk into exactly `uncompressed_size` bytes (already bounded by the caller)
 /// and check its CRC, without trusting any length inside the compressed stream.
-fn decompress_chunk(h: &mcap::records::ChunkHeader, data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress_chunk(
+    h: &mcap::records::ChunkHeader,
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
     let want = h.uncompressed_size as usize;
     let mut out = Vec::with_capacity(want);
     let limit = h.uncompressed_size + 1;
@@ -604,13 +607,13 @@ fn decompress_chunk(h: &mcap::records::ChunkHeader, data: &[u8]) -> Result<Vec<u
 
 /// Walks `(offset, opcode, body)` of the records in a buffer, checking every length against
 /// what remains.
-struct RecordWalker<'a> {
+pub(crate) struct RecordWalker<'a> {
     buf: &'a [u8],
     off: usize,
 }
 
 impl<'a> RecordWalker<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         RecordWalker { buf, off: 0 }
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - [`inspect`]: a record-by-record walk of an MCAP episode that reports what is in it and
 //!   exactly what is damaged.
+//! - [`recover`]: rebuild a valid, indexed file from a truncated or damaged one.
 //! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
 //!   of how far the online stamps are from it.
 
 pub mod inspect;
+pub mod recover;
 pub mod resync;

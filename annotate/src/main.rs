@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// ros2-profile MCAP).
 ///
 /// Exit codes: 0 success, 1 failure (e.g. a damaged file: what was readable is still
-/// reported), 2 usage error.
+/// reported), 2 usage error, 3 success with data loss (recover).
 ///
 /// Logs go to stderr; set RUST_LOG for more detail. --json output is one JSON document on
 /// stdout.
@@ -21,6 +21,22 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Rebuild a valid, indexed MCAP from a truncated or damaged one, and report what was lost.
+    ///
+    /// Copies the header, schemas, channels, metadata and every message of every readable
+    /// chunk bit-exact into OUT (which must not exist), adds a summary section and a
+    /// `demotape.recovered` metadata record. Exit 0 if nothing was lost, 3 if something was.
+    ///
+    /// Example: demotape recover crashed.mcap crashed.recovered.mcap
+    Recover {
+        /// The damaged file.
+        input: PathBuf,
+        /// Where to write the recovered file.
+        output: PathBuf,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// What is in an episode: channels, types, counts, rates, drops, duration, metadata, sync.
     ///
     /// Reads every record and CRC-checks every chunk, so a truncated or corrupted file is
@@ -51,6 +67,28 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Recover {
+            input,
+            output,
+            json,
+        } => match annotate::recover::recover(&input, &output) {
+            Ok(r) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    print!("{}", r.render());
+                }
+                if r.lost_anything() {
+                    ExitCode::from(3)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Inspect { file, json, resync } => {
             match annotate::inspect::Inspection::run(&file) {
                 Ok(mut ins) => {
