@@ -3,10 +3,12 @@
 //!
 //! - [`inspect`]: a record-by-record walk of an MCAP episode that reports what is in it and
 //!   exactly what is damaged.
+//! - [`read`]: selective reading — only the chunks holding the wanted channels.
 //! - [`recover`]: rebuild a valid, indexed file from a truncated or damaged one.
 //! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
 //!   of how far the online stamps are from it.
 
 pub mod inspect;
+pub mod read;
 pub mod recover;
 pub mod resync;

@@ -23,6 +23,10 @@ pub const QOS_RELIABLE: &str = "- history: 3\n  depth: 0\n  reliability: 1\n  du
 /// Sensor QoS (best effort) for high-rate sensor streams.
 pub const QOS_SENSOR: &str = "- history: 3\n  depth: 0\n  reliability: 2\n  durability: 2\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false\n";
 
+/// Messages at least this large (camera frames) are written straight into bulk chunks;
+/// smaller ones are grouped into chunks of their own at each flush.
+pub const BULK_BYTES: usize = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
     pub flush_interval: std::time::Duration,
@@ -116,6 +120,11 @@ pub struct EpisodeWriter {
     bytes: Vec<u64>,
     drops_written: Vec<u64>,
     buf: Vec<u8>,
+    /// Small messages held until the next flush and written together, so they share chunks
+    /// and bulk messages (images) get chunks of their own: a reader that wants joints, forces
+    /// or touch can skip every image chunk by the chunk index.
+    small: Vec<(MessageHeader, std::ops::Range<usize>)>,
+    small_arena: Vec<u8>,
     last_host_ns: u64,
     start_ns: u64,
 }
@@ -259,6 +268,8 @@ impl EpisodeWriter {
             bytes: vec![0; n],
             drops_written: vec![0; n],
             buf: Vec::with_capacity(1 << 20),
+            small: Vec::new(),
+            small_arena: Vec::new(),
             last_host_ns: meta.start_ns,
             start_ns: meta.start_ns,
         };
@@ -270,6 +281,7 @@ impl EpisodeWriter {
             &format!("episode {}", meta.episode_id),
         )?;
         // Make the header, schemas, channels and metadata durable right away.
+        me.write_small()?;
         me.mcap.flush().map_err(|source| WriteError::Mcap {
             path: path.into(),
             source,
@@ -330,9 +342,35 @@ impl EpisodeWriter {
             log_time: t,
             publish_time: t,
         };
-        self.mcap
-            .write_to_known_channel(&h, &self.buf)
-            .map_err(|e| self.mcap_err(e))
+        self.hold(h);
+        Ok(())
+    }
+
+    /// Keep the encoded message in `buf` for the next small-message chunk.
+    fn hold(&mut self, h: MessageHeader) {
+        let start = self.small_arena.len();
+        self.small_arena.extend_from_slice(&self.buf);
+        self.small.push((h, start..self.small_arena.len()));
+    }
+
+    /// Write the held small messages as their own chunk(s).
+    fn write_small(&mut self) -> Result<(), WriteError> {
+        if self.small.is_empty() {
+            return Ok(());
+        }
+        // close the open bulk chunk first so the two kinds never share one
+        self.mcap.flush().map_err(|e| self.mcap_err(e))?;
+        let held = std::mem::take(&mut self.small);
+        for (h, r) in &held {
+            let res = self
+                .mcap
+                .write_to_known_channel(h, &self.small_arena[r.clone()]);
+            res.map_err(|e| self.mcap_err(e))?;
+        }
+        self.small_arena.clear();
+        self.small = held;
+        self.small.clear();
+        Ok(())
     }
 
     /// Synchronize, stamp, encode and append one sample.
@@ -400,12 +438,16 @@ impl EpisodeWriter {
             log_time: mapped,
             publish_time: s.host_receive_ns,
         };
-        self.mcap
-            .write_to_known_channel(&h, &self.buf)
-            .map_err(|e| WriteError::Mcap {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        if self.buf.len() >= BULK_BYTES {
+            self.mcap
+                .write_to_known_channel(&h, &self.buf)
+                .map_err(|e| WriteError::Mcap {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+        } else {
+            self.hold(h);
+        }
         self.counts[i] += 1;
         self.bytes[i] += self.buf.len() as u64;
         self.last_host_ns = self.last_host_ns.max(s.host_receive_ns);
@@ -456,6 +498,7 @@ impl EpisodeWriter {
                 )?;
             }
         }
+        self.write_small()?;
         self.mcap.flush().map_err(|e| self.mcap_err(e))
     }
 
@@ -470,6 +513,7 @@ impl EpisodeWriter {
         let end = end_ns.max(self.last_host_ns);
         let total: u64 = self.counts.iter().sum();
         self.event(end, "stop", "", total, "episode complete")?;
+        self.write_small()?;
         let streams: Vec<StreamSummary> = self
             .streams
             .iter()

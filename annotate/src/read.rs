@@ -1,0 +1,209 @@
+//! Fast, selective episode reading: only the chunks that hold the wanted channels are read
+//! and decompressed, found through the file's chunk index. The recorder writes small
+//! messages (joints, forces, touch, clocks, events) in chunks of their own, so reading
+//! everything but the cameras skips every image chunk.
+//!
+//! Falls back to reading every chunk when the file has no summary (a crashed recording;
+//! `demotape recover` rebuilds one).
+
+use crate::inspect::{MAGIC, MAX_CHUNK_RATIO, MAX_UNCOMPRESSED, RecordWalker, decompress_chunk};
+use mcap::records::{Channel, MessageHeader, Record};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// One message of a selected channel.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub header: MessageHeader,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Every channel in the file, by id.
+    pub channels: BTreeMap<u16, Channel>,
+    /// Schema names by id.
+    pub schemas: BTreeMap<u16, String>,
+    /// Messages of the selected channels, per channel id, in file order.
+    pub messages: BTreeMap<u16, Vec<Msg>>,
+    pub chunks_total: usize,
+    pub chunks_read: usize,
+    pub metadata: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Selection {
+    pub fn topic(&self, id: u16) -> &str {
+        self.channels.get(&id).map_or("", |c| c.topic.as_str())
+    }
+    /// Messages of one topic.
+    pub fn by_topic(&self, topic: &str) -> &[Msg] {
+        self.channels
+            .iter()
+            .find(|(_, c)| c.topic == topic)
+            .and_then(|(id, _)| self.messages.get(id))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+fn err(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{}: {what}", path.display())
+}
+
+/// Read the messages of the channels for which `want(topic, schema_name)` is true.
+pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::Result<Selection> {
+    let mut f = std::fs::File::open(path).map_err(|e| err(path, e))?;
+    let len = f.metadata().map_err(|e| err(path, e))?.len();
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic).map_err(|e| err(path, e))?;
+    if &magic != MAGIC {
+        return Err(err(path, "not an MCAP file (bad magic at byte 0)"));
+    }
+    // Footer: op(1) len(8) summary_start(8) summary_offset_start(8) crc(4), then magic.
+    let footer_at = len
+        .checked_sub(8 + 29)
+        .ok_or_else(|| err(path, "too short for a footer"))?;
+    let mut foot = [0u8; 29];
+    f.seek(SeekFrom::Start(footer_at))
+        .map_err(|e| err(path, e))?;
+    f.read_exact(&mut foot).map_err(|e| err(path, e))?;
+    let summary_start = u64::from_le_bytes(foot[9..17].try_into().expect("8 bytes"));
+    if foot[0] != 0x02 || summary_start == 0 || summary_start >= footer_at {
+        return Err(err(
+            path,
+            "no summary section (run `demotape recover` to rebuild one)",
+        ));
+    }
+    let mut summary = vec![0u8; (footer_at - summary_start) as usize];
+    f.seek(SeekFrom::Start(summary_start))
+        .map_err(|e| err(path, e))?;
+    f.read_exact(&mut summary).map_err(|e| err(path, e))?;
+    let mut sel = Selection::default();
+    let mut chunk_index = Vec::new();
+    for item in RecordWalker::new(&summary) {
+        let (at, op, body) = item.map_err(|e| err(path, format!("summary: {e}")))?;
+        match mcap::parse_record(op, body).map_err(|e| {
+            err(
+                path,
+                format!("summary record at {}: {e}", summary_start as usize + at),
+            )
+        })? {
+            Record::Schema { header, .. } => {
+                sel.schemas.insert(header.id, header.name);
+            }
+            Record::Channel(c) => {
+                sel.channels.insert(c.id, c);
+            }
+            Record::ChunkIndex(ci) => chunk_index.push(ci),
+            Record::MetadataIndex(mi) => {
+                // metadata records are small: read each
+                let mut b = vec![0u8; mi.length as usize];
+                f.seek(SeekFrom::Start(mi.offset))
+                    .map_err(|e| err(path, e))?;
+                f.read_exact(&mut b).map_err(|e| err(path, e))?;
+                if b.len() > 9
+                    && let Ok(Record::Metadata(m)) = mcap::parse_record(b[0], &b[9..])
+                {
+                    sel.metadata.insert(m.name, m.metadata);
+                }
+            }
+            _ => {}
+        }
+    }
+    let wanted: Vec<u16> = sel
+        .channels
+        .values()
+        .filter(|c| {
+            want(
+                &c.topic,
+                sel.schemas.get(&c.schema_id).map_or("", String::as_str),
+            )
+        })
+        .map(|c| c.id)
+        .collect();
+    sel.chunks_total = chunk_index.len();
+    let mut raw = Vec::new();
+    for ci in &chunk_index {
+        if !ci
+            .message_index_offsets
+            .keys()
+            .any(|id| wanted.contains(id))
+        {
+            continue;
+        }
+        sel.chunks_read += 1;
+        if ci.chunk_length > len || ci.chunk_length < 9 {
+            return Err(err(
+                path,
+                format!(
+                    "chunk index at byte {} points outside the file",
+                    ci.chunk_start_offset
+                ),
+            ));
+        }
+        raw.resize(ci.chunk_length as usize, 0);
+        f.seek(SeekFrom::Start(ci.chunk_start_offset))
+            .map_err(|e| err(path, e))?;
+        f.read_exact(&mut raw).map_err(|e| {
+            err(
+                path,
+                format!("chunk at byte {}: {e}", ci.chunk_start_offset),
+            )
+        })?;
+        let Ok(Record::Chunk { header, data }) = mcap::parse_record(raw[0], &raw[9..]) else {
+            return Err(err(
+                path,
+                format!("no chunk at byte {}", ci.chunk_start_offset),
+            ));
+        };
+        let plausible = header.uncompressed_size <= MAX_UNCOMPRESSED
+            && header.uncompressed_size
+                <= header.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
+        if !plausible {
+            return Err(err(
+                path,
+                format!(
+                    "chunk at byte {} has an implausible size",
+                    ci.chunk_start_offset
+                ),
+            ));
+        }
+        let plain = decompress_chunk(&header, &data).map_err(|e| {
+            err(
+                path,
+                format!("chunk at byte {}: {e}", ci.chunk_start_offset),
+            )
+        })?;
+        for item in RecordWalker::new(&plain) {
+            let (at, op, body) = item.map_err(|e| {
+                err(
+                    path,
+                    format!("chunk at byte {}: {e}", ci.chunk_start_offset),
+                )
+            })?;
+            if op != 0x05 {
+                continue; // only messages matter here; schemas/channels came from the summary
+            }
+            if let Ok(Record::Message { header, data }) = mcap::parse_record(op, body) {
+                if wanted.contains(&header.channel_id) {
+                    sel.messages
+                        .entry(header.channel_id)
+                        .or_default()
+                        .push(Msg {
+                            header,
+                            data: data.into_owned(),
+                        });
+                }
+            } else {
+                return Err(err(
+                    path,
+                    format!(
+                        "chunk at byte {}: bad message at offset {at}",
+                        ci.chunk_start_offset
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(sel)
+}
