@@ -5,6 +5,7 @@
 //!   exactly what is damaged.
 //! - [`read`]: selective reading — only the chunks holding the wanted channels.
 //! - [`recover`]: rebuild a valid, indexed file from a truncated or damaged one.
+//! - [`segment`]: task phases and grasp outcome from joints, gripper, wrench and touch.
 //! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
 //!   of how far the online stamps are from it.
 
@@ -12,3 +13,4 @@ pub mod inspect;
 pub mod read;
 pub mod recover;
 pub mod resync;
+pub mod segment;

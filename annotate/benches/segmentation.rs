@@ -1,0 +1,213 @@
+//! Segmentation accuracy against the simulator's ground truth over seeded episodes (noise,
+//! hesitations, injected slips, drops and misses): boundary error, misses, false alarms, the
+//! outcome confusion matrix, and the same without tactile and without wrench.
+//! Run: `cargo bench -p demotape-annotate --bench segmentation [-- --episodes N]`.
+//! Last line: JSON.
+
+use annotate::segment::{Signals, compare, segment};
+use hal::Payload;
+use hal::kinematics::ArmModel;
+use hal::sim::plan::Outcome;
+use hal::sim::{SimConfig, SimEpisode, Truth};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn signals(cfg: &SimConfig, index: u64) -> (Signals, Truth) {
+    let mut ep = SimEpisode::new(cfg, index, 10.0, 1_700_000_000_000_000_000);
+    let truth = ep.truth();
+    let streams = ep.streams().to_vec();
+    let cap: BTreeMap<usize, &Vec<u64>> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                i,
+                &truth
+                    .streams
+                    .iter()
+                    .find(|t| t.topic == s.topic)
+                    .unwrap()
+                    .capture_rel_ns,
+            )
+        })
+        .collect();
+    let topic = |i: usize| streams[i].topic.as_str();
+    let mut s = Signals {
+        duration_s: 10.0,
+        ..Default::default()
+    };
+    let mut w = (Vec::new(), Vec::new());
+    let mut tact: BTreeMap<u64, (f64, f64, f64, f64)> = BTreeMap::new(); // t -> (total, wsum, wrow, n)
+    let mut v = Vec::new();
+    while ep.next_samples(&mut v) {
+        for smp in v.drain(..) {
+            let t = cap[&smp.stream][smp.sequence as usize] as f64 * 1e-9;
+            match (&smp.payload, topic(smp.stream)) {
+                (Payload::JointState(j), _) => {
+                    s.t.push(t);
+                    s.q.push(std::array::from_fn(|k| j.position[k]));
+                    s.aperture.push(2.0 * j.position[7]);
+                }
+                (Payload::Wrench(x), "/wrist/right/wrench") => {
+                    let f = &x.wrench;
+                    w.0.push(t);
+                    w.1.push([
+                        f.force.x, f.force.y, f.force.z, f.torque.x, f.torque.y, f.torque.z,
+                    ]);
+                }
+                (Payload::Tactile(p), tp)
+                    if tp == "/tactile/right_a_tip" || tp == "/tactile/right_b_tip" =>
+                {
+                    let e = tact.entry((t * 1e9) as u64).or_default();
+                    for (k, val) in p.pressure.iter().enumerate() {
+                        let val = f64::from(*val);
+                        e.0 += val;
+                        if tp.ends_with("a_tip") && val > 0.5 {
+                            e.1 += val;
+                            e.2 += val * (k / p.cols as usize) as f64;
+                        }
+                    }
+                    e.3 += 1.0;
+                }
+                _ => {}
+            }
+        }
+    }
+    s.wrench = Some(w);
+    let tt: Vec<f64> = tact.keys().map(|k| *k as f64 * 1e-9).collect();
+    let total: Vec<f64> = tact.values().map(|e| e.0).collect();
+    let mut last = 0.0;
+    let cen: Vec<f64> = tact
+        .values()
+        .map(|e| {
+            if e.1 > 5.0 {
+                last = e.2 / e.1;
+            }
+            last
+        })
+        .collect();
+    s.tactile = Some((tt, total, cen));
+    (s, truth)
+}
+
+fn name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "success",
+        Outcome::Slip => "slip",
+        Outcome::Drop => "drop",
+        Outcome::Miss => "miss",
+    }
+}
+
+struct Run {
+    errors: Vec<f64>,
+    misses: usize,
+    false_alarms: usize,
+    confusion: BTreeMap<(&'static str, &'static str), usize>,
+    correct: usize,
+    seconds: f64,
+}
+
+fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
+    let mut r = Run {
+        errors: Vec::new(),
+        misses: 0,
+        false_alarms: 0,
+        confusion: BTreeMap::new(),
+        correct: 0,
+        seconds: 0.0,
+    };
+    for (s, truth) in all {
+        let mut s = s.clone();
+        match variant {
+            "no_tactile" => s.tactile = None,
+            "no_wrench" => s.wrench = None,
+            _ => {}
+        }
+        let t = Instant::now();
+        let seg = segment(&s, arm);
+        r.seconds += t.elapsed().as_secs_f64();
+        let e = compare(&truth.phases, &seg.phases);
+        r.errors.extend(e.errors_ms);
+        r.misses += e.misses;
+        r.false_alarms += e.false_alarms;
+        *r.confusion
+            .entry((name(truth.outcome), name(seg.outcome)))
+            .or_default() += 1;
+        r.correct += (truth.outcome == seg.outcome) as usize;
+    }
+    r.errors.sort_by(f64::total_cmp);
+    r
+}
+
+fn q(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = args
+        .iter()
+        .position(|a| a == "--episodes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    // cameras are irrelevant to segmentation: leave them out to generate faster
+    let cfg = SimConfig {
+        seed: 2024,
+        rgb_cameras: vec![],
+        depth_cameras: vec![],
+        ..SimConfig::default()
+    };
+    let arm = ArmModel::sim_default("right_arm_");
+    let t = Instant::now();
+    let all: Vec<(Signals, Truth)> = (0..n).map(|i| signals(&cfg, i)).collect();
+    println!(
+        "generated {n} episodes of 10 s in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut json = Vec::new();
+    for variant in ["all", "no_tactile", "no_wrench"] {
+        let r = run(&all, variant, &arm);
+        let acc = r.correct as f64 / all.len() as f64;
+        let rt = (all.len() as f64 * 10.0) / r.seconds;
+        println!(
+            "{variant:<11} boundary error median {:.1} ms, p95 {:.1} ms over {} boundaries; misses {}, false alarms {}; outcome accuracy {:.1} %; {:.0}x real time on one core",
+            q(&r.errors, 0.5),
+            q(&r.errors, 0.95),
+            r.errors.len(),
+            r.misses,
+            r.false_alarms,
+            acc * 100.0,
+            rt
+        );
+        let labels = ["success", "slip", "drop", "miss"];
+        if variant != "no_wrench" {
+            println!(
+                "  confusion (rows truth, columns predicted): {:>8} {:>8} {:>8} {:>8}",
+                labels[0], labels[1], labels[2], labels[3]
+            );
+            for a in labels {
+                let row: Vec<String> = labels
+                    .iter()
+                    .map(|b| format!("{:>8}", r.confusion.get(&(a, *b)).copied().unwrap_or(0)))
+                    .collect();
+                println!("  {a:>41} {}", row.join(" "));
+            }
+        }
+        json.push((variant, format!(
+            "{{\"boundary_ms\":{{\"median\":{:.2},\"p95\":{:.2}}},\"misses\":{},\"false_alarms\":{},\"outcome_accuracy\":{:.4},\"realtime_factor_per_core\":{:.0}}}",
+            q(&r.errors, 0.5), q(&r.errors, 0.95), r.misses, r.false_alarms, acc, rt
+        )));
+    }
+    let main = &json[0].1;
+    let inner = &main[1..main.len() - 1];
+    println!(
+        "{{\"bench\":\"segmentation\",\"episodes\":{n},{inner},\"variants\":{{\"no_tactile\":{},\"no_wrench\":{}}}}}",
+        json[1].1, json[2].1
+    );
+}

@@ -1,0 +1,490 @@
+//! Automatic task-phase segmentation and grasp-outcome classification
+//! (`shared/design/taxonomy.md`).
+//!
+//! Works on [`Signals`]: joint positions (→ end-effector pose by forward kinematics) and the
+//! gripper opening, and, when present, the wrist wrench (→ vertical load in the world frame)
+//! and the fingertip tactile maps (→ total pressure and contact centroid). Motion onsets and
+//! ends are located by extrapolating the square root of the speed to zero: smooth operator
+//! motions start and stop with speed growing like the square of time, so √speed is close to
+//! linear near an onset, which puts the boundary on the true instant rather than where the
+//! speed first crosses a threshold. Thresholds are relative to each episode's own levels
+//! (its held load, its open aperture), not constants of the simulator.
+
+use hal::kinematics::ArmModel;
+use hal::sim::plan::{Outcome, Phase, PhaseSpan};
+use serde::Serialize;
+
+/// Time series of one episode, times in seconds from the episode start.
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    pub t: Vec<f64>,
+    /// The arm's joint positions (rad), one row per time.
+    pub q: Vec<[f64; 7]>,
+    /// Gripper opening (m) at the same times.
+    pub aperture: Vec<f64>,
+    /// Wrist wrench in the sensor frame: times and (fx, fy, fz, tx, ty, tz).
+    pub wrench: Option<(Vec<f64>, Vec<[f64; 6]>)>,
+    /// Fingertip tactile: times, total pressure (kPa, both tips), contact centroid row.
+    pub tactile: Option<(Vec<f64>, Vec<f64>, Vec<f64>)>,
+    pub duration_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Segmentation {
+    pub phases: Vec<PhaseSpan>,
+    pub outcome: Outcome,
+    /// Confidence in [0, 1] of the outcome.
+    pub confidence: f64,
+    /// Which signals were used, and the evidence behind the outcome.
+    pub used: Vec<&'static str>,
+    pub evidence: Vec<String>,
+}
+
+fn smooth(x: &[f64], half: usize) -> Vec<f64> {
+    let n = x.len();
+    let mut pre = vec![0.0; n + 1];
+    for i in 0..n {
+        pre[i + 1] = pre[i] + x[i];
+    }
+    (0..n)
+        .map(|i| {
+            let a = i.saturating_sub(half);
+            let b = (i + half + 1).min(n);
+            (pre[b] - pre[a]) / (b - a) as f64
+        })
+        .collect()
+}
+
+/// Central-difference derivative over ±`half` samples.
+fn deriv(t: &[f64], x: &[f64], half: usize) -> Vec<f64> {
+    let n = x.len();
+    (0..n)
+        .map(|i| {
+            let a = i.saturating_sub(half);
+            let b = (i + half).min(n - 1);
+            if t[b] > t[a] {
+                (x[b] - x[a]) / (t[b] - t[a])
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Resample `(ts, xs)` at `t` by linear interpolation.
+fn resample(ts: &[f64], xs: &[f64], t: &[f64]) -> Vec<f64> {
+    let mut j = 0;
+    t.iter()
+        .map(|&q| {
+            while j + 1 < ts.len() && ts[j + 1] < q {
+                j += 1;
+            }
+            if ts.is_empty() {
+                return 0.0;
+            }
+            if j + 1 >= ts.len() || q <= ts[j] {
+                return xs[j.min(xs.len() - 1)];
+            }
+            let f = (q - ts[j]) / (ts[j + 1] - ts[j]);
+            xs[j] + (xs[j + 1] - xs[j]) * f
+        })
+        .collect()
+}
+
+/// Onset of a rise of `v` (≥ 0) that first exceeds `hi` at index `k`: extrapolate √v to 0
+/// from where it crosses `lo` and `hi` before `k`.
+fn onset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
+    let mut i_hi = k;
+    while i_hi > 0 && v[i_hi - 1] >= hi {
+        i_hi -= 1;
+    }
+    let mut i_lo = i_hi;
+    while i_lo > 0 && v[i_lo - 1] >= lo {
+        i_lo -= 1;
+    }
+    let cross = |i: usize, level: f64| -> f64 {
+        if i == 0 || v[i] == v[i - 1] {
+            return t[i];
+        }
+        let f = (level - v[i - 1]) / (v[i] - v[i - 1]);
+        t[i - 1] + f.clamp(0.0, 1.0) * (t[i] - t[i - 1])
+    };
+    let (t1, t2) = (cross(i_lo, lo), cross(i_hi, hi));
+    let (s1, s2) = (lo.sqrt(), hi.sqrt());
+    if t2 > t1 {
+        t1 - (t2 - t1) * s1 / (s2 - s1)
+    } else {
+        t1
+    }
+}
+
+/// End of a motion whose `v` falls below `hi` then `lo` after index `k` (mirror of onset).
+fn offset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
+    let n = v.len();
+    let mut i_hi = k;
+    while i_hi + 1 < n && v[i_hi + 1] >= hi {
+        i_hi += 1;
+    }
+    let mut i_lo = i_hi;
+    while i_lo + 1 < n && v[i_lo + 1] >= lo {
+        i_lo += 1;
+    }
+    let cross = |i: usize, level: f64| -> f64 {
+        if i + 1 >= n || v[i] == v[i + 1] {
+            return t[i];
+        }
+        let f = (v[i] - level) / (v[i] - v[i + 1]);
+        t[i] + f.clamp(0.0, 1.0) * (t[i + 1] - t[i])
+    };
+    let (t2, t1) = (cross(i_hi, hi), cross(i_lo, lo));
+    let (s1, s2) = (lo.sqrt(), hi.sqrt());
+    if t1 > t2 {
+        t1 + (t1 - t2) * s1 / (s2 - s1)
+    } else {
+        t1
+    }
+}
+
+fn first_from(v: &[f64], from: usize, pred: impl Fn(f64) -> bool) -> Option<usize> {
+    (from..v.len()).find(|&i| pred(v[i]))
+}
+
+fn idx(t: &[f64], time: f64) -> usize {
+    t.partition_point(|&x| x < time)
+        .min(t.len().saturating_sub(1))
+}
+
+/// Segment one episode.
+pub fn segment(s: &Signals, arm: &ArmModel) -> Segmentation {
+    let t = &s.t;
+    let n = t.len();
+    let mut used = vec!["joint_states"];
+    let mut evidence = Vec::new();
+    let dur = s.duration_s;
+    if n < 50 {
+        return Segmentation {
+            phases: vec![PhaseSpan {
+                phase: Phase::Idle,
+                start_s: 0.0,
+                end_s: dur,
+            }],
+            outcome: Outcome::Miss,
+            confidence: 0.0,
+            used,
+            evidence: vec!["too few joint samples to segment".into()],
+        };
+    }
+    // kinematics
+    let poses: Vec<_> = s.q.iter().map(|q| arm.fk(q)).collect();
+    let px: Vec<f64> = poses.iter().map(|p| p.translation.x).collect();
+    let py: Vec<f64> = poses.iter().map(|p| p.translation.y).collect();
+    let pz: Vec<f64> = poses.iter().map(|p| p.translation.z).collect();
+    let h = 5; // ±10 ms at 500 Hz
+    let (vx, vy, vz) = (deriv(t, &px, h), deriv(t, &py, h), deriv(t, &pz, h));
+    let speed: Vec<f64> = (0..n)
+        .map(|i| (vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i]).sqrt())
+        .collect();
+    let ap = &s.aperture;
+    let dap = deriv(t, ap, h);
+    let closing: Vec<f64> = dap.iter().map(|v| (-v).max(0.0)).collect();
+    let opening: Vec<f64> = dap.iter().map(|v| v.max(0.0)).collect();
+    let up: Vec<f64> = vz.iter().map(|v| v.max(0.0)).collect();
+    let open_level = ap.iter().copied().fold(0.0, f64::max);
+
+    // load along world z (N), and tactile, on the joint time base
+    let load = s.wrench.as_ref().map(|(tw, w)| {
+        used.push("wrench");
+        let world_z: Vec<f64> = tw
+            .iter()
+            .zip(w)
+            .map(|(&tt, f)| {
+                let r = poses[idx(t, tt)].rotation;
+                let fw = r * nalgebra::Vector3::new(f[0], f[1], f[2]);
+                -fw.z
+            })
+            .collect();
+        let raw = resample(tw, &world_z, t);
+        (smooth(&raw, 10), smooth(&raw, 2))
+    });
+    // slow (for levels) and fast (for transients) versions of the load
+    let (load, load_fast) = match load {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let tact = s.tactile.as_ref().map(|(tt, total, cen)| {
+        used.push("tactile");
+        (smooth(&resample(tt, total, t), 5), resample(tt, cen, t))
+    });
+
+    // 1. grasp: the gripper starts closing (first strong closing motion)
+    let close_thr = 0.2 * (open_level / 0.5).max(0.01); // a fifth of a typical full-close speed
+    let Some(k_close) = first_from(&closing, 0, |v| v > close_thr) else {
+        return Segmentation {
+            phases: vec![PhaseSpan {
+                phase: Phase::Idle,
+                start_s: 0.0,
+                end_s: dur,
+            }],
+            outcome: Outcome::Miss,
+            confidence: 0.3,
+            used,
+            evidence: vec!["the gripper never closed".into()],
+        };
+    };
+    let t_grasp = onset(t, &closing, k_close, close_thr * 0.05, close_thr * 0.4);
+    // 2. reach: the first motion of the end effector before the grasp
+    let v_hi = 0.03;
+    let k_move = first_from(&speed, 0, |v| v > v_hi)
+        .filter(|&k| t[k] < t_grasp)
+        .unwrap_or(0);
+    let t_reach = onset(t, &speed, k_move, 0.004, v_hi);
+    // closing ends: aperture at rest
+    let k_closed = first_from(&closing, k_close, |v| v < close_thr * 0.02).unwrap_or(n - 1);
+    let held_aperture = ap[(k_closed + 10).min(n - 1)];
+    let acquired = held_aperture > 0.2 * open_level;
+    evidence.push(format!(
+        "aperture after closing {:.1} mm of {:.1} mm open",
+        held_aperture * 1e3,
+        open_level * 1e3
+    ));
+    // release: the gripper starts opening after the closure
+    let open_thr = close_thr;
+    let k_open = first_from(&opening, k_closed, |v| v > open_thr);
+    let t_release = k_open.map(|k| onset(t, &opening, k, open_thr * 0.05, open_thr * 0.4));
+    let t_opened = k_open.map(|k| offset(t, &opening, k, open_thr * 0.05, open_thr * 0.4));
+    // retreat ends: the arm comes to rest after the gripper opened
+    let t_idle = t_opened.and_then(|to| {
+        let k0 = idx(t, to);
+        let k = first_from(&speed, k0, |v| v > v_hi)?;
+        // last motion peak, then its end
+        let mut kk = k;
+        let mut end = offset(t, &speed, kk, 0.004, v_hi);
+        while let Some(k2) = first_from(&speed, idx(t, end) + 1, |v| v > v_hi) {
+            kk = k2;
+            end = offset(t, &speed, kk, 0.004, v_hi);
+        }
+        Some(end)
+    });
+
+    let mut phases: Vec<(Phase, f64)> = vec![
+        (Phase::Idle, 0.0),
+        (Phase::Reach, t_reach),
+        (Phase::Grasp, t_grasp),
+    ];
+    let mut outcome;
+    let mut confidence;
+    if !acquired {
+        outcome = Outcome::Miss;
+        confidence = (1.0 - held_aperture / (0.2 * open_level)).clamp(0.5, 1.0);
+        evidence.push("fingers closed on nothing".into());
+    } else {
+        // lift: upward motion after the closure
+        let k_up = first_from(&up, k_closed, |v| v > v_hi);
+        let t_lift = k_up.map(|k| onset(t, &up, k, 0.004, v_hi));
+        // transport: 2 cm above the support
+        let t_transport = t_lift.and_then(|tl| {
+            let k0 = idx(t, tl);
+            let z0 = pz[k0];
+            let k = first_from(&pz, k0, |z| z - z0 >= 0.02)?;
+            let f = if k > 0 && pz[k] != pz[k - 1] {
+                (z0 + 0.02 - pz[k - 1]) / (pz[k] - pz[k - 1])
+            } else {
+                1.0
+            };
+            Some(t[k - 1] + f.clamp(0.0, 1.0) * (t[k] - t[k - 1]))
+        });
+        if let Some(tl) = t_lift {
+            phases.push((Phase::Lift, tl));
+        }
+        if let Some(tt) = t_transport {
+            phases.push((Phase::Transport, tt));
+        }
+        // drop: the load (or the touch) vanishes before the gripper opens
+        let end_hold = t_release.unwrap_or(dur);
+        let (lo_i, hi_i) = (
+            idx(t, t_transport.unwrap_or(t_grasp) + 0.1),
+            idx(t, end_hold - 0.05),
+        );
+        let mut dropped_at = None;
+        // Losing the load counts as a drop only while the object is clearly off the support
+        // (setting it down also unloads the wrist, just before the gripper opens).
+        let z_grasp = pz[k_closed];
+        let aloft = |i: usize| pz[i] - z_grasp > 0.03;
+        if let Some(l) = &load {
+            let held = percentile(
+                &l[idx(t, t_transport.unwrap_or(t_grasp))..hi_i.max(lo_i + 1)],
+                75.0,
+            );
+            evidence.push(format!("held load {held:.2} N"));
+            if held > 0.3 {
+                dropped_at = (lo_i..hi_i)
+                    .find(|&i| aloft(i) && l[i] < 0.25 * held)
+                    .map(|i| t[i]);
+            }
+        } else if let Some((tot, _)) = &tact {
+            let held = percentile(
+                &tot[idx(t, t_transport.unwrap_or(t_grasp))..hi_i.max(lo_i + 1)],
+                75.0,
+            );
+            if held > 1.0 {
+                dropped_at = (lo_i..hi_i)
+                    .find(|&i| aloft(i) && tot[i] < 0.25 * held)
+                    .map(|i| t[i]);
+            }
+        }
+        // the hold is judged from the part before any drop
+        if let Some(td) = dropped_at {
+            outcome = Outcome::Drop;
+            confidence = 0.9;
+            evidence.push(format!("load lost at {td:.3} s with the gripper closed"));
+        } else {
+            // place: the last motion that ends where the gripper opens
+            let mut t_place_found = None;
+            if let Some(tr) = t_release {
+                let k_r = idx(t, tr);
+                let mut k = k_r;
+                while k > 0 && speed[k] < v_hi {
+                    k -= 1;
+                }
+                // k is inside the final descent: its onset
+                let t_place = onset(t, &speed, k, 0.004, v_hi.min(speed[k].max(0.005)));
+                if t_transport.is_some_and(|tt| t_place > tt) {
+                    phases.push((Phase::Place, t_place));
+                    t_place_found = Some(t_place);
+                }
+            }
+            // slip: the contact centroid moves, or the load rings, while held
+            // judged while carried: setting the object down moves the contact and unloads the
+            // wrist on purpose
+            let carry_end = t_place_found.or(t_release).unwrap_or(dur) - 0.05;
+            let (a, b) = (
+                idx(t, t_transport.unwrap_or(t_grasp) + 0.05),
+                idx(t, carry_end),
+            );
+            let mut slip_score: f64 = 0.0;
+            if let Some((tot, cen)) = &tact
+                && b > a + 10
+            {
+                let c0 = cen[a];
+                let shift = cen[a..b]
+                    .iter()
+                    .zip(&tot[a..b])
+                    .filter(|(_, p)| **p > 1.0)
+                    .map(|(c, _)| (c - c0).abs())
+                    .fold(0.0, f64::max);
+                evidence.push(format!(
+                    "contact centroid moved {shift:.2} taxels while held"
+                ));
+                slip_score = slip_score.max(shift / 1.0);
+            }
+            if let Some(l) = &load_fast
+                && b > a + 10
+            {
+                let base = smooth(&l[a..b], 25);
+                let ring = l[a..b]
+                    .iter()
+                    .zip(&base)
+                    .map(|(x, m)| (x - m).abs())
+                    .fold(0.0, f64::max);
+                let held = percentile(&l[a..b], 50.0).max(0.1);
+                evidence.push(format!(
+                    "load transient {:.0} % of the held load",
+                    100.0 * ring / held
+                ));
+                if tact.is_none() {
+                    slip_score = slip_score.max(ring / (0.12 * held));
+                }
+            }
+            if slip_score > 1.0 {
+                outcome = Outcome::Slip;
+                confidence = (0.5 + slip_score / 4.0).min(1.0);
+            } else {
+                outcome = Outcome::Success;
+                confidence = (1.0 - slip_score / 2.0).clamp(0.5, 1.0);
+            }
+        }
+    }
+    if let Some(tr) = t_release {
+        phases.push((Phase::Release, tr));
+    }
+    if let Some(to) = t_opened {
+        phases.push((Phase::Retreat, to));
+    }
+    if let Some(ti) = t_idle {
+        phases.push((Phase::Idle, ti));
+    }
+    // order, clamp and close the spans
+    phases.retain(|p| p.1 >= 0.0 && p.1 < dur);
+    phases.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut spans: Vec<PhaseSpan> = Vec::new();
+    for (i, (p, st)) in phases.iter().enumerate() {
+        let end = phases.get(i + 1).map_or(dur, |x| x.1);
+        if let Some(last) = spans.last_mut()
+            && last.phase == *p
+        {
+            last.end_s = end;
+            continue;
+        }
+        spans.push(PhaseSpan {
+            phase: *p,
+            start_s: if i == 0 { 0.0 } else { *st },
+            end_s: end,
+        });
+    }
+    if outcome == Outcome::Miss && spans.iter().any(|s| s.phase == Phase::Lift) {
+        outcome = Outcome::Success;
+        confidence = 0.3;
+    }
+    Segmentation {
+        phases: spans,
+        outcome,
+        confidence,
+        used,
+        evidence,
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * p / 100.0).round() as usize]
+}
+
+/// Boundary comparison against ground truth: for each true transition (from → to), the
+/// predicted boundary of the same transition.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BoundaryEval {
+    pub errors_ms: Vec<f64>,
+    pub misses: usize,
+    pub false_alarms: usize,
+}
+
+pub fn compare(truth: &[PhaseSpan], pred: &[PhaseSpan]) -> BoundaryEval {
+    let trans = |v: &[PhaseSpan]| -> Vec<(Phase, Phase, f64)> {
+        v.windows(2)
+            .map(|w| (w[0].phase, w[1].phase, w[1].start_s))
+            .collect()
+    };
+    let (tt, pp) = (trans(truth), trans(pred));
+    let mut used = vec![false; pp.len()];
+    let mut out = BoundaryEval::default();
+    for (a, b, ts) in &tt {
+        let best = pp
+            .iter()
+            .enumerate()
+            .filter(|(i, (pa, pb, _))| !used[*i] && pa == a && pb == b)
+            .min_by(|x, y| (x.1.2 - ts).abs().total_cmp(&(y.1.2 - ts).abs()));
+        match best {
+            Some((i, (_, _, ps))) => {
+                used[i] = true;
+                out.errors_ms.push((ps - ts).abs() * 1e3);
+            }
+            None => out.misses += 1,
+        }
+    }
+    out.false_alarms = used.iter().filter(|u| !**u).count();
+    out
+}
