@@ -5,12 +5,16 @@
 //!   exactly what is damaged.
 //! - [`read`]: selective reading — only the chunks holding the wanted channels.
 //! - [`recover`]: rebuild a valid, indexed file from a truncated or damaged one.
+//! - [`label`]: `demotape annotate` — phases, outcomes, gates, sidecar and companion MCAP.
+//! - [`signals`]: the signals segmentation reads from an episode.
 //! - [`segment`]: task phases and grasp outcome from joints, gripper, wrench and touch.
 //! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
 //!   of how far the online stamps are from it.
 
 pub mod inspect;
+pub mod label;
 pub mod read;
 pub mod recover;
 pub mod resync;
 pub mod segment;
+pub mod signals;

@@ -21,6 +21,29 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Automatic task phases and grasp outcomes, with quality gates, for many episodes.
+    ///
+    /// For each episode (files, or directories searched for .mcap) writes
+    /// <stem>.annotations.json (phases, outcome, confidence, evidence, gates, provenance) and
+    /// <stem>.annotations.mcap (the `auto` layer on /demotape/annotations/auto, to open next to
+    /// the episode in Foxglove or Rerun). Episodes are never modified. A bad file is reported
+    /// and the rest of the batch still processed; exit 1 if any failed.
+    ///
+    /// Example: demotape annotate episodes/ --out labels/
+    Annotate {
+        /// Episode files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Write the outputs here instead of next to each episode.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print one JSON document (all results) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild a valid, indexed MCAP from a truncated or damaged one, and report what was lost.
     ///
     /// Copies the header, schemas, channels, metadata and every message of every readable
@@ -67,6 +90,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Annotate {
+            paths,
+            out,
+            jobs,
+            json,
+        } => annotate_cmd(&paths, out.as_deref(), jobs, json),
         Command::Recover {
             input,
             output,
@@ -129,5 +158,104 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn annotate_cmd(
+    paths: &[PathBuf],
+    out: Option<&std::path::Path>,
+    jobs: Option<usize>,
+    json: bool,
+) -> ExitCode {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let files = annotate::label::collect(paths);
+    if files.is_empty() {
+        eprintln!("error: no .mcap episodes found in the given paths");
+        return ExitCode::from(2);
+    }
+    let cfg = annotate::signals::SignalConfig::default();
+    let gates = annotate::label::GateConfig::default();
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .clamp(1, 64);
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} episodes {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<annotate::label::EpisodeAnnotation, String>)>> =
+        Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..jobs.min(files.len()) {
+            sc.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let r = annotate::label::annotate_file(f, out, &cfg, &gates)
+                        .map_err(|e| format!("{e:#}"));
+                    if let Ok(mut v) = results.lock() {
+                        v.push((i, r));
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|r| r.0);
+    let failed = results.iter().filter(|r| r.1.is_err()).count();
+    if json {
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(i, r)| match r {
+                Ok(a) => serde_json::to_value(a).unwrap_or_default(),
+                Err(e) => serde_json::json!({"source": files[*i], "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        println!(
+            "{:<64} {:>8} {:>6} {:>7} gates",
+            "episode", "outcome", "conf", "phases"
+        );
+        for (i, r) in &results {
+            match r {
+                Ok(a) => {
+                    let failed_gates: Vec<&str> =
+                        a.gates.iter().filter(|g| !g.pass).map(|g| g.name).collect();
+                    println!(
+                        "{:<64} {:>8} {:>6.2} {:>7} {}",
+                        files[*i].display(),
+                        a.outcome,
+                        a.confidence,
+                        a.phases.len(),
+                        if failed_gates.is_empty() {
+                            "pass".to_string()
+                        } else {
+                            format!("FAIL: {}", failed_gates.join(", "))
+                        }
+                    );
+                }
+                Err(_) => println!("{:<64} {:>8}", files[*i].display(), "ERROR"),
+            }
+        }
+    }
+    for (_, r) in &results {
+        if let Err(e) = r {
+            eprintln!("error: {e}");
+        }
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

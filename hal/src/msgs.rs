@@ -244,6 +244,33 @@ impl RosMessage for EpisodeEvent {
     const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
+/// `demotape_msgs/msg/Annotation`: one labeled interval of an annotation layer (a task phase
+/// or a grasp outcome), on `/demotape/annotations/<layer>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Annotation {
+    /// `stamp` = start of the interval.
+    pub header: Header,
+    /// `auto` or `human`.
+    pub layer: String,
+    /// `phase` or `outcome`.
+    pub kind: String,
+    /// e.g. `reach`, `grasp`, `success`, `slip`.
+    pub label: String,
+    pub start: Time,
+    pub end: Time,
+    pub confidence: f64,
+    /// Which signals and thresholds the label rests on (or the human's reason).
+    pub evidence: String,
+    /// Tool version and configuration hash, or the human author.
+    pub provenance: String,
+}
+
+impl RosMessage for Annotation {
+    const TYPE_NAME: &'static str = "demotape_msgs/msg/Annotation";
+    const DEFINITION: &'static str = "# One labeled interval of an annotation layer.\nstd_msgs/Header header\nstring layer\nstring kind\nstring label\nbuiltin_interfaces/Time start\nbuiltin_interfaces/Time end\nfloat64 confidence\nstring evidence\nstring provenance\n";
+    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,11 @@ def main() -> int:
             elif t == "demotape_msgs/msg/ClockObservations":
                 d.update(device=msg.device, n=len(msg.device_stamp_us),
                          ok=len(msg.host_receive_ns) == len(msg.device_stamp_us) == len(msg.event_stamp_us) == len(msg.sequence) == len(msg.mapped_ns))
+            elif t == "demotape_msgs/msg/Annotation":
+                d.update(kind=msg.kind, label=msg.label, layer=msg.layer,
+                         start=msg.start.sec * 1_000_000_000 + msg.start.nanosec,
+                         end=msg.end.sec * 1_000_000_000 + msg.end.nanosec,
+                         confidence=msg.confidence)
             elif t == "demotape_msgs/msg/EpisodeEvent":
                 d.update(kind=msg.kind, topic=msg.topic, count=msg.count)
             else:

@@ -1,0 +1,363 @@
+//! `demotape annotate`: automatic phases and outcomes for many episodes, with quality gates.
+//!
+//! For each episode it writes, next to nothing it modifies:
+//! - `<stem>.annotations.json`: the sidecar (phases, outcome, confidence, evidence, gates,
+//!   provenance),
+//! - `<stem>.annotations.mcap`: a companion MCAP with the `auto` layer on
+//!   `/demotape/annotations/auto` (`demotape_msgs/msg/Annotation`), which Foxglove and Rerun
+//!   open alongside the episode to show the phases on its timeline.
+//! The episode file itself is never touched.
+
+use crate::read::read_selected;
+use crate::segment::{Segmentation, segment};
+use crate::signals::{SignalConfig, read_signals};
+use hal::kinematics::ArmModel;
+use hal::msgs::{Annotation, Header, RosMessage, Time};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Quality-gate thresholds (defaults: what a training set can live with).
+#[derive(Clone, Debug, Serialize)]
+pub struct GateConfig {
+    pub max_drops: u64,
+    pub max_sync_residual_p99_us: f64,
+    pub max_idle_fraction: f64,
+    pub min_duration_s: f64,
+    pub max_joint_jump_rad: f64,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            max_drops: 0,
+            max_sync_residual_p99_us: 20_000.0,
+            max_idle_fraction: 0.6,
+            min_duration_s: 2.0,
+            max_joint_jump_rad: 0.2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Gate {
+    pub name: &'static str,
+    pub pass: bool,
+    pub value: f64,
+    pub limit: f64,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseOut {
+    pub phase: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// The sidecar document.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpisodeAnnotation {
+    pub source: PathBuf,
+    pub tool: String,
+    pub config_hash: String,
+    pub layer: &'static str,
+    pub outcome: String,
+    pub confidence: f64,
+    pub used_signals: Vec<&'static str>,
+    pub evidence: Vec<String>,
+    pub phases: Vec<PhaseOut>,
+    pub gates: Vec<Gate>,
+    pub pass: bool,
+}
+
+/// Output paths for an episode.
+pub fn outputs(episode: &Path, out_dir: Option<&Path>) -> (PathBuf, PathBuf) {
+    let stem = episode
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "episode".into());
+    let dir = out_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| episode.parent().map(Path::to_path_buf).unwrap_or_default());
+    (
+        dir.join(format!("{stem}.annotations.json")),
+        dir.join(format!("{stem}.annotations.mcap")),
+    )
+}
+
+fn lower(o: hal::sim::plan::Outcome) -> String {
+    format!("{o:?}").to_lowercase()
+}
+
+/// Annotate one episode and write its sidecar and companion MCAP.
+pub fn annotate_file(
+    episode: &Path,
+    out_dir: Option<&Path>,
+    cfg: &SignalConfig,
+    gates_cfg: &GateConfig,
+) -> anyhow::Result<EpisodeAnnotation> {
+    let (signals, start) = read_signals(episode, cfg)?;
+    let arm = ArmModel::sim_default("right_arm_");
+    let seg: Segmentation = segment(&signals, &arm);
+    let meta = read_selected(episode, |_, _| false)?.metadata;
+    let cfg_json = serde_json::to_string(&(cfg, &arm, gates_cfg)).unwrap_or_default();
+    let config_hash = format!("{:08x}", crc32fast::hash(cfg_json.as_bytes()));
+    let tool = concat!("demotape ", env!("CARGO_PKG_VERSION")).to_string();
+
+    // gates
+    let mut gates = Vec::new();
+    let drops: u64 = meta
+        .get("demotape.episode_end")
+        .and_then(|m| m.get("drops"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    gates.push(Gate {
+        name: "drops",
+        pass: drops <= gates_cfg.max_drops,
+        value: drops as f64,
+        limit: gates_cfg.max_drops as f64,
+        detail: "samples dropped while recording".into(),
+    });
+    let worst_sync = meta
+        .get("demotape.sync")
+        .map(|m| {
+            m.values()
+                .filter_map(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                .filter_map(|j| j["residual_p99_us"].as_f64())
+                .fold(0.0, f64::max)
+        })
+        .unwrap_or(0.0);
+    gates.push(Gate {
+        name: "sync_residual",
+        pass: worst_sync <= gates_cfg.max_sync_residual_p99_us,
+        value: worst_sync,
+        limit: gates_cfg.max_sync_residual_p99_us,
+        detail: "worst device's delay above its clock envelope, p99 (µs)".into(),
+    });
+    let idle: f64 = seg
+        .phases
+        .iter()
+        .filter(|p| p.phase == hal::sim::plan::Phase::Idle)
+        .map(|p| p.end_s - p.start_s)
+        .sum::<f64>()
+        / signals.duration_s.max(1e-9);
+    gates.push(Gate {
+        name: "idle_fraction",
+        pass: idle <= gates_cfg.max_idle_fraction,
+        value: idle,
+        limit: gates_cfg.max_idle_fraction,
+        detail: "share of the episode spent idle".into(),
+    });
+    gates.push(Gate {
+        name: "duration",
+        pass: signals.duration_s >= gates_cfg.min_duration_s,
+        value: signals.duration_s,
+        limit: gates_cfg.min_duration_s,
+        detail: "episode length (s)".into(),
+    });
+    let missing: Vec<&str> = [
+        ("wrench", signals.wrench.is_some()),
+        ("tactile", signals.tactile.is_some()),
+    ]
+    .iter()
+    .filter(|x| !x.1)
+    .map(|x| x.0)
+    .collect();
+    gates.push(Gate {
+        name: "missing_streams",
+        pass: missing.is_empty(),
+        value: missing.len() as f64,
+        limit: 0.0,
+        detail: if missing.is_empty() {
+            "all streams present".into()
+        } else {
+            format!("missing: {}", missing.join(", "))
+        },
+    });
+    let jump = signals
+        .q
+        .windows(2)
+        .map(|w| {
+            (0..7)
+                .map(|k| (w[1][k] - w[0][k]).abs())
+                .fold(0.0, f64::max)
+        })
+        .fold(0.0, f64::max);
+    gates.push(Gate {
+        name: "joint_jumps",
+        pass: jump <= gates_cfg.max_joint_jump_rad,
+        value: jump,
+        limit: gates_cfg.max_joint_jump_rad,
+        detail: "largest joint step between consecutive samples (rad)".into(),
+    });
+    let pass = gates.iter().all(|g| g.pass);
+
+    let abs = |s: f64| start + (s.max(0.0) * 1e9) as u64;
+    let phases: Vec<PhaseOut> = seg
+        .phases
+        .iter()
+        .map(|p| PhaseOut {
+            phase: p.phase.as_str().into(),
+            start_s: p.start_s,
+            end_s: p.end_s,
+            start_ns: abs(p.start_s),
+            end_ns: abs(p.end_s),
+        })
+        .collect();
+    let doc = EpisodeAnnotation {
+        source: episode.into(),
+        tool: tool.clone(),
+        config_hash: config_hash.clone(),
+        layer: "auto",
+        outcome: lower(seg.outcome),
+        confidence: seg.confidence,
+        used_signals: seg.used.clone(),
+        evidence: seg.evidence.clone(),
+        phases,
+        gates,
+        pass,
+    };
+    let (json_path, mcap_path) = outputs(episode, out_dir);
+    if let Some(d) = json_path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))?;
+    }
+    write_atomic(&json_path, serde_json::to_vec_pretty(&doc)?.as_slice())?;
+    write_layer(&mcap_path, &doc, &seg, start)?;
+    Ok(doc)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn write_layer(
+    path: &Path,
+    doc: &EpisodeAnnotation,
+    seg: &Segmentation,
+    start: u64,
+) -> anyhow::Result<()> {
+    let tmp = path.with_extension("mcap.tmp");
+    let file =
+        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    let mut w = mcap::WriteOptions::new()
+        .profile("ros2")
+        .library(doc.tool.as_str())
+        .create(std::io::BufWriter::new(file))?;
+    let sid = w.add_schema(
+        Annotation::TYPE_NAME,
+        "ros2msg",
+        Annotation::schema_text().as_bytes(),
+    )?;
+    let ch = w.add_channel(sid, "/demotape/annotations/auto", "cdr", &BTreeMap::new())?;
+    let prov = format!("{} config {}", doc.tool, doc.config_hash);
+    let evidence = seg.evidence.join("; ");
+    let mut seq = 0u32;
+    let mut put = |w: &mut mcap::Writer<_>,
+                   kind: &str,
+                   label: &str,
+                   a: u64,
+                   b: u64,
+                   conf: f64,
+                   ev: &str|
+     -> anyhow::Result<()> {
+        let msg = Annotation {
+            header: Header {
+                stamp: Time::from_nanos(a),
+                frame_id: String::new(),
+            },
+            layer: "auto".into(),
+            kind: kind.into(),
+            label: label.into(),
+            start: Time::from_nanos(a),
+            end: Time::from_nanos(b),
+            confidence: conf,
+            evidence: ev.into(),
+            provenance: prov.clone(),
+        };
+        let data = msg.encode()?;
+        w.write_to_known_channel(
+            &mcap::records::MessageHeader {
+                channel_id: ch,
+                sequence: seq,
+                log_time: a,
+                publish_time: a,
+            },
+            &data,
+        )?;
+        seq += 1;
+        Ok(())
+    };
+    for p in &doc.phases {
+        put(
+            &mut w,
+            "phase",
+            &p.phase,
+            p.start_ns,
+            p.end_ns,
+            seg.confidence,
+            &doc.used_signals.join(","),
+        )?;
+    }
+    let grasp = seg
+        .phases
+        .iter()
+        .find(|p| p.phase == hal::sim::plan::Phase::Grasp)
+        .map_or(0.0, |p| p.start_s);
+    let end = seg.phases.last().map_or(0.0, |p| p.end_s);
+    put(
+        &mut w,
+        "outcome",
+        &doc.outcome,
+        start + (grasp * 1e9) as u64,
+        start + (end * 1e9) as u64,
+        doc.confidence,
+        &evidence,
+    )?;
+    w.write_metadata(&mcap::records::Metadata {
+        name: "demotape.annotation".into(),
+        metadata: BTreeMap::from([
+            ("source".to_string(), doc.source.display().to_string()),
+            ("tool".to_string(), doc.tool.clone()),
+            ("config_hash".to_string(), doc.config_hash.clone()),
+            ("layer".to_string(), "auto".to_string()),
+        ]),
+    })?;
+    w.finish()?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Episode files under `paths` (files as given; directories searched recursively for `.mcap`,
+/// skipping our own outputs).
+pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "mcap")
+                && !p.to_string_lossy().ends_with(".annotations.mcap")
+            {
+                out.push(p);
+            }
+        }
+    }
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}

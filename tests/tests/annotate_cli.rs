@@ -1,0 +1,98 @@
+//! `demotape annotate` on recorded episodes: phases and outcomes match the simulator's ground
+//! truth, the companion layer decodes in the real Python ROS 2 reader, and a corrupt file in
+//! the batch is reported without stopping the others.
+
+use demotape_e2e::{bin, record_sim, run_python};
+use std::process::Command;
+
+#[test]
+fn annotates_a_batch_and_matches_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let eps = record_sim(dir.path(), "small", 5, 10, 2, 8.0);
+    // a broken file in the same batch
+    let broken = dir.path().join("sim-robot").join("broken.mcap");
+    std::fs::write(&broken, b"\\x89MCAP0\\r\\n garbage").unwrap();
+    let out = dir.path().join("labels");
+    let res = Command::new(bin("demotape"))
+        .arg("annotate")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "a failed file makes the batch exit 1"
+    );
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains("broken.mcap"), "{stderr}");
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(docs.len(), 3);
+    for (summary, truth) in &eps {
+        let doc = docs
+            .iter()
+            .find(|d| d["source"].as_str() == Some(summary.path.to_str().unwrap()))
+            .expect("episode annotated");
+        assert_eq!(
+            doc["outcome"].as_str().unwrap(),
+            format!("{:?}", truth.outcome).to_lowercase()
+        );
+        let got: Vec<(String, f64)> = doc["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["phase"].as_str().unwrap().to_string(),
+                    p["start_s"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, f64)> = truth
+            .phases
+            .iter()
+            .map(|p| (p.phase.as_str().to_string(), p.start_s))
+            .collect();
+        assert_eq!(
+            got.iter().map(|g| &g.0).collect::<Vec<_>>(),
+            want.iter().map(|w| &w.0).collect::<Vec<_>>(),
+            "phase sequence"
+        );
+        for (g, w) in got.iter().zip(&want).skip(1) {
+            assert!(
+                (g.1 - w.1).abs() < 0.05,
+                "{} boundary {:.3} s vs true {:.3} s",
+                g.0,
+                g.1,
+                w.1
+            );
+        }
+        assert_eq!(doc["pass"], true, "{}", doc["gates"]);
+        // the companion layer, decoded by mcap-ros2-support
+        let stem = summary
+            .path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let layer = out.join(format!("{stem}.annotations.mcap"));
+        let digest: serde_json::Value =
+            serde_json::from_slice(&run_python("decode_mcap.py", &[&layer])).unwrap();
+        let msgs = digest["channels"]["/demotape/annotations/auto"]["messages"]
+            .as_array()
+            .unwrap();
+        assert_eq!(msgs.len(), want.len() + 1, "one per phase plus the outcome");
+        assert!(
+            msgs.iter()
+                .any(|m| m["kind"] == "outcome" && m["label"] == doc["outcome"])
+        );
+        assert!(out.join(format!("{stem}.annotations.json")).exists());
+    }
+    assert!(docs.iter().any(|d| {
+        d["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broken.mcap"))
+    }));
+}
