@@ -6,6 +6,7 @@
 //! - `<stem>.annotations.mcap`: a companion MCAP with the `auto` layer on
 //!   `/demotape/annotations/auto` (`demotape_msgs/msg/Annotation`), which Foxglove and Rerun
 //!   open alongside the episode to show the phases on its timeline.
+//!
 //! The episode file itself is never touched.
 
 use crate::read::read_selected;

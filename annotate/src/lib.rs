@@ -16,5 +16,6 @@ pub mod label;
 pub mod read;
 pub mod recover;
 pub mod resync;
+pub mod review;
 pub mod segment;
 pub mod signals;

@@ -20,7 +20,57 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum ReviewCmd {
+    /// Episodes that need a look: confidence below --below, or failed quality gates.
+    List {
+        /// Directories or `.annotations.json` sidecars.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value_t = 0.8)]
+        below: f64,
+        /// List every annotated episode, not only the flagged ones.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a correction in the human layer (the automatic layer is never changed).
+    ///
+    /// Example: demotape review correct ep.annotations.json --author ana --reason "object
+    /// rotated in the fingers" --outcome slip --move lift=3.52
+    Correct {
+        /// The episode's `.annotations.json` sidecar.
+        sidecar: PathBuf,
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// New outcome: success, slip, drop or miss.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Move a phase start: PHASE=SECONDS (from the episode start); repeat as needed;
+        /// a repeated phase is PHASE#2.
+        #[arg(long = "move", value_name = "PHASE=SECONDS")]
+        moves: Vec<String>,
+        #[arg(long)]
+        note: Option<String>,
+        /// Read the correction from a JSON file instead ({author, reason, outcome, moves, note}).
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// The effective labels (human corrections over the automatic layer) and their history.
+    Show {
+        sidecar: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// The human review queue and corrections (a layer that overrides the automatic one).
+    #[command(subcommand)]
+    Review(ReviewCmd),
     /// Automatic task phases and grasp outcomes, with quality gates, for many episodes.
     ///
     /// For each episode (files, or directories searched for .mcap) writes
@@ -90,6 +140,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Review(r) => match review_cmd(r) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Annotate {
             paths,
             out,
@@ -257,5 +314,112 @@ fn annotate_cmd(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {
+    use annotate::review;
+    match r {
+        ReviewCmd::List {
+            paths,
+            below,
+            all,
+            json,
+        } => {
+            let q = review::queue(&paths, below, all);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&q)?);
+            } else {
+                println!(
+                    "{:<70} {:>8} {:>5} {:>8}  why",
+                    "sidecar", "outcome", "conf", "reviewed"
+                );
+                for i in &q {
+                    println!(
+                        "{:<70} {:>8} {:>5.2} {:>8}  {}",
+                        i.sidecar.display(),
+                        i.outcome,
+                        i.confidence,
+                        i.reviewed,
+                        i.why
+                    );
+                }
+                println!("{} episode(s)", q.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ReviewCmd::Correct {
+            sidecar,
+            author,
+            reason,
+            outcome,
+            moves,
+            note,
+            from_file,
+        } => {
+            let c = match from_file {
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                    serde_json::from_str::<review::Correction>(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                }
+                None => {
+                    let mut m = std::collections::BTreeMap::new();
+                    for mv in &moves {
+                        let (p, t) = mv.split_once('=').ok_or_else(|| {
+                            anyhow::anyhow!("--move {mv:?}: expected PHASE=SECONDS")
+                        })?;
+                        let t: f64 = t.parse().map_err(|_| {
+                            anyhow::anyhow!("--move {mv:?}: {t:?} is not a number of seconds")
+                        })?;
+                        m.insert(p.to_string(), t);
+                    }
+                    review::Correction {
+                        author: author.unwrap_or_default(),
+                        reason: reason.unwrap_or_default(),
+                        outcome,
+                        moves: m,
+                        note,
+                        ..Default::default()
+                    }
+                }
+            };
+            let eff = review::correct(&sidecar, c)?;
+            println!(
+                "outcome {} ({}); phases: {}",
+                eff.outcome,
+                eff.source,
+                eff.phases
+                    .iter()
+                    .map(|p| format!("{} {:.3}", p.0, p.1))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ReviewCmd::Show { sidecar, json } => {
+            let auto = review::load_auto(&sidecar)?;
+            let rv = review::load_review(&sidecar)?;
+            let eff = review::effective(&auto, &rv)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"effective": eff, "history": rv.history})
+                    )?
+                );
+            } else {
+                println!("outcome: {} (from the {} layer)", eff.outcome, eff.source);
+                for (p, a, b) in &eff.phases {
+                    println!("  {p:<10} {a:>8.3} s .. {b:>8.3} s");
+                }
+                for n in &eff.notes {
+                    println!("note: {n}");
+                }
+                println!("{} correction(s) in the history", rv.history.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,402 @@
+//! `demotape review`: the human layer. Lists what needs a look (low confidence, failed
+//! gates), takes corrections (outcome changed, boundaries moved, notes) from the command line
+//! or a file, and keeps them as an append-only history in `<stem>.review.json` that overrides
+//! the automatic layer without ever touching it. The effective labels are also written as a
+//! `human` layer to `<stem>.annotations.human.mcap`.
+
+use hal::msgs::{Annotation, Header, RosMessage, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One correction by a person.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Correction {
+    pub author: String,
+    pub reason: String,
+    /// UTC time of the correction (ns since the Unix epoch); filled in when recorded.
+    pub at_ns: u64,
+    /// New episode outcome, if changed.
+    pub outcome: Option<String>,
+    /// New start time (s from the episode start) per phase name, e.g. {"grasp": 2.91}.
+    /// A repeated phase is addressed as "idle#2".
+    pub moves: BTreeMap<String, f64>,
+    pub note: Option<String>,
+}
+
+/// `<stem>.review.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Review {
+    pub episode: String,
+    pub history: Vec<Correction>,
+}
+
+/// Labels after applying the human history on top of the automatic layer.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Effective {
+    pub outcome: String,
+    pub source: &'static str,
+    pub phases: Vec<(String, f64, f64)>,
+    pub notes: Vec<String>,
+}
+
+pub fn review_path(sidecar: &Path) -> PathBuf {
+    let s = sidecar.to_string_lossy();
+    PathBuf::from(s.trim_end_matches(".annotations.json").to_string() + ".review.json")
+}
+
+pub fn load_auto(sidecar: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(sidecar)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))
+}
+
+pub fn load_review(sidecar: &Path) -> anyhow::Result<Review> {
+    let p = review_path(sidecar);
+    if !p.exists() {
+        return Ok(Review {
+            episode: sidecar.display().to_string(),
+            history: Vec::new(),
+        });
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+}
+
+fn phase_keys(phases: &[(String, f64, f64)]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    phases
+        .iter()
+        .map(|p| {
+            let n = seen.entry(p.0.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                p.0.clone()
+            } else {
+                format!("{}#{}", p.0, n)
+            }
+        })
+        .collect()
+}
+
+/// Apply the history to the automatic labels.
+pub fn effective(auto: &serde_json::Value, review: &Review) -> anyhow::Result<Effective> {
+    let mut phases: Vec<(String, f64, f64)> = auto["phases"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("sidecar has no phases"))?
+        .iter()
+        .map(|p| {
+            (
+                p["phase"].as_str().unwrap_or("").to_string(),
+                p["start_s"].as_f64().unwrap_or(0.0),
+                p["end_s"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let mut outcome = auto["outcome"].as_str().unwrap_or("").to_string();
+    let mut source = "auto";
+    let mut notes = Vec::new();
+    for c in &review.history {
+        if let Some(o) = &c.outcome {
+            outcome = o.clone();
+            source = "human";
+        }
+        let keys = phase_keys(&phases);
+        for (name, t) in &c.moves {
+            let i = keys.iter().position(|k| k == name).ok_or_else(|| {
+                anyhow::anyhow!("no phase {name:?} to move (phases: {})", keys.join(", "))
+            })?;
+            if i == 0 {
+                anyhow::bail!("the first phase starts with the episode and cannot move");
+            }
+            let (lo, hi) = (phases[i - 1].1, phases[i].2);
+            if !(*t > lo && *t < hi) {
+                anyhow::bail!(
+                    "{name} cannot start at {t:.3} s: it must stay between {lo:.3} s and {hi:.3} s"
+                );
+            }
+            phases[i].1 = *t;
+            phases[i - 1].2 = *t;
+            source = "human";
+        }
+        if let Some(n) = &c.note {
+            notes.push(format!("{}: {n}", c.author));
+        }
+    }
+    Ok(Effective {
+        outcome,
+        source,
+        phases,
+        notes,
+    })
+}
+
+/// Record a correction: validate it against the current labels, append it to the history,
+/// and write the human layer.
+pub fn correct(sidecar: &Path, mut c: Correction) -> anyhow::Result<Effective> {
+    const OUTCOMES: [&str; 4] = ["success", "slip", "drop", "miss"];
+    if c.author.trim().is_empty() {
+        anyhow::bail!("a correction needs an author");
+    }
+    if let Some(o) = &c.outcome
+        && !OUTCOMES.contains(&o.as_str())
+    {
+        anyhow::bail!("outcome {o:?} is not one of {}", OUTCOMES.join(", "));
+    }
+    let auto = load_auto(sidecar)?;
+    let mut review = load_review(sidecar)?;
+    c.at_ns = hal::sim::now_ns();
+    review.history.push(c);
+    let eff = effective(&auto, &review)?; // rejects an invalid correction before anything is written
+    let p = review_path(sidecar);
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&review)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    write_human_layer(sidecar, &auto, &review, &eff)?;
+    Ok(eff)
+}
+
+fn write_human_layer(
+    sidecar: &Path,
+    auto: &serde_json::Value,
+    review: &Review,
+    eff: &Effective,
+) -> anyhow::Result<()> {
+    let start_ns = auto["phases"][0]["start_ns"].as_u64().unwrap_or(0);
+    let s = sidecar.to_string_lossy();
+    let path = PathBuf::from(
+        s.trim_end_matches(".annotations.json").to_string() + ".annotations.human.mcap",
+    );
+    let tmp = path.with_extension("tmp");
+    let file =
+        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    let mut w = mcap::WriteOptions::new()
+        .profile("ros2")
+        .create(std::io::BufWriter::new(file))?;
+    let sid = w.add_schema(
+        Annotation::TYPE_NAME,
+        "ros2msg",
+        Annotation::schema_text().as_bytes(),
+    )?;
+    let ch = w.add_channel(sid, "/demotape/annotations/human", "cdr", &BTreeMap::new())?;
+    let last = review.history.last().cloned().unwrap_or_default();
+    let prov = format!("{} ({} corrections)", last.author, review.history.len());
+    let abs = |t: f64| start_ns + (t.max(0.0) * 1e9) as u64;
+    let mut rows: Vec<(String, String, u64, u64, String)> = eff
+        .phases
+        .iter()
+        .map(|(p, a, b)| {
+            (
+                "phase".to_string(),
+                p.clone(),
+                abs(*a),
+                abs(*b),
+                eff.source.to_string(),
+            )
+        })
+        .collect();
+    let end = eff.phases.last().map_or(0.0, |p| p.2);
+    rows.push((
+        "outcome".into(),
+        eff.outcome.clone(),
+        abs(0.0),
+        abs(end),
+        last.reason.clone(),
+    ));
+    for (seq, (kind, label, a, b, ev)) in rows.into_iter().enumerate() {
+        let m = Annotation {
+            header: Header {
+                stamp: Time::from_nanos(a),
+                frame_id: String::new(),
+            },
+            layer: "human".into(),
+            kind,
+            label,
+            start: Time::from_nanos(a),
+            end: Time::from_nanos(b),
+            confidence: 1.0,
+            evidence: ev,
+            provenance: prov.clone(),
+        };
+        w.write_to_known_channel(
+            &mcap::records::MessageHeader {
+                channel_id: ch,
+                sequence: seq as u32,
+                log_time: a,
+                publish_time: a,
+            },
+            &m.encode()?,
+        )?;
+    }
+    w.finish()?;
+    drop(w);
+    std::fs::rename(&tmp, &path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// A row of the review queue.
+#[derive(Serialize, Clone, Debug)]
+pub struct QueueItem {
+    pub sidecar: PathBuf,
+    pub outcome: String,
+    pub confidence: f64,
+    pub failed_gates: Vec<String>,
+    pub reviewed: usize,
+    pub why: String,
+}
+
+/// Sidecars under `paths` that need a look: confidence below `below`, or failed gates.
+pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
+    let mut files = Vec::new();
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                v.sort();
+                for x in v {
+                    walk(&x, out);
+                }
+            }
+        } else if p.to_string_lossy().ends_with(".annotations.json") {
+            out.push(p.to_path_buf());
+        }
+    }
+    for p in paths {
+        walk(p, &mut files);
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(auto) = load_auto(&f) else { continue };
+        let conf = auto["confidence"].as_f64().unwrap_or(0.0);
+        let failed: Vec<String> = auto["gates"].as_array().map_or(Vec::new(), |g| {
+            g.iter()
+                .filter(|x| x["pass"] == false)
+                .filter_map(|x| x["name"].as_str().map(String::from))
+                .collect()
+        });
+        let reviewed = load_review(&f).map_or(0, |r| r.history.len());
+        let mut why = Vec::new();
+        if conf < below {
+            why.push(format!("confidence {conf:.2} < {below:.2}"));
+        }
+        if !failed.is_empty() {
+            why.push(format!("gates failed: {}", failed.join(", ")));
+        }
+        if why.is_empty() && !all {
+            continue;
+        }
+        let outcome = auto["outcome"].as_str().unwrap_or("").to_string();
+        out.push(QueueItem {
+            sidecar: f,
+            outcome,
+            confidence: conf,
+            failed_gates: failed,
+            reviewed,
+            why: why.join("; "),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sidecar(dir: &Path) -> PathBuf {
+        let p = dir.join("ep.annotations.json");
+        let doc = serde_json::json!({
+            "outcome": "success", "confidence": 0.6,
+            "gates": [{"name": "drops", "pass": true}],
+            "phases": [
+                {"phase": "idle", "start_s": 0.0, "end_s": 1.0, "start_ns": 1_000_000_000u64},
+                {"phase": "reach", "start_s": 1.0, "end_s": 2.0},
+                {"phase": "grasp", "start_s": 2.0, "end_s": 3.0},
+                {"phase": "idle", "start_s": 3.0, "end_s": 4.0}
+            ]
+        });
+        std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+        p
+    }
+
+    #[test]
+    fn corrections_override_without_touching_the_automatic_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let sc = sidecar(dir.path());
+        let before = std::fs::read(&sc).unwrap();
+        let c = Correction {
+            author: "ana".into(),
+            reason: "late grasp".into(),
+            outcome: Some("slip".into()),
+            moves: BTreeMap::from([("grasp".into(), 2.2), ("idle#2".into(), 3.5)]),
+            note: Some("check video".into()),
+            ..Default::default()
+        };
+        let eff = correct(&sc, c).unwrap();
+        assert_eq!(eff.outcome, "slip");
+        assert_eq!(eff.source, "human");
+        assert_eq!(eff.phases[2], ("grasp".into(), 2.2, 3.5));
+        assert_eq!(eff.phases[1].2, 2.2);
+        assert_eq!(
+            std::fs::read(&sc).unwrap(),
+            before,
+            "the automatic sidecar is never modified"
+        );
+        assert!(dir.path().join("ep.annotations.human.mcap").exists());
+        // an impossible move is rejected and not recorded
+        let bad = Correction {
+            author: "bob".into(),
+            moves: BTreeMap::from([("reach".into(), 2.9)]),
+            ..Default::default()
+        };
+        assert!(
+            correct(&sc, bad)
+                .unwrap_err()
+                .to_string()
+                .contains("must stay between")
+        );
+        assert!(
+            correct(
+                &sc,
+                Correction {
+                    author: "".into(),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            correct(
+                &sc,
+                Correction {
+                    author: "x".into(),
+                    outcome: Some("great".into()),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        let r = load_review(&sc).unwrap();
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.history[0].author, "ana");
+        // a second correction stacks on the first; history is kept in order
+        correct(
+            &sc,
+            Correction {
+                author: "bob".into(),
+                outcome: Some("success".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let eff = effective(&load_auto(&sc).unwrap(), &load_review(&sc).unwrap()).unwrap();
+        assert_eq!(eff.outcome, "success");
+        assert_eq!(eff.phases[2].1, 2.2);
+        assert_eq!(load_review(&sc).unwrap().history.len(), 2);
+        // the queue flags the low-confidence episode and counts its reviews
+        let q = queue(&[dir.path().to_path_buf()], 0.8, false);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].reviewed, 2);
+    }
+}
