@@ -120,9 +120,9 @@ pub struct EpisodeWriter {
     bytes: Vec<u64>,
     drops_written: Vec<u64>,
     buf: Vec<u8>,
-    /// Small messages held until the next flush and written together, so they share chunks
-    /// and bulk messages (images) get chunks of their own: a reader that wants joints, forces
-    /// or touch can skip every image chunk by the chunk index.
+    /// Small messages held until the next flush and written then, one chunk per channel,
+    /// while bulk messages (images) get chunks of their own: a reader that wants joints,
+    /// forces or one tactile pad decompresses only those chunks (found by the chunk index).
     small: Vec<(MessageHeader, std::ops::Range<usize>)>,
     small_arena: Vec<u8>,
     last_host_ns: u64,
@@ -360,8 +360,16 @@ impl EpisodeWriter {
         }
         // close the open bulk chunk first so the two kinds never share one
         self.mcap.flush().map_err(|e| self.mcap_err(e))?;
-        let held = std::mem::take(&mut self.small);
+        let mut held = std::mem::take(&mut self.small);
+        // one chunk per channel (stable sort keeps each channel's order), so a reader that
+        // wants a few topics decompresses only theirs
+        held.sort_by_key(|(h, _)| h.channel_id);
+        let mut current = None;
         for (h, r) in &held {
+            if current.is_some_and(|c| c != h.channel_id) {
+                self.mcap.flush().map_err(|e| self.mcap_err(e))?;
+            }
+            current = Some(h.channel_id);
             let res = self
                 .mcap
                 .write_to_known_channel(h, &self.small_arena[r.clone()]);

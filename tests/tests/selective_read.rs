@@ -41,11 +41,27 @@ fn non_image_channels_are_read_without_touching_image_chunks() {
         whole.as_secs_f64() * 1e3,
         whole.as_secs_f64() / selective.as_secs_f64()
     );
+    // every image chunk is skipped ...
+    let images =
+        annotate::read::read_selected(&summary.path, |_, schema| schema == "sensor_msgs/msg/Image")
+            .unwrap();
+    let any = annotate::read::read_selected(&summary.path, |_, _| true).unwrap();
+    assert_eq!(
+        sel.chunks_read + images.chunks_read,
+        any.chunks_read,
+        "no chunk mixes images and small messages"
+    );
+    // ... and one topic reads only its own chunks
+    let joints = annotate::read::read_selected(&summary.path, |t, _| t == "/joint_states").unwrap();
     assert!(
-        sel.chunks_read * 2 < sel.chunks_total,
-        "image chunks must be skipped: {} of {}",
-        sel.chunks_read,
-        sel.chunks_total
+        joints.chunks_read * 10 < joints.chunks_total,
+        "{} of {}",
+        joints.chunks_read,
+        joints.chunks_total
+    );
+    assert_eq!(
+        joints.by_topic("/joint_states").len(),
+        full["/joint_states"].len()
     );
     assert_eq!(sel.messages.len(), full.len());
     for (topic, msgs) in &full {
