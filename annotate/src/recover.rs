@@ -156,7 +156,15 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
                 bytes: rest as u64,
                 log_start_ns: a,
                 log_end_ns: b,
-                reason: format!("record (opcode 0x{op:02x}) claims {len} bytes, only {} remain: the file was cut off here", rest - 9),
+                reason: format!(
+                    "record (opcode 0x{op:02x}) claims {len} bytes, only {} remain: the file was cut off here{}",
+                    rest - 9,
+                    match op {
+                        0x06 => "",
+                        0x07 => " (a message index: it holds no messages, nothing of the data is lost)",
+                        _ => " (not a chunk)",
+                    }
+                ),
             });
             break;
         }
