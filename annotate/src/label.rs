@@ -18,8 +18,47 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Everything `demotape annotate` can be told, as TOML (`demotape annotate --config FILE`;
+/// `demotape annotate --print-config` shows the defaults).
+#[derive(Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnotateConfig {
+    /// Where the signals are (topics, joint names).
+    pub signals: SignalConfig,
+    /// The arm's kinematics (modified DH); the simulated robot's by default.
+    pub arm: ArmModel,
+    pub gates: GateConfig,
+}
+
+impl Default for AnnotateConfig {
+    fn default() -> Self {
+        AnnotateConfig {
+            signals: SignalConfig::default(),
+            arm: ArmModel::sim_default("right_arm_"),
+            gates: GateConfig::default(),
+        }
+    }
+}
+
+impl AnnotateConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let c: AnnotateConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if c.arm.links.len() != 7 || c.arm.limits.len() != 7 || c.signals.arm_joints.len() != 7 {
+            anyhow::bail!(
+                "{}: the arm needs 7 links, 7 joint limits and 7 joint names",
+                path.display()
+            );
+        }
+        Ok(c)
+    }
+}
+
 /// Quality-gate thresholds (defaults: what a training set can live with).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
     pub max_drops: u64,
     pub max_sync_residual_p99_us: f64,
@@ -97,11 +136,11 @@ fn lower(o: hal::sim::plan::Outcome) -> String {
 pub fn annotate_file(
     episode: &Path,
     out_dir: Option<&Path>,
-    cfg: &SignalConfig,
-    gates_cfg: &GateConfig,
+    config: &AnnotateConfig,
 ) -> anyhow::Result<EpisodeAnnotation> {
+    let (cfg, gates_cfg) = (&config.signals, &config.gates);
     let (signals, start) = read_signals(episode, cfg)?;
-    let arm = ArmModel::sim_default("right_arm_");
+    let arm = config.arm.clone();
     let seg: Segmentation = segment(&signals, &arm);
     let meta = read_selected(episode, |_, _| false)?.metadata;
     let cfg_json = serde_json::to_string(&(cfg, &arm, gates_cfg)).unwrap_or_default();
@@ -361,4 +400,27 @@ pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.toml");
+        std::fs::write(&p, toml::to_string(&AnnotateConfig::default()).unwrap()).unwrap();
+        assert_eq!(AnnotateConfig::load(&p).unwrap(), AnnotateConfig::default());
+        std::fs::write(&p, "[arm]\nlinks = []\n").unwrap();
+        let e = AnnotateConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("a.toml"), "{e}");
+        std::fs::write(&p, "[signals]\nbogus = 1\n").unwrap();
+        assert!(
+            AnnotateConfig::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
+    }
 }

@@ -82,7 +82,7 @@ enum Command {
     /// Example: demotape annotate episodes/ --out labels/
     Annotate {
         /// Episode files or directories.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "print_config")]
         paths: Vec<PathBuf>,
         /// Write the outputs here instead of next to each episode.
         #[arg(long)]
@@ -93,6 +93,13 @@ enum Command {
         /// Print one JSON document (all results) instead of a table.
         #[arg(long)]
         json: bool,
+        /// TOML configuration: topics and joints, the arm's kinematics (modified DH), gate
+        /// thresholds. Defaults: the simulated robot (see --print-config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the default configuration as TOML and exit.
+        #[arg(long, exclusive = true)]
+        print_config: bool,
     },
     /// Rebuild a valid, indexed MCAP from a truncated or damaged one, and report what was lost.
     ///
@@ -152,7 +159,30 @@ fn main() -> ExitCode {
             out,
             jobs,
             json,
-        } => annotate_cmd(&paths, out.as_deref(), jobs, json),
+            config,
+            print_config,
+        } => {
+            if print_config {
+                print!(
+                    "{}",
+                    toml::to_string(&annotate::label::AnnotateConfig::default())
+                        .unwrap_or_default()
+                );
+                return ExitCode::SUCCESS;
+            }
+            let cfg = match config
+                .as_deref()
+                .map(annotate::label::AnnotateConfig::load)
+                .transpose()
+            {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            annotate_cmd(&paths, out.as_deref(), jobs, json, &cfg)
+        }
         Command::Recover {
             input,
             output,
@@ -223,6 +253,7 @@ fn annotate_cmd(
     out: Option<&std::path::Path>,
     jobs: Option<usize>,
     json: bool,
+    cfg: &annotate::label::AnnotateConfig,
 ) -> ExitCode {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -231,8 +262,6 @@ fn annotate_cmd(
         eprintln!("error: no .mcap episodes found in the given paths");
         return ExitCode::from(2);
     }
-    let cfg = annotate::signals::SignalConfig::default();
-    let gates = annotate::label::GateConfig::default();
     let jobs = jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .clamp(1, 64);
@@ -255,8 +284,8 @@ fn annotate_cmd(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    let r = annotate::label::annotate_file(f, out, &cfg, &gates)
-                        .map_err(|e| format!("{e:#}"));
+                    let r =
+                        annotate::label::annotate_file(f, out, cfg).map_err(|e| format!("{e:#}"));
                     if let Ok(mut v) = results.lock() {
                         v.push((i, r));
                     }

@@ -3,7 +3,7 @@
 
 use crate::read::read_selected;
 use crate::segment::Signals;
-use hal::msgs::{JointState, TactileArray, WrenchStamped};
+use hal::msgs::JointState;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -37,6 +37,81 @@ impl Default for SignalConfig {
             contact_kpa: 0.5,
         }
     }
+}
+
+/// Deserializes a string without keeping (or allocating) it.
+struct SkipStr;
+impl<'de> Deserialize<'de> for SkipStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SkipStr;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SkipStr, E> {
+                Ok(SkipStr)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Deserializes a sequence of f64 without storing it.
+struct SkipF64s;
+impl<'de> Deserialize<'de> for SkipF64s {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SkipF64s;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence of float64")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SkipF64s, A::Error> {
+                while seq.next_element::<f64>()?.is_some() {}
+                Ok(SkipF64s)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// The fields of a JointState that segmentation uses, decoded without allocating the joint
+/// names of every message (they are read once, from the first message).
+#[derive(Deserialize)]
+struct JointPositions {
+    _sec: i32,
+    _nanosec: u32,
+    _frame_id: SkipStr,
+    name: Vec<SkipStr>,
+    position: Vec<f64>,
+    _velocity: SkipF64s,
+    _effort: SkipF64s,
+}
+
+/// WrenchStamped without its frame id.
+#[derive(Deserialize)]
+struct WrenchLite {
+    _sec: i32,
+    _nanosec: u32,
+    _frame_id: SkipStr,
+    f: [f64; 6],
+}
+
+/// TactileArray without its strings.
+#[derive(Deserialize)]
+struct TactileLite {
+    _sec: i32,
+    _nanosec: u32,
+    _frame_id: SkipStr,
+    _pad: SkipStr,
+    _rows: u32,
+    cols: u32,
+    _taxel_size: f32,
+    pressure: Vec<f32>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(data: &[u8]) -> Option<T> {
@@ -101,11 +176,11 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
     let mut idx: Option<(Vec<usize>, usize)> = None;
     let mut bad = 0usize;
     for m in joints {
-        let Some(js) = decode::<JointState>(&m.data) else {
-            bad += 1;
-            continue;
-        };
         if idx.is_none() {
+            let Some(js) = decode::<JointState>(&m.data) else {
+                bad += 1;
+                continue;
+            };
             let find = |n: &str| js.name.iter().position(|x| x == n);
             let arm: Option<Vec<usize>> = cfg.arm_joints.iter().map(|n| find(n)).collect();
             match (arm, find(&cfg.gripper_joint)) {
@@ -117,8 +192,15 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
                 ),
             }
         }
+        let Some(js) = decode::<JointPositions>(&m.data) else {
+            bad += 1;
+            continue;
+        };
         let (a, g) = idx.as_ref().expect("set above");
-        if js.position.len() <= *a.iter().max().unwrap_or(&0) || js.position.len() <= *g {
+        if js.name.len() != js.position.len()
+            || js.position.len() <= *a.iter().max().unwrap_or(&0)
+            || js.position.len() <= *g
+        {
             bad += 1;
             continue;
         }
@@ -137,14 +219,8 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
         let mut rows: Vec<(f64, [f64; 6])> = w
             .iter()
             .filter_map(|m| {
-                let x = decode::<WrenchStamped>(&m.data)?;
-                let f = x.wrench;
-                Some((
-                    rel(m.header.log_time),
-                    [
-                        f.force.x, f.force.y, f.force.z, f.torque.x, f.torque.y, f.torque.z,
-                    ],
-                ))
+                let x = decode::<WrenchLite>(&m.data)?;
+                Some((rel(m.header.log_time), x.f))
             })
             .collect();
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -161,7 +237,7 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
         let mut acc: std::collections::BTreeMap<u64, (f64, f64, f64)> = Default::default();
         for (k, topic) in cfg.tactile_topics.iter().enumerate() {
             for m in sel.by_topic(topic) {
-                let Some(ta) = decode::<TactileArray>(&m.data) else {
+                let Some(ta) = decode::<TactileLite>(&m.data) else {
                     continue;
                 };
                 let e = acc.entry(m.header.log_time).or_default();
