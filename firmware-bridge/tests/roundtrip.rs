@@ -177,14 +177,14 @@ proptest! {
             owner.extend(std::iter::repeat_n(Some(i), wire.len() - before - 1));
             owner.push(None);
         }
-        let mut damaged = std::collections::HashSet::new();
+        let original = wire.clone();
         for (idx, x) in &hits {
             let at = idx.index(wire.len());
             wire[at] ^= x;
-            if let Some(i) = owner[at] {
-                damaged.insert(i);
-            }
         }
+        // judged on the bytes that really changed (two hits on one byte can cancel out)
+        let changed: Vec<usize> = (0..wire.len()).filter(|&i| wire[i] != original[i]).collect();
+        let damaged: std::collections::HashSet<usize> = changed.iter().filter_map(|&i| owner[i]).collect();
         let mut codec = BoardCodec::new();
         let mut buf = BytesMut::from(&wire[..]);
         let mut got = Vec::new();
@@ -203,7 +203,12 @@ proptest! {
         // frames, and the codec splits them again); only several hits close together can
         // make an intact frame unrecoverable
         let lost_intact: Vec<usize> = (0..frames.len()).filter(|i| !damaged.contains(i) && !seen.contains(i)).collect();
-        if hits.len() <= 1 {
+        // A hit on the stream's very last delimiter leaves the last frame unterminated: a live
+        // stream would deliver it with the next frame (fused, then split); this one just ends.
+        let last_delim = wire.len() - 1;
+        let tail_hit = changed.contains(&last_delim);
+        let lost_intact: Vec<usize> = lost_intact.into_iter().filter(|&i| !(tail_hit && i + 1 == frames.len())).collect();
+        if changed.len() <= 1 {
             prop_assert!(lost_intact.is_empty(), "intact frames {:?} lost: {:?}", lost_intact, codec.stats);
         }
     }
