@@ -283,18 +283,7 @@ fn write_layer(
     start: u64,
 ) -> anyhow::Result<()> {
     let tmp = path.with_extension("mcap.tmp");
-    let file =
-        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
-    let mut w = mcap::WriteOptions::new()
-        .profile("ros2")
-        .library(doc.tool.as_str())
-        .create(std::io::BufWriter::new(file))?;
-    let sid = w.add_schema(
-        Annotation::TYPE_NAME,
-        "ros2msg",
-        Annotation::schema_text().as_bytes(),
-    )?;
-    let ch = w.add_channel(sid, "/demotape/annotations/auto", "cdr", &BTreeMap::new())?;
+    let (mut w, ch) = layer_writer(&tmp, "auto", &doc.tool)?;
     let prov = format!("{} config {}", doc.tool, doc.config_hash);
     let evidence = seg.evidence.join("; ");
     let mut seq = 0u32;
@@ -372,6 +361,33 @@ fn write_layer(
     drop(w);
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(())
+}
+
+/// A companion MCAP (being written at `path`) with one annotation channel,
+/// `/demotape/annotations/<layer>`.
+pub(crate) fn layer_writer(
+    path: &Path,
+    layer: &str,
+    library: &str,
+) -> anyhow::Result<(mcap::Writer<std::io::BufWriter<std::fs::File>>, u16)> {
+    let file =
+        std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut w = mcap::WriteOptions::new()
+        .profile("ros2")
+        .library(library)
+        .create(std::io::BufWriter::new(file))?;
+    let sid = w.add_schema(
+        Annotation::TYPE_NAME,
+        "ros2msg",
+        Annotation::schema_text().as_bytes(),
+    )?;
+    let ch = w.add_channel(
+        sid,
+        &format!("/demotape/annotations/{layer}"),
+        "cdr",
+        &BTreeMap::new(),
+    )?;
+    Ok((w, ch))
 }
 
 /// Episode files under `paths` (files as given; directories searched recursively for `.mcap`,

@@ -170,17 +170,11 @@ fn write_human_layer(
         s.trim_end_matches(".annotations.json").to_string() + ".annotations.human.mcap",
     );
     let tmp = path.with_extension("tmp");
-    let file =
-        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
-    let mut w = mcap::WriteOptions::new()
-        .profile("ros2")
-        .create(std::io::BufWriter::new(file))?;
-    let sid = w.add_schema(
-        Annotation::TYPE_NAME,
-        "ros2msg",
-        Annotation::schema_text().as_bytes(),
+    let (mut w, ch) = crate::label::layer_writer(
+        &tmp,
+        "human",
+        concat!("demotape ", env!("CARGO_PKG_VERSION")),
     )?;
-    let ch = w.add_channel(sid, "/demotape/annotations/human", "cdr", &BTreeMap::new())?;
     let last = review.history.last().cloned().unwrap_or_default();
     let prov = format!("{} ({} corrections)", last.author, review.history.len());
     let abs = |t: f64| start_ns + (t.max(0.0) * 1e9) as u64;

@@ -162,17 +162,7 @@ pub fn segment(s: &Signals, arm: &ArmModel) -> Segmentation {
     let mut evidence = Vec::new();
     let dur = s.duration_s;
     if n < 50 {
-        return Segmentation {
-            phases: vec![PhaseSpan {
-                phase: Phase::Idle,
-                start_s: 0.0,
-                end_s: dur,
-            }],
-            outcome: Outcome::Miss,
-            confidence: 0.0,
-            used,
-            evidence: vec!["too few joint samples to segment".into()],
-        };
+        return unsegmented(dur, 0.0, used, "too few joint samples to segment");
     }
     // kinematics
     let poses: Vec<_> = s.q.iter().map(|q| arm.fk(q)).collect();
@@ -219,17 +209,7 @@ pub fn segment(s: &Signals, arm: &ArmModel) -> Segmentation {
     // 1. grasp: the gripper starts closing (first strong closing motion)
     let close_thr = 0.2 * (open_level / 0.5).max(0.01); // a fifth of a typical full-close speed
     let Some(k_close) = first_from(&closing, 0, |v| v > close_thr) else {
-        return Segmentation {
-            phases: vec![PhaseSpan {
-                phase: Phase::Idle,
-                start_s: 0.0,
-                end_s: dur,
-            }],
-            outcome: Outcome::Miss,
-            confidence: 0.3,
-            used,
-            evidence: vec!["the gripper never closed".into()],
-        };
+        return unsegmented(dur, 0.3, used, "the gripper never closed");
     };
     let t_grasp = onset(t, &closing, k_close, close_thr * 0.05, close_thr * 0.4);
     // 2. reach: the first motion of the end effector before the grasp
@@ -441,6 +421,21 @@ pub fn segment(s: &Signals, arm: &ArmModel) -> Segmentation {
         confidence,
         used,
         evidence,
+    }
+}
+
+/// The whole episode as one idle span (nothing to segment), with the reason.
+fn unsegmented(dur: f64, confidence: f64, used: Vec<&'static str>, why: &str) -> Segmentation {
+    Segmentation {
+        phases: vec![PhaseSpan {
+            phase: Phase::Idle,
+            start_s: 0.0,
+            end_s: dur,
+        }],
+        outcome: Outcome::Miss,
+        confidence,
+        used,
+        evidence: vec![why.to_string()],
     }
 }
 

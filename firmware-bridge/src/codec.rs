@@ -101,7 +101,7 @@ impl BoardCodec {
 
     /// Last resort when the first frame's own chain is damaged too: the frame after a
     /// corrupted delimiter is a complete, valid COBS chain ending exactly at the chunk's end.
-    /// Find the starts of such chains (one backward pass) and try them, shortest-prefix first.
+    /// Find the starts of such chains (one backward pass) and try them.
     fn intact_suffix(&mut self, chunk: &[u8]) -> Option<Frame> {
         let n = chunk.len();
         let mut valid = vec![false; n + 1];
@@ -110,8 +110,11 @@ impl BoardCodec {
             let c = chunk[p] as usize;
             valid[p] = c != 0 && p + c <= n && valid[p + c];
         }
+        // From the end: the frame after the corrupted delimiter starts at the earliest valid
+        // position of its own chain, which comes right after that chain's few later code
+        // positions, before any position inside the damaged first frame.
         let mut tries = 0;
-        for p in 2..n {
+        for p in (2..n).rev() {
             if !valid[p] {
                 continue;
             }
