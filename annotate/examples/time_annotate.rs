@@ -11,7 +11,7 @@ fn main() {
     let mut runs = Vec::new();
     for _ in 0..9 {
         let t = Instant::now();
-        let (s, _) = match annotate::signals::read_signals(&p, &cfg) {
+        let (s, _, _) = match annotate::signals::read_signals(&p, &cfg) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -9,7 +9,6 @@
 //!
 //! The episode file itself is never touched.
 
-use crate::read::read_selected;
 use crate::segment::{Segmentation, segment};
 use crate::signals::{SignalConfig, read_signals};
 use hal::kinematics::ArmModel;
@@ -139,10 +138,9 @@ pub fn annotate_file(
     config: &AnnotateConfig,
 ) -> anyhow::Result<EpisodeAnnotation> {
     let (cfg, gates_cfg) = (&config.signals, &config.gates);
-    let (signals, start) = read_signals(episode, cfg)?;
+    let (signals, start, meta) = read_signals(episode, cfg)?;
     let arm = config.arm.clone();
     let seg: Segmentation = segment(&signals, &arm);
-    let meta = read_selected(episode, |_, _| false)?.metadata;
     let cfg_json = serde_json::to_string(&(cfg, &arm, gates_cfg)).unwrap_or_default();
     let config_hash = format!("{:08x}", crc32fast::hash(cfg_json.as_bytes()));
     let tool = concat!("demotape ", env!("CARGO_PKG_VERSION")).to_string();

@@ -123,9 +123,12 @@ fn decode<T: for<'de> Deserialize<'de>>(data: &[u8]) -> Option<T> {
         .map(|(v, _)| v)
 }
 
-/// Signals of `path`, with times in seconds from `start_ns` (the episode start from its
-/// metadata, else the first message). Returns them and the episode start.
-pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals, u64)> {
+/// The episode's metadata records, by name.
+pub type Metadata = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// Signals of `path`, with times in seconds from the episode start (from its metadata, else
+/// the first message). Returns them, the episode start (ns) and the metadata records.
+pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals, u64, Metadata)> {
     let want = |topic: &str, _: &str| {
         topic == cfg.joint_topic
             || topic == cfg.wrench_topic
@@ -267,5 +270,5 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
     if bad > 0 {
         tracing::warn!(file = %path.display(), bad, "undecodable joint-state messages skipped");
     }
-    Ok((s, start))
+    Ok((s, start, sel.metadata))
 }

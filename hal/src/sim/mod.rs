@@ -881,7 +881,7 @@ impl SimSource {
 }
 
 /// The board channel a routed sample goes to, and its values.
-pub fn board_item(_spec: &StreamSpec, s: &Sample) -> Option<(u8, Vec<f32>)> {
+pub fn board_item(s: &Sample) -> Option<(u8, Vec<f32>)> {
     match &s.payload {
         Payload::Wrench(w) => {
             let f = &w.wrench;
@@ -973,7 +973,7 @@ impl Source for SimSource {
                             None => {
                                 let spec = &ep.streams[s.stream];
                                 if let (Some(feed), Some((channel, values))) =
-                                    (routed.get(&spec.device), board_item(spec, &s))
+                                    (routed.get(&spec.device), board_item(&s))
                                 {
                                     // a board that is unplugged simply does not take it
                                     let _ = feed.send(firmware_bridge::board::FeedItem::Sample {
