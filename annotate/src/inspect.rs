@@ -91,8 +91,8 @@ pub enum InspectError {
 pub(crate) const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 /// lz4 and zstd cannot expand data by more than this factor (and we never write chunks
 /// larger than a few hundred MiB), so a larger claim is corruption, not data.
-pub(crate) const MAX_CHUNK_RATIO: u64 = 300;
-pub(crate) const MAX_UNCOMPRESSED: u64 = 4 << 30;
+const MAX_CHUNK_RATIO: u64 = 300;
+const MAX_UNCOMPRESSED: u64 = 4 << 30;
 
 /// Messages, schemas (id, name), channels and the events channel id found in one chunk.
 type ChunkContents = (
@@ -228,17 +228,6 @@ impl Inspection {
                 }
                 Record::Chunk { header, data } => {
                     ins.chunks += 1;
-                    let plausible = header.uncompressed_size <= MAX_UNCOMPRESSED
-                        && header.uncompressed_size
-                            <= header.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
-                    if !plausible {
-                        ins.bad_chunks += 1;
-                        ins.problem(off, format!(
-                            "chunk claims {} uncompressed bytes from {} compressed: corrupt; its messages ({} .. {} ns) are lost",
-                            header.uncompressed_size, header.compressed_size, header.message_start_time, header.message_end_time));
-                        off += 9 + len;
-                        continue;
-                    }
                     let (start, end) = (header.message_start_time, header.message_end_time);
                     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                         || -> Result<ChunkContents, String> {
@@ -568,6 +557,16 @@ pub(crate) fn decompress_chunk(
     h: &mcap::records::ChunkHeader,
     data: &[u8],
 ) -> Result<Vec<u8>, String> {
+    // lz4 and zstd cannot expand by more than MAX_CHUNK_RATIO: a larger claim is corruption,
+    // and must be refused before anything is allocated for it
+    if h.uncompressed_size > MAX_UNCOMPRESSED
+        || h.uncompressed_size > h.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20)
+    {
+        return Err(format!(
+            "claims {} uncompressed bytes from {} compressed",
+            h.uncompressed_size, h.compressed_size
+        ));
+    }
     let want = h.uncompressed_size as usize;
     let mut out = Vec::with_capacity(want);
     let limit = h.uncompressed_size + 1;

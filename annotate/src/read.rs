@@ -6,7 +6,7 @@
 //! Falls back to reading every chunk when the file has no summary (a crashed recording;
 //! `demotape recover` rebuilds one).
 
-use crate::inspect::{MAGIC, MAX_CHUNK_RATIO, MAX_UNCOMPRESSED, RecordWalker, decompress_chunk};
+use crate::inspect::{MAGIC, RecordWalker, decompress_chunk};
 use mcap::records::{Channel, MessageHeader, Record};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -156,18 +156,6 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
                 format!("no chunk at byte {}", ci.chunk_start_offset),
             ));
         };
-        let plausible = header.uncompressed_size <= MAX_UNCOMPRESSED
-            && header.uncompressed_size
-                <= header.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
-        if !plausible {
-            return Err(err(
-                path,
-                format!(
-                    "chunk at byte {} has an implausible size",
-                    ci.chunk_start_offset
-                ),
-            ));
-        }
         let plain = decompress_chunk(&header, &data).map_err(|e| {
             err(
                 path,

@@ -8,7 +8,7 @@
 //! bit-exact into a new file with a summary section; a `demotape.recovered` metadata record
 //! documents the source and the losses.
 
-use crate::inspect::{MAGIC, MAX_CHUNK_RATIO, MAX_UNCOMPRESSED, RecordWalker, decompress_chunk};
+use crate::inspect::{MAGIC, RecordWalker, decompress_chunk};
 use mcap::records::Record;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -176,14 +176,7 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
                 data: cdata,
             }) => {
                 let (a, b) = (ch.message_start_time, ch.message_end_time);
-                let plausible = ch.uncompressed_size <= MAX_UNCOMPRESSED
-                    && ch.uncompressed_size
-                        <= ch.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20);
-                let result = if plausible {
-                    decompress_chunk(&ch, &cdata)
-                } else {
-                    Err("implausible uncompressed size".to_string())
-                };
+                let result = decompress_chunk(&ch, &cdata);
                 match result {
                     Ok(plain) => {
                         // all or nothing per chunk: check every record first
