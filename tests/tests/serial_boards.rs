@@ -92,16 +92,14 @@ fn unplug_and_reboot_mid_episode_are_recorded_and_lose_nothing_before() {
             .map(|c| truth.t0_ns + c)
             .collect()
     };
+    // captured by the simulator vs recorded, before `cut` (ns), on one topic
+    let before = |topic: &str, cut: u64| {
+        let want = capture(topic).iter().filter(|&&c| c < cut).count();
+        let got = log[topic].iter().filter(|&&t| t < cut).count();
+        (got, want)
+    };
     // Everything captured before the unplug is in the file.
-    let cut = disc[0] - 20_000_000;
-    let want = capture("/wrist/right/wrench")
-        .iter()
-        .filter(|&&c| c < cut)
-        .count();
-    let got = log["/wrist/right/wrench"]
-        .iter()
-        .filter(|&&t| t < cut)
-        .count();
+    let (got, want) = before("/wrist/right/wrench", disc[0] - 20_000_000);
     assert!(
         got.abs_diff(want) <= 2,
         "ft_right before the unplug: {got} recorded, {want} captured"
@@ -117,15 +115,7 @@ fn unplug_and_reboot_mid_episode_are_recorded_and_lose_nothing_before() {
     );
     // tactile_left: only the samples during its reboot are missing
     let reboot = ev("device_reboot", "tactile_left")[0];
-    let cut = reboot - 20_000_000;
-    let want = capture("/tactile/left_a_tip")
-        .iter()
-        .filter(|&&c| c < cut)
-        .count();
-    let got = log["/tactile/left_a_tip"]
-        .iter()
-        .filter(|&&t| t < cut)
-        .count();
+    let (got, want) = before("/tactile/left_a_tip", reboot - 20_000_000);
     assert!(
         got.abs_diff(want) <= 2,
         "tactile_left before the reboot: {got} recorded, {want} captured"
