@@ -115,7 +115,13 @@ impl BoardCodec {
         // positions, before any position inside the damaged first frame.
         let mut tries = 0;
         for p in (2..n).rev() {
-            if !valid[p] {
+            // a frame starts with a code byte followed by the protocol version: checking that
+            // first keeps the search from spending its tries on chains inside the frame
+            if !valid[p]
+                || chunk[p] < 2
+                || p + 1 >= n
+                || chunk[p + 1] != crate::protocol::PROTOCOL_VERSION
+            {
                 continue;
             }
             tries += 1;
