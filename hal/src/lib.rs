@@ -6,13 +6,18 @@
 //! - [`source`]: the [`Source`](source::Source) trait and the non-blocking sink it pushes to.
 //! - [`kinematics`]: serial-arm forward/inverse kinematics.
 //! - [`sim`]: the simulated robot, the embedded default source.
+//! - [`serial`]: microcontroller boards over serial (firmware-bridge protocol).
+//! - [`zenoh`]: ROS 2 topics over Zenoh (zenoh-bridge-ros2dds and rmw_zenoh key styles).
+//! - [`cdr_check`]: allocation-free structural checks of CDR bytes from the network.
 
+pub mod cdr_check;
 pub mod kinematics;
 pub mod msgs;
 pub mod sample;
 pub mod serial;
 pub mod sim;
 pub mod source;
+pub mod zenoh;
 
 pub use sample::{Modality, Payload, Sample, StreamSpec};
 pub use source::{SampleSink, Source, SourceError, SourceEvent, SourceReport};

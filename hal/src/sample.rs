@@ -7,8 +7,8 @@
 //! `header.stamp` / MCAP `log_time` from it; `publish_time` keeps the host receive time.
 
 use crate::msgs::{
-    ClockObservations, EpisodeEvent, Header, Image, JointState, RosMessage, TactileArray,
-    WrenchStamped,
+    ClockObservations, CompressedImage, EpisodeEvent, Header, Image, JointState, RosMessage,
+    TactileArray, WrenchStamped,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub enum Modality {
     Rgb,
     Depth,
+    /// `sensor_msgs/msg/CompressedImage` (JPEG/PNG camera frames).
+    CompressedRgb,
     JointState,
     Wrench,
     Tactile,
@@ -28,6 +30,7 @@ impl Modality {
     pub fn type_name(self) -> &'static str {
         match self {
             Modality::Rgb | Modality::Depth => Image::TYPE_NAME,
+            Modality::CompressedRgb => CompressedImage::TYPE_NAME,
             Modality::JointState => JointState::TYPE_NAME,
             Modality::Wrench => WrenchStamped::TYPE_NAME,
             Modality::Tactile => TactileArray::TYPE_NAME,
@@ -37,6 +40,7 @@ impl Modality {
     pub fn schema_text(self) -> String {
         match self {
             Modality::Rgb | Modality::Depth => Image::schema_text(),
+            Modality::CompressedRgb => CompressedImage::schema_text(),
             Modality::JointState => JointState::schema_text(),
             Modality::Wrench => WrenchStamped::schema_text(),
             Modality::Tactile => TactileArray::schema_text(),
@@ -68,32 +72,43 @@ pub enum Payload {
     JointState(JointState),
     Wrench(WrenchStamped),
     Tactile(TactileArray),
+    /// A message exactly as a publisher serialized it (CDR with encapsulation header),
+    /// already checked against the stream's type. Written byte for byte: its `header.stamp`
+    /// stays what the publisher put there, the mapped capture time goes to MCAP `log_time`.
+    Raw(bytes::Bytes),
 }
 
 impl Payload {
-    pub fn header_mut(&mut self) -> &mut Header {
+    /// The message header, for the types we build ourselves (not for [`Payload::Raw`]).
+    pub fn header_mut(&mut self) -> Option<&mut Header> {
         match self {
-            Payload::Image(m) => &mut m.header,
-            Payload::JointState(m) => &mut m.header,
-            Payload::Wrench(m) => &mut m.header,
-            Payload::Tactile(m) => &mut m.header,
+            Payload::Image(m) => Some(&mut m.header),
+            Payload::JointState(m) => Some(&mut m.header),
+            Payload::Wrench(m) => Some(&mut m.header),
+            Payload::Tactile(m) => Some(&mut m.header),
+            Payload::Raw(_) => None,
         }
     }
-    pub fn header(&self) -> &Header {
+    pub fn header(&self) -> Option<&Header> {
         match self {
-            Payload::Image(m) => &m.header,
-            Payload::JointState(m) => &m.header,
-            Payload::Wrench(m) => &m.header,
-            Payload::Tactile(m) => &m.header,
+            Payload::Image(m) => Some(&m.header),
+            Payload::JointState(m) => Some(&m.header),
+            Payload::Wrench(m) => Some(&m.header),
+            Payload::Tactile(m) => Some(&m.header),
+            Payload::Raw(_) => None,
         }
     }
-    /// CDR-encode the message, appending to `out`.
+    /// CDR-encode the message, appending to `out` (raw messages are copied as they are).
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), cdr::Error> {
         match self {
             Payload::Image(m) => m.encode_into(out),
             Payload::JointState(m) => m.encode_into(out),
             Payload::Wrench(m) => m.encode_into(out),
             Payload::Tactile(m) => m.encode_into(out),
+            Payload::Raw(b) => {
+                out.extend_from_slice(b);
+                Ok(())
+            }
         }
     }
     /// Approximate in-memory size, for queue accounting.
@@ -107,6 +122,7 @@ impl Payload {
             }
             Payload::Wrench(_) => 96,
             Payload::Tactile(m) => 4 * m.pressure.len() + 64,
+            Payload::Raw(b) => b.len() + 32,
         }
     }
     pub fn modality_matches(&self, m: Modality) -> bool {
@@ -116,6 +132,7 @@ impl Payload {
                 | (Payload::JointState(_), Modality::JointState)
                 | (Payload::Wrench(_), Modality::Wrench)
                 | (Payload::Tactile(_), Modality::Tactile)
+                | (Payload::Raw(_), _)
         )
     }
 }

@@ -176,7 +176,7 @@ impl EpisodeWriter {
             Ok(id)
         };
         let qos = |m: Modality| {
-            if matches!(m, Modality::Rgb | Modality::Depth) {
+            if matches!(m, Modality::Rgb | Modality::Depth | Modality::CompressedRgb) {
                 QOS_SENSOR
             } else {
                 QOS_RELIABLE
@@ -431,7 +431,9 @@ impl EpisodeWriter {
         dev.batch.host_receive_ns.push(s.host_receive_ns);
         dev.batch.sequence.push(s.sequence);
         dev.batch.mapped_ns.push(mapped);
-        s.payload.header_mut().stamp = Time::from_nanos(mapped);
+        if let Some(h) = s.payload.header_mut() {
+            h.stamp = Time::from_nanos(mapped);
+        }
         self.buf.clear();
         s.payload
             .encode_into(&mut self.buf)
