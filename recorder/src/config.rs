@@ -55,6 +55,54 @@ slip = 0.15
 drop = 0.1
 miss = 0.1
 
+[zenoh]
+# The embedded Zenoh session used for ROS 2 topics, episode control and status.
+# "peer" needs no router; rmw_zenoh systems meet at a router: set connect to it.
+mode = "peer"
+connect = []                  # e.g. ["tcp/localhost:7447"]
+listen = []                   # e.g. ["tcp/0.0.0.0:7448"]
+multicast_scouting = true
+# A full Zenoh JSON5 config for TLS/mTLS, user-password auth and access control (see
+# docs/ACCESS_CONTROL.md). Keys above are applied on top where they differ from defaults.
+# config_file = "/etc/demotape/zenoh.json5"
+
+[ros]
+# ROS 2 topics to record over Zenoh, from zenoh-bridge-ros2dds ("bridge": key = topic without
+# the leading '/', under bridge_namespace if set) and rmw_zenoh nodes ("rmw": key =
+# <domain_id>/<topic>/<type>/<hash>). Payloads are checked against the type and recorded
+# byte for byte; malformed ones, other types and silent publishers become events.
+domain_id = 0
+bridge_namespace = ""
+key_styles = ["bridge", "rmw"]
+# A topic silent this long (and at least 5 periods) gets a "stale" event.
+stale_after_ms = 1000
+# One [[ros.topics]] table per topic. Types: sensor_msgs/msg/Image, CompressedImage,
+# JointState, geometry_msgs/msg/WrenchStamped, demotape_msgs/msg/TactileArray. Example:
+#
+# [[ros.topics]]
+# topic = "/camera/head/image_raw"
+# type = "sensor_msgs/msg/Image"
+# device = "camera_head"        # clock domain of header.stamp (default: from the topic)
+# rate_hz = 30.0                # nominal, for status and the silence watchdog
+# stamp = "header"              # header (default) | receive
+# modality = "rgb"              # rgb | depth | compressed_rgb | joint_state | wrench | tactile
+
+[control]
+# Episode control for `demotape-recorder run`: queryables <key_prefix>/<robot_id>/ctl/*
+# (start, stop, discard, mark, status) and live status on <key_prefix>/<robot_id>/status.
+key_prefix = "demotape"
+# Seconds of data kept while idle and written at the start of the next episode, bounded
+# by bytes (oldest leave first).
+preroll_s = 2.0
+preroll_max_bytes = 268435456
+# Split long episodes into parts (<episode>_partNNN.mcap) by size or duration; 0 = never.
+# The seam falls between two messages: none is lost or written twice.
+split_max_bytes = 0
+split_max_s = 0.0
+# Refuse to start, or stop the episode cleanly, when out_dir has less free space (MB).
+min_free_mb = 1024
+status_period_ms = 1000
+
 # Real serial sensor boards (demotape board protocol, see firmware-bridge/PROTOCOL.md), one
 # [[serial]] table each. None by default. Example:
 #
@@ -77,6 +125,9 @@ pub struct Config {
     pub recorder: RecorderConfig,
     pub sim: SimConfig,
     pub serial: Vec<hal::serial::SerialBoardConfig>,
+    pub zenoh: hal::zenoh::SessionConfig,
+    pub ros: hal::zenoh::TopicsConfig,
+    pub control: crate::service::ControlConfig,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +257,14 @@ impl Config {
                     ));
                 }
             }
+        }
+        self.ros.validate()?;
+        self.control.validate()?;
+        if !["peer", "client", "router"].contains(&self.zenoh.mode.as_str()) {
+            return Err(format!(
+                "zenoh.mode = {:?}: expected peer, client or router",
+                self.zenoh.mode
+            ));
         }
         let f = &s.failures;
         if [f.slip, f.drop, f.miss]

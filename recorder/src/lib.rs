@@ -5,9 +5,14 @@
 //! - [`writer`]: one MCAP per episode, clock mapping, periodic chunk flushes, metadata.
 //! - [`record_episode`]: runs one source into one episode file.
 //! - [`sim`]: the `demotape-recorder sim` job (simulated robot, N episodes).
+//! - [`service`]: the `demotape-recorder run` service (Zenoh control, pre-roll, split, status).
+//! - [`ctl`]: the operator's client for the service.
 
+pub mod audit;
 pub mod config;
+pub mod ctl;
 pub mod queue;
+pub mod service;
 pub mod sim;
 pub mod writer;
 
@@ -20,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use writer::{EpisodeMeta, EpisodeSummary, EpisodeWriter, WriterOptions};
 
 /// Shifts a source's stream indices to its place in the episode's stream list.
-struct OffsetSink {
-    inner: Arc<CaptureQueue>,
-    offset: usize,
+pub(crate) struct OffsetSink {
+    pub(crate) inner: Arc<CaptureQueue>,
+    pub(crate) offset: usize,
 }
 
 impl hal::SampleSink for OffsetSink {

@@ -69,19 +69,127 @@ enum Command {
         #[arg(long = "board-fault", value_name = "FAULT")]
         board_faults: Vec<recorder::sim::BoardFault>,
     },
+    /// The service: record the sources of the config (ROS 2 topics over Zenoh, serial
+    /// boards), controlled by operators over Zenoh.
+    ///
+    /// Idle until a `start` arrives on <prefix>/<robot>/ctl/start (from `demotape-recorder
+    /// ctl start` or any Zenoh peer); keeps a pre-roll of the last seconds meanwhile.
+    /// Publishes status every second on <prefix>/<robot>/status. Ctrl-C / SIGTERM finishes
+    /// the current episode cleanly.
+    ///
+    /// Example: demotape-recorder run --config robot.toml
+    Run {
+        /// TOML configuration file (see `demotape-recorder config`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory (overrides recorder.out_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The operator's client: start, stop, discard, mark, status.
+    ///
+    /// Examples:
+    ///   demotape-recorder ctl start --task "pick the red cube" --operator ana --tag bimanual
+    ///   demotape-recorder ctl mark --outcome slip --note "cube rotated in the grasp"
+    ///   demotape-recorder ctl stop --outcome success
+    ///   demotape-recorder ctl status --watch
+    ///
+    /// Exit codes: 0 done, 1 refused by the recorder or no recorder answered, 2 usage.
+    #[command(verbatim_doc_comment)]
+    Ctl {
+        #[command(flatten)]
+        conn: CtlConn,
+        #[command(subcommand)]
+        verb: CtlVerb,
+    },
     /// Print the default configuration, every key documented.
     Config,
 }
 
+#[derive(clap::Args, Debug)]
+struct CtlConn {
+    /// Robot id of the recorder to talk to (its recorder.robot_id).
+    #[arg(
+        long,
+        global = true,
+        default_value = "sim-robot",
+        env = "DEMOTAPE_ROBOT"
+    )]
+    robot: String,
+    /// Take robot id, key prefix and [zenoh] settings from the recorder's TOML config.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Zenoh endpoint to connect to, e.g. tcp/192.168.1.20:7447 (repeatable).
+    #[arg(long, global = true)]
+    connect: Vec<String>,
+    /// A Zenoh JSON5 config for this client (credentials, TLS).
+    #[arg(long, global = true)]
+    zenoh_config: Option<PathBuf>,
+    /// Seconds to wait for the recorder's answer.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print the recorder's answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlVerb {
+    /// Start an episode (with the pre-roll before it).
+    Start {
+        /// What the operator is demonstrating.
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long)]
+        operator: Option<String>,
+        /// Free tags (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Stop and keep the episode.
+    Stop {
+        /// Outcome label, e.g. success, slip, drop, miss.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Stop and throw the episode away (moved to <out>/<robot>/discarded/).
+    Discard {
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Label the running episode (an event at this moment plus the episode's outcome).
+    Mark {
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Show the recorder's state once, or continuously with --watch.
+    Status {
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    use tracing_subscriber::prelude::*;
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(recorder::audit::AclAudit::layer())
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -97,6 +205,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run { config, out } => {
+            let mut cfg = Config::load(&config)?;
+            if let Some(o) = out {
+                cfg.recorder.out_dir = o;
+            }
+            let stop = CancellationToken::new();
+            ctrlc_handler(stop.clone());
+            let n = recorder::service::run(cfg, stop)?;
+            eprintln!("recorded {n} episode(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ctl { conn, verb } => ctl(conn, verb),
         Command::Sim {
             out,
             episodes,
@@ -221,4 +341,116 @@ fn ctrlc_handler(stop: CancellationToken) {
             stop.cancel();
         });
     });
+}
+
+fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
+    use recorder::service::CommandArgs;
+    let mut cfg = match &conn.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if conn.config.is_none() {
+        cfg.recorder.robot_id = conn.robot.clone();
+    }
+    let mut z = cfg.zenoh.clone();
+    // a client never listens where the recorder does
+    z.listen.clear();
+    if !conn.connect.is_empty() {
+        z.connect = conn.connect.clone();
+    }
+    if conn.zenoh_config.is_some() {
+        z.config_file = conn.zenoh_config.clone();
+    }
+    let (name, args, watch) = match verb {
+        CtlVerb::Start {
+            task,
+            operator,
+            tags,
+            note,
+        } => (
+            "start",
+            CommandArgs {
+                task,
+                operator,
+                tags,
+                note,
+                ..Default::default()
+            },
+            false,
+        ),
+        CtlVerb::Stop { outcome, note } => (
+            "stop",
+            CommandArgs {
+                outcome,
+                note,
+                ..Default::default()
+            },
+            false,
+        ),
+        CtlVerb::Discard { note } => (
+            "discard",
+            CommandArgs {
+                note,
+                ..Default::default()
+            },
+            false,
+        ),
+        CtlVerb::Mark {
+            outcome,
+            note,
+            tags,
+        } => (
+            "mark",
+            CommandArgs {
+                outcome,
+                note,
+                tags,
+                ..Default::default()
+            },
+            false,
+        ),
+        CtlVerb::Status { watch } => ("status", CommandArgs::default(), watch),
+    };
+    if !(conn.timeout > 0.0 && conn.timeout <= 3600.0) {
+        eprintln!("error: --timeout must be in (0, 3600] seconds");
+        return Ok(ExitCode::from(2));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let prefix = cfg.control.key_prefix.clone();
+    let robot = cfg.recorder.robot_id.clone();
+    rt.block_on(async move {
+        let session = z.open().await.context("opening the Zenoh session")?;
+        if watch {
+            recorder::ctl::watch(&session, &prefix, &robot).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let timeout = std::time::Duration::from_secs_f64(conn.timeout);
+        let r = recorder::ctl::request(&session, &prefix, &robot, name, &args, timeout).await;
+        let _ = session.close().await;
+        match r {
+            Ok(v) => {
+                if conn.json {
+                    println!("{v}");
+                } else if name == "status" {
+                    print!("{}", recorder::ctl::render(&v));
+                } else {
+                    println!("{name}: ok {v}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                if conn.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": e.to_string()})
+                    );
+                }
+                eprintln!("error: {name}: {e}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
 }

@@ -464,6 +464,44 @@ impl EpisodeWriter {
         Ok(())
     }
 
+    /// Bytes of messages written so far (serialized, before compression).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes.iter().sum()
+    }
+
+    /// Messages written so far, per stream.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Where this episode is being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The clock-sync state of every device so far.
+    pub fn sync_reports(&self) -> BTreeMap<String, SyncReport> {
+        self.devices
+            .iter()
+            .map(|d| (d.name.clone(), d.mapper.report()))
+            .collect()
+    }
+
+    /// Write a metadata record now (labels, split links), after flushing held messages.
+    pub fn write_metadata(
+        &mut self,
+        name: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), WriteError> {
+        self.write_small()?;
+        self.mcap
+            .write_metadata(&mcap::records::Metadata {
+                name: name.into(),
+                metadata,
+            })
+            .map_err(|e| self.mcap_err(e))
+    }
+
     fn flush_clock(&mut self, di: usize, now: u64) -> Result<(), WriteError> {
         let dev = &mut self.devices[di];
         if dev.batch.device_stamp_us.is_empty() {

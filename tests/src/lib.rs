@@ -211,6 +211,8 @@ pub fn payload_crc(p: &Payload) -> u32 {
                 .flat_map(|x| x.to_le_bytes())
                 .collect::<Vec<u8>>(),
         ),
+        // raw CDR as published: the digest of the whole message
+        Payload::Raw(b) => crc32fast::hash(b),
     }
 }
 

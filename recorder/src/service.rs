@@ -1,0 +1,962 @@
+//! `demotape-recorder run`: the service. Sources run for the life of the process; a single
+//! episode-manager thread owns the capture queue's receiving end and decides, sample by
+//! sample, where each one goes:
+//!
+//! - **idle**: into the pre-roll ring (bounded by seconds and by bytes), so an episode can
+//!   begin with what happened just before "start";
+//! - **recording**: into the current episode file; when a part reaches the split size or
+//!   duration, the part is finished and the next one opened *between two samples*, so no
+//!   message is lost or written twice at the seam.
+//!
+//! Commands (start, stop, discard, mark, status) arrive from Zenoh queryables under
+//! `<prefix>/<robot>/ctl/<verb>` (JSON in, JSON out) and are executed by the manager thread
+//! in order. Stop is exact: everything the recorder received before the stop command was
+//! taken is written, nothing after. Status is published every second on
+//! `<prefix>/<robot>/status`. The disk guard refuses to start, or stops the episode cleanly,
+//! when free space falls below `control.min_free_mb`.
+
+use crate::config::{Config, sanitize};
+use crate::queue::{CaptureQueue, Item, QueueStats};
+use crate::writer::{EpisodeMeta, EpisodeWriter, WriterOptions};
+use crate::{OffsetSink, QueueLimits};
+use anyhow::Context;
+use crossbeam_channel::{Receiver, Sender};
+use hal::{Sample, Source, StreamSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// `[control]`: episode control, pre-roll, splitting, disk guard, status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Queryables live under `<key_prefix>/<robot_id>/ctl/*`, status on `.../status`.
+    pub key_prefix: String,
+    /// Seconds of data kept while idle and written at the start of the next episode.
+    pub preroll_s: f64,
+    /// Upper bound of the pre-roll ring in bytes (oldest samples leave first).
+    pub preroll_max_bytes: usize,
+    /// Start a new part when the current one holds this many message bytes (0 = never).
+    pub split_max_bytes: u64,
+    /// Start a new part after this many seconds (0 = never).
+    pub split_max_s: f64,
+    /// Refuse to start, or stop cleanly, below this much free space (MB) on out_dir.
+    pub min_free_mb: u64,
+    /// Status publication period.
+    pub status_period_ms: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            key_prefix: "demotape".into(),
+            preroll_s: 2.0,
+            preroll_max_bytes: 256 * 1024 * 1024,
+            split_max_bytes: 0,
+            split_max_s: 0.0,
+            min_free_mb: 1024,
+            status_period_ms: 1000,
+        }
+    }
+}
+
+impl ControlConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=600.0).contains(&self.preroll_s) {
+            return Err(format!(
+                "control.preroll_s = {} is outside 0..=600",
+                self.preroll_s
+            ));
+        }
+        if !(self.split_max_s == 0.0 || self.split_max_s >= 1.0) {
+            return Err("control.split_max_s must be 0 (off) or at least 1".into());
+        }
+        if self.split_max_bytes != 0 && self.split_max_bytes < 1024 * 1024 {
+            return Err("control.split_max_bytes must be 0 (off) or at least 1 MiB".into());
+        }
+        if !(100..=60_000).contains(&self.status_period_ms) {
+            return Err("control.status_period_ms must be in 100..=60000".into());
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['*', '$', '?', '#']) {
+            return Err("control.key_prefix must be a plain key (no wildcards)".into());
+        }
+        Ok(())
+    }
+}
+
+/// A command from an operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandArgs {
+    pub task: Option<String>,
+    pub operator: Option<String>,
+    pub tags: Vec<String>,
+    /// Outcome label: success, slip, drop, miss, failure, or anything the lab uses.
+    pub outcome: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Discard,
+    Mark,
+    Status,
+}
+
+impl Verb {
+    pub fn parse(s: &str) -> Option<Verb> {
+        Some(match s {
+            "start" => Verb::Start,
+            "stop" => Verb::Stop,
+            "discard" => Verb::Discard,
+            "mark" => Verb::Mark,
+            "status" => Verb::Status,
+            _ => return None,
+        })
+    }
+}
+
+/// The answer to a command: `ok` with details, or an error message.
+pub type Reply = Result<serde_json::Value, String>;
+
+type Command = (Verb, CommandArgs, u64, Sender<Reply>);
+
+/// Per-channel live figures.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ChannelStatus {
+    pub topic: String,
+    /// Messages received since the recorder started (recorded or pre-roll).
+    pub received: u64,
+    pub bytes: u64,
+    /// Samples dropped because the capture queue was full, since the recorder started.
+    pub drops: u64,
+    /// Messages per second over the last status period.
+    pub rate_hz: f64,
+    pub mb_per_s: f64,
+}
+
+/// What `<prefix>/<robot>/status` carries.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Status {
+    pub robot: String,
+    pub t_ns: u64,
+    /// `idle` or `recording`.
+    pub state: String,
+    pub episode: Option<serde_json::Value>,
+    pub channels: Vec<ChannelStatus>,
+    pub disk_path: PathBuf,
+    pub disk_free_bytes: u64,
+    /// Per device: p99 of |mapped - fitted| residual (µs) and resets, while recording.
+    pub sync: BTreeMap<String, serde_json::Value>,
+    pub preroll_s: f64,
+    pub preroll_bytes: usize,
+    pub episodes_recorded: u64,
+    pub last_episode: Option<serde_json::Value>,
+    /// Why the last episode stopped on its own (disk low, write error), if it did.
+    pub last_error: Option<String>,
+}
+
+/// Free bytes available to us on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+struct Recording {
+    writer: EpisodeWriter,
+    meta: EpisodeMeta,
+    part: u32,
+    part_start_ns: u64,
+    drops_base: Vec<u64>,
+    paths: Vec<PathBuf>,
+    marks: Vec<serde_json::Value>,
+    outcome: Option<String>,
+    note: Option<String>,
+    tags: Vec<String>,
+    messages: u64,
+}
+
+/// The episode manager (runs on its own thread).
+struct Manager {
+    cfg: Config,
+    robot: String,
+    dir: PathBuf,
+    streams: Vec<StreamSpec>,
+    stats: Arc<QueueStats>,
+    opts: WriterOptions,
+    preroll: VecDeque<(Sample, usize)>,
+    preroll_bytes: usize,
+    preroll_evicted: u64,
+    rec: Option<Recording>,
+    sequence: u64,
+    received: Vec<u64>,
+    bytes: Vec<u64>,
+    status: Arc<Mutex<Status>>,
+    last_free_check: std::time::Instant,
+    episodes_recorded: u64,
+}
+
+impl Manager {
+    fn preroll_push(&mut self, s: Sample, bytes: usize) {
+        self.preroll_bytes += bytes;
+        let horizon = s
+            .host_receive_ns
+            .saturating_sub((self.cfg.control.preroll_s * 1e9) as u64);
+        self.preroll.push_back((s, bytes));
+        while let Some((front, b)) = self.preroll.front() {
+            if front.host_receive_ns < horizon
+                || self.preroll_bytes > self.cfg.control.preroll_max_bytes
+            {
+                self.preroll_bytes -= *b;
+                self.preroll.pop_front();
+                self.preroll_evicted += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn take(&mut self, item: Item) -> anyhow::Result<()> {
+        match item {
+            Item::Sample { sample, bytes } => {
+                self.stats
+                    .bytes_in_flight
+                    .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+                self.received[sample.stream] += 1;
+                self.bytes[sample.stream] += bytes as u64;
+                if self.rec.is_some() {
+                    self.maybe_split(sample.host_receive_ns)?;
+                    let rec = self.rec.as_mut().expect("recording");
+                    rec.messages += 1;
+                    rec.writer.write_sample(sample)?;
+                } else if self.cfg.control.preroll_s > 0.0 {
+                    self.preroll_push(sample, bytes);
+                }
+            }
+            Item::Event(e) => {
+                if let Some(rec) = self.rec.as_mut() {
+                    rec.writer
+                        .event(e.t_ns, &e.kind, &e.topic, e.count, &e.detail)?;
+                } else {
+                    tracing::info!(kind = %e.kind, topic = %e.topic, detail = %e.detail, "event while idle");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drops(&self, rec: &Recording) -> Vec<u64> {
+        self.stats
+            .drops_snapshot()
+            .iter()
+            .zip(&rec.drops_base)
+            .map(|(d, b)| d - b)
+            .collect()
+    }
+
+    fn episode_path(&self, start_ns: u64, seq: u64, part: u32) -> PathBuf {
+        let t = chrono::DateTime::from_timestamp_nanos(start_ns as i64).format("%Y%m%dT%H%M%S");
+        let name = if part == 0 {
+            format!("{}_{t}_{seq:04}.mcap", self.robot)
+        } else {
+            format!("{}_{t}_{seq:04}_part{part:03}.mcap", self.robot)
+        };
+        self.dir.join(name)
+    }
+
+    fn open_part(&self, meta: &EpisodeMeta, part: u32) -> anyhow::Result<(EpisodeWriter, PathBuf)> {
+        let path = self.episode_path(meta.start_ns, meta.sequence, part);
+        let mut m = meta.clone();
+        m.extra.insert("part".into(), part.to_string());
+        let w = EpisodeWriter::create(&path, &self.streams, &self.opts, &m)?;
+        Ok((w, path))
+    }
+
+    fn start(&mut self, args: CommandArgs, t_cmd: u64) -> Reply {
+        if let Some(rec) = &self.rec {
+            return Err(format!(
+                "already recording episode {} ({}); stop or discard it first",
+                rec.meta.episode_id,
+                rec.writer.path().display()
+            ));
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let free = free_bytes(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let need = self.cfg.control.min_free_mb * 1_000_000;
+        if free < need {
+            return Err(format!(
+                "refusing to start: only {} MB free on {} (control.min_free_mb = {})",
+                free / 1_000_000,
+                self.dir.display(),
+                self.cfg.control.min_free_mb
+            ));
+        }
+        let seq = self.sequence;
+        let start_ns = t_cmd;
+        let task = args.task.unwrap_or_else(|| self.cfg.recorder.task.clone());
+        let operator = args
+            .operator
+            .unwrap_or_else(|| self.cfg.recorder.operator.clone());
+        let mut extra = BTreeMap::new();
+        extra.insert("tags".into(), args.tags.join(","));
+        extra.insert("preroll_s".into(), self.cfg.control.preroll_s.to_string());
+        let meta = EpisodeMeta {
+            robot_id: self.cfg.recorder.robot_id.clone(),
+            episode_id: format!(
+                "{}_{}_{seq:04}",
+                self.robot,
+                chrono::DateTime::from_timestamp_nanos(start_ns as i64).format("%Y%m%dT%H%M%S")
+            ),
+            sequence: seq,
+            task,
+            operator,
+            source: "run".into(),
+            start_ns,
+            config_toml: toml::to_string(&self.cfg).unwrap_or_default(),
+            extra,
+        };
+        let (writer, path) = self.open_part(&meta, 0).map_err(|e| format!("{e:#}"))?;
+        self.sequence += 1;
+        let mut rec = Recording {
+            writer,
+            meta,
+            part: 0,
+            part_start_ns: start_ns,
+            drops_base: self.stats.drops_snapshot(),
+            paths: vec![path.clone()],
+            marks: Vec::new(),
+            outcome: None,
+            note: args.note,
+            tags: args.tags,
+            messages: 0,
+        };
+        // the pre-roll: what arrived within preroll_s before the command
+        let horizon = start_ns.saturating_sub((self.cfg.control.preroll_s * 1e9) as u64);
+        let mut pre = 0u64;
+        for (s, _) in self.preroll.drain(..) {
+            if s.host_receive_ns >= horizon {
+                pre += 1;
+                rec.messages += 1;
+                rec.writer.write_sample(s).map_err(|e| e.to_string())?;
+            }
+        }
+        self.preroll_bytes = 0;
+        rec.writer
+            .event(
+                start_ns,
+                "preroll",
+                "",
+                pre,
+                &format!(
+                    "{pre} messages from the {} s before start",
+                    self.cfg.control.preroll_s
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+        let id = rec.meta.episode_id.clone();
+        tracing::info!(episode = %id, path = %path.display(), preroll = pre, "recording");
+        self.rec = Some(rec);
+        Ok(serde_json::json!({"episode": id, "path": path, "preroll_messages": pre}))
+    }
+
+    fn maybe_split(&mut self, t: u64) -> anyhow::Result<()> {
+        let c = &self.cfg.control;
+        let Some(rec) = &self.rec else { return Ok(()) };
+        let by_bytes = c.split_max_bytes > 0 && rec.writer.bytes_written() >= c.split_max_bytes;
+        let by_time = c.split_max_s > 0.0
+            && t.saturating_sub(rec.part_start_ns) as f64 / 1e9 >= c.split_max_s;
+        if !(by_bytes || by_time) {
+            return Ok(());
+        }
+        let next = rec.part + 1;
+        let (writer, path) = {
+            let mut m = rec.meta.clone();
+            // open the next part before closing this one so a failure leaves this one intact
+            let path = self.episode_path(m.start_ns, m.sequence, next);
+            m.extra.insert("part".into(), next.to_string());
+            m.extra
+                .insert("previous_part".into(), file_name(rec.writer.path()));
+            (
+                EpisodeWriter::create(&path, &self.streams, &self.opts, &m)?,
+                path,
+            )
+        };
+        let rec = self.rec.as_mut().expect("recording");
+        let mut old = std::mem::replace(&mut rec.writer, writer);
+        old.write_metadata(
+            "demotape.split",
+            BTreeMap::from([
+                ("part".into(), rec.part.to_string()),
+                ("next_part".into(), file_name(&path)),
+                (
+                    "reason".into(),
+                    if by_bytes { "size" } else { "duration" }.into(),
+                ),
+            ]),
+        )?;
+        let drops: Vec<u64> = self
+            .stats
+            .drops_snapshot()
+            .iter()
+            .zip(&rec.drops_base)
+            .map(|(d, b)| d - b)
+            .collect();
+        let summary = old.finish(&drops, t, 0)?;
+        // drops are reported once, in the part where they happened
+        rec.drops_base = self.stats.drops_snapshot();
+        tracing::info!(part = rec.part, path = %summary.path.display(), "part finished, split");
+        rec.part = next;
+        rec.part_start_ns = t;
+        rec.paths.push(path);
+        Ok(())
+    }
+
+    /// End the current episode: write what arrived before `t_cmd`, labels, finish.
+    fn finish(&mut self, rx: &Receiver<Item>, t_cmd: u64, reason: &str) -> Result<Closed, String> {
+        // drain what was received before the command (FIFO: stop at the first later one)
+        while let Ok(item) = rx.try_recv() {
+            if let Item::Sample { sample, bytes } = item {
+                if sample.host_receive_ns > t_cmd {
+                    self.stats
+                        .bytes_in_flight
+                        .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+                    self.received[sample.stream] += 1;
+                    self.bytes[sample.stream] += bytes as u64;
+                    let rec = self.rec.take().expect("recording");
+                    let out = self.close(rec, t_cmd, reason);
+                    if self.cfg.control.preroll_s > 0.0 {
+                        self.preroll_push(sample, bytes);
+                    }
+                    return out;
+                }
+                self.take(Item::Sample { sample, bytes })
+                    .map_err(|e| format!("{e:#}"))?;
+            } else {
+                self.take(item).map_err(|e| format!("{e:#}"))?;
+            }
+        }
+        let rec = self.rec.take().expect("recording");
+        self.close(rec, t_cmd, reason)
+    }
+
+    fn close(&mut self, rec: Recording, t_end: u64, reason: &str) -> Result<Closed, String> {
+        let drops = self.drops(&rec);
+        let labels = BTreeMap::from([
+            (
+                "outcome".to_string(),
+                rec.outcome.clone().unwrap_or_default(),
+            ),
+            ("note".to_string(), rec.note.clone().unwrap_or_default()),
+            ("tags".to_string(), rec.tags.join(",")),
+            ("stop_reason".to_string(), reason.to_string()),
+            ("parts".to_string(), rec.paths.len().to_string()),
+            (
+                "marks".to_string(),
+                serde_json::to_string(&rec.marks).unwrap_or_default(),
+            ),
+        ]);
+        let peak = self
+            .stats
+            .peak_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut writer = rec.writer;
+        let r = (|| -> anyhow::Result<_> {
+            writer.event(t_end, "stop_reason", "", 0, reason)?;
+            writer.write_metadata("demotape.labels", labels)?;
+            Ok(writer.finish(&drops, t_end, peak)?)
+        })();
+        let summary = r.map_err(|e| format!("finishing {}: {e:#}", rec.meta.episode_id))?;
+        self.episodes_recorded += 1;
+        tracing::info!(episode = %rec.meta.episode_id, messages = rec.messages, parts = rec.paths.len(),
+            path = %summary.path.display(), reason, "episode finished");
+        Ok(Closed {
+            episode_id: rec.meta.episode_id,
+            paths: rec.paths,
+            messages: rec.messages,
+            drops: drops.iter().sum(),
+            outcome: rec.outcome,
+            duration_s: t_end.saturating_sub(rec.meta.start_ns) as f64 / 1e9,
+        })
+    }
+
+    fn command(&mut self, rx: &Receiver<Item>, verb: Verb, args: CommandArgs, t_cmd: u64) -> Reply {
+        match verb {
+            Verb::Start => self.start(args, t_cmd),
+            Verb::Stop | Verb::Discard => {
+                if self.rec.is_none() {
+                    return Err("not recording".into());
+                }
+                if let Some(rec) = self.rec.as_mut() {
+                    if args.outcome.is_some() {
+                        rec.outcome = args.outcome.clone();
+                    }
+                    if args.note.is_some() {
+                        rec.note = args.note.clone();
+                    }
+                }
+                let reason = if verb == Verb::Stop {
+                    "stop"
+                } else {
+                    "discard"
+                };
+                let closed = self.finish(rx, t_cmd, reason)?;
+                let mut v = serde_json::to_value(&closed).unwrap_or_default();
+                self.status_lock().last_episode = Some(v.clone());
+                if verb == Verb::Discard {
+                    let trash = self.dir.join("discarded");
+                    std::fs::create_dir_all(&trash)
+                        .map_err(|e| format!("cannot create {}: {e}", trash.display()))?;
+                    let mut moved = Vec::new();
+                    for p in &closed.paths {
+                        let to = trash.join(file_name(p));
+                        std::fs::rename(p, &to).map_err(|e| {
+                            format!("discard: moving {} to {}: {e}", p.display(), to.display())
+                        })?;
+                        moved.push(to);
+                    }
+                    tracing::info!(episode = %closed.episode_id, "discarded (moved to {})", trash.display());
+                    v["paths"] = serde_json::json!(moved);
+                    v["discarded"] = true.into();
+                }
+                Ok(v)
+            }
+            Verb::Mark => {
+                let Some(rec) = self.rec.as_mut() else {
+                    return Err("not recording: mark labels the running episode (use stop --outcome to label while stopping)".into());
+                };
+                if args.outcome.is_none() && args.note.is_none() && args.tags.is_empty() {
+                    return Err("mark needs an outcome, a note or tags".into());
+                }
+                let m = serde_json::json!({"t_ns": t_cmd, "outcome": args.outcome, "note": args.note, "tags": args.tags});
+                if args.outcome.is_some() {
+                    rec.outcome = args.outcome.clone();
+                }
+                rec.tags.extend(args.tags.iter().cloned());
+                rec.writer
+                    .event(
+                        t_cmd,
+                        "mark",
+                        "",
+                        rec.marks.len() as u64 + 1,
+                        &m.to_string(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                rec.marks.push(m.clone());
+                Ok(serde_json::json!({"episode": rec.meta.episode_id, "mark": m}))
+            }
+            Verb::Status => Ok(serde_json::to_value(&*self.status_lock()).unwrap_or_default()),
+        }
+    }
+
+    fn status_lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refresh the shared status (and check the disk while recording).
+    fn refresh(&mut self, rx: &Receiver<Item>) {
+        let now = hal::sim::now_ns();
+        if self.rec.is_some()
+            && self.last_free_check.elapsed() >= std::time::Duration::from_millis(500)
+        {
+            self.last_free_check = std::time::Instant::now();
+            let need = self.cfg.control.min_free_mb * 1_000_000;
+            match free_bytes(&self.dir) {
+                Ok(free) if free < need => {
+                    let why = format!(
+                        "disk low: {} MB free on {} (control.min_free_mb = {}); episode stopped",
+                        free / 1_000_000,
+                        self.dir.display(),
+                        self.cfg.control.min_free_mb
+                    );
+                    tracing::error!("{why}");
+                    if let Some(rec) = self.rec.as_mut() {
+                        let _ = rec.writer.event(now, "disk_low", "", free, &why);
+                    }
+                    let r = self.finish(rx, now, "disk_low");
+                    let mut st = self.status_lock();
+                    st.last_error = Some(why);
+                    if let Ok(c) = r {
+                        st.last_episode = serde_json::to_value(&c).ok();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let drops = self.stats.drops_snapshot();
+        let episode = self.rec.as_ref().map(|r| {
+            serde_json::json!({
+                "id": r.meta.episode_id,
+                "part": r.part,
+                "path": r.writer.path(),
+                "started_ns": r.meta.start_ns,
+                "duration_s": now.saturating_sub(r.meta.start_ns) as f64 / 1e9,
+                "messages": r.messages,
+                "task": r.meta.task,
+                "operator": r.meta.operator,
+                "outcome": r.outcome,
+            })
+        });
+        let sync = self
+            .rec
+            .as_ref()
+            .map(|r| {
+                r.writer
+                    .sync_reports()
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let free = free_bytes(&self.dir)
+            .or_else(|_| free_bytes(&self.cfg.recorder.out_dir))
+            .unwrap_or(0);
+        let preroll_s = match (self.preroll.front(), self.preroll.back()) {
+            (Some(a), Some(b)) => (b.0.host_receive_ns - a.0.host_receive_ns) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let recorded = self.episodes_recorded;
+        let mut st = self.status_lock();
+        st.t_ns = now;
+        st.state = if episode.is_some() {
+            "recording"
+        } else {
+            "idle"
+        }
+        .into();
+        st.episode = episode;
+        st.sync = sync;
+        st.disk_free_bytes = free;
+        st.preroll_s = preroll_s;
+        st.preroll_bytes = self.preroll_bytes;
+        st.episodes_recorded = recorded;
+        for (i, c) in st.channels.iter_mut().enumerate() {
+            c.received = self.received[i];
+            c.bytes = self.bytes[i];
+            c.drops = drops[i];
+        }
+    }
+}
+
+/// What a finished episode reports.
+#[derive(Serialize, Clone, Debug)]
+pub struct Closed {
+    pub episode_id: String,
+    pub paths: Vec<PathBuf>,
+    pub messages: u64,
+    pub drops: u64,
+    pub outcome: Option<String>,
+    pub duration_s: f64,
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Key expressions of a robot's control plane.
+pub fn ctl_key(prefix: &str, robot: &str, verb: &str) -> String {
+    format!("{prefix}/{}/ctl/{verb}", sanitize(robot))
+}
+
+pub fn status_key(prefix: &str, robot: &str) -> String {
+    format!("{prefix}/{}/status", sanitize(robot))
+}
+
+/// Run the service until `stop` is cancelled; returns the number of episodes recorded.
+pub fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("demotape-rt")
+        .build()?;
+    rt.block_on(run_async(cfg, stop))
+}
+
+async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> {
+    let session = cfg
+        .zenoh
+        .open()
+        .await
+        .context("opening the Zenoh session (see [zenoh] in the config)")?;
+    tracing::info!(zid = %session.zid(), mode = %cfg.zenoh.mode, "zenoh session open");
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !cfg.ros.topics.is_empty() {
+        let z = hal::zenoh::ZenohSource::new(session.clone(), cfg.ros.clone())
+            .map_err(anyhow::Error::msg)?;
+        sources.push(Box::new(z));
+    }
+    for c in &cfg.serial {
+        sources.push(Box::new(hal::serial::SerialSource::new(c.clone())));
+    }
+    if sources.is_empty() {
+        anyhow::bail!(
+            "no sources configured: add [[ros.topics]] (ROS 2 over Zenoh) or [[serial]] boards to the config"
+        );
+    }
+    let mut streams = Vec::new();
+    let mut offsets = Vec::new();
+    for s in &sources {
+        offsets.push(streams.len());
+        streams.extend(s.streams());
+    }
+    let limits = QueueLimits {
+        messages: cfg.recorder.queue_max_messages,
+        bytes: cfg.recorder.queue_max_bytes,
+    };
+    let (queue, rx) = CaptureQueue::new(streams.len(), limits.messages, limits.bytes);
+    let robot = sanitize(&cfg.recorder.robot_id);
+    let dir = cfg.recorder.out_dir.join(&robot);
+    let status = Arc::new(Mutex::new(Status {
+        robot: robot.clone(),
+        state: "idle".into(),
+        disk_path: dir.clone(),
+        channels: streams
+            .iter()
+            .map(|s| ChannelStatus {
+                topic: s.topic.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }));
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(16);
+    let opts = WriterOptions {
+        flush_interval: std::time::Duration::from_millis(cfg.recorder.flush_interval_ms),
+        chunk_size: cfg.recorder.chunk_size_bytes,
+        compression: cfg.recorder.compression,
+    };
+    let n = streams.len();
+    let mut manager = Manager {
+        cfg: cfg.clone(),
+        robot: robot.clone(),
+        dir: dir.clone(),
+        streams,
+        stats: queue.stats.clone(),
+        opts,
+        preroll: VecDeque::new(),
+        preroll_bytes: 0,
+        preroll_evicted: 0,
+        rec: None,
+        sequence: 0,
+        received: vec![0; n],
+        bytes: vec![0; n],
+        status: status.clone(),
+        last_free_check: std::time::Instant::now(),
+        episodes_recorded: 0,
+    };
+    let flush_every = std::time::Duration::from_millis(cfg.recorder.flush_interval_ms);
+    let manager_thread = std::thread::Builder::new()
+        .name("episode-manager".into())
+        .spawn(move || manager_loop(&mut manager, rx, cmd_rx, flush_every))?;
+
+    let source_stop = stop.child_token();
+    let mut runs = Vec::new();
+    for (src, offset) in sources.into_iter().zip(offsets) {
+        let sink: Arc<dyn hal::SampleSink> = Arc::new(OffsetSink {
+            inner: queue.clone(),
+            offset,
+        });
+        runs.push(tokio::spawn(src.run(sink, source_stop.clone())));
+    }
+    drop(queue);
+
+    // control plane
+    let prefix = cfg.control.key_prefix.clone();
+    let ctl = session
+        .declare_queryable(ctl_key(&prefix, &robot, "*"))
+        .await
+        .map_err(|e| anyhow::anyhow!("declaring the control queryable: {e}"))?;
+    let skey = status_key(&prefix, &robot);
+    tracing::info!(control = %ctl_key(&prefix, &robot, "{start,stop,discard,mark,status}"), status = %skey, "listening for operators");
+    let ctl_task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let q = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    q = ctl.recv_async() => match q { Ok(q) => q, Err(_) => break },
+                };
+                handle_query(q, &cmd_tx).await;
+            }
+        })
+    };
+    let status_task = {
+        let stop = stop.clone();
+        let session = session.clone();
+        let status = status.clone();
+        let period = std::time::Duration::from_millis(cfg.control.status_period_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            let mut prev: Option<(u64, Vec<(u64, u64)>)> = None;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let json = {
+                    let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = hal::sim::now_ns();
+                    let cur: Vec<(u64, u64)> =
+                        st.channels.iter().map(|c| (c.received, c.bytes)).collect();
+                    if let Some((t0, p)) = &prev {
+                        let dt = (now.saturating_sub(*t0)) as f64 / 1e9;
+                        if dt > 0.0 {
+                            for (c, (m0, b0)) in st.channels.iter_mut().zip(p) {
+                                c.rate_hz = (c.received - m0) as f64 / dt;
+                                c.mb_per_s = (c.bytes - b0) as f64 / dt / 1e6;
+                            }
+                        }
+                    }
+                    prev = Some((now, cur));
+                    serde_json::to_string(&*st).unwrap_or_default()
+                };
+                if let Err(e) = session.put(&skey, json).await {
+                    tracing::warn!("publishing status: {e}");
+                }
+            }
+        })
+    };
+
+    stop.cancelled().await;
+    tracing::info!("shutting down: finishing the current episode");
+    for r in runs {
+        match r.await {
+            Ok(Ok(report)) => tracing::debug!(?report, "source finished"),
+            Ok(Err(e)) => tracing::error!("{e}"),
+            Err(e) => tracing::error!("source task: {e}"),
+        }
+    }
+    let _ = ctl_task.await;
+    let _ = status_task.await;
+    let recorded = tokio::task::spawn_blocking(move || manager_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("episode manager panicked"))??;
+    let _ = session.close().await;
+    Ok(recorded)
+}
+
+async fn handle_query(q: zenoh::query::Query, cmd_tx: &Sender<Command>) {
+    let t = hal::sim::now_ns();
+    let key = q.key_expr().clone();
+    let verb_s = key
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let reply: Reply = (|| {
+        let verb = Verb::parse(&verb_s).ok_or_else(|| {
+            format!("unknown verb {verb_s:?} (expected start, stop, discard, mark or status)")
+        })?;
+        let args: CommandArgs = match q.payload() {
+            Some(p) if !p.is_empty() => serde_json::from_slice(&p.to_bytes())
+                .map_err(|e| format!("bad {verb_s} arguments (JSON expected): {e}"))?,
+            _ => CommandArgs::default(),
+        };
+        Ok((verb, args))
+    })()
+    .and_then(|(verb, args)| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        cmd_tx
+            .try_send((verb, args, t, tx))
+            .map_err(|_| "recorder busy or shutting down".to_string())?;
+        Ok(rx)
+    })
+    .and_then(|rx| {
+        // the manager answers within one flush interval; finishing a big episode may take
+        // a moment longer
+        tokio::task::block_in_place(|| rx.recv_timeout(std::time::Duration::from_secs(30)))
+            .map_err(|_| "no answer from the episode manager".to_string())?
+    });
+    let res = match &reply {
+        Ok(v) => {
+            tracing::info!(verb = %verb_s, "control: ok");
+            let body = serde_json::json!({"ok": true, "verb": verb_s, "result": v});
+            q.reply(key, body.to_string()).await
+        }
+        Err(e) => {
+            tracing::warn!(verb = %verb_s, "control refused: {e}");
+            let body = serde_json::json!({"ok": false, "verb": verb_s, "error": e});
+            q.reply_err(body.to_string()).await
+        }
+    };
+    if let Err(e) = res {
+        tracing::warn!("replying to {verb_s}: {e}");
+    }
+}
+
+fn manager_loop(
+    m: &mut Manager,
+    rx: Receiver<Item>,
+    cmd_rx: Receiver<Command>,
+    flush_every: std::time::Duration,
+) -> anyhow::Result<u64> {
+    let mut last_flush = std::time::Instant::now();
+    loop {
+        let wait = flush_every.saturating_sub(last_flush.elapsed());
+        let mut disconnected = false;
+        crossbeam_channel::select! {
+            recv(cmd_rx) -> c => if let Ok((verb, args, t, reply)) = c {
+                let r = m.command(&rx, verb, args, t);
+                m.refresh(&rx);
+                let _ = reply.send(r);
+            },
+            recv(rx) -> item => match item {
+                Ok(item) => if let Err(e) = m.take(item) {
+                    m.fail(&format!("{e:#}"));
+                },
+                Err(_) => disconnected = true,
+            },
+            default(wait) => {}
+        }
+        if disconnected {
+            break;
+        }
+        if last_flush.elapsed() >= flush_every {
+            last_flush = std::time::Instant::now();
+            if let Some(rec) = m.rec.as_mut() {
+                let drops: Vec<u64> = m
+                    .stats
+                    .drops_snapshot()
+                    .iter()
+                    .zip(&rec.drops_base)
+                    .map(|(d, b)| d - b)
+                    .collect();
+                if let Err(e) = rec.writer.flush(&drops) {
+                    m.fail(&e.to_string());
+                }
+            }
+            m.refresh(&rx);
+        }
+    }
+    if m.rec.is_some() {
+        let now = hal::sim::now_ns();
+        let _ = m
+            .finish(&rx, now, "shutdown")
+            .map_err(|e| tracing::error!("{e}"));
+    }
+    Ok(m.episodes_recorded)
+}
+
+impl Manager {
+    /// A write failed (disk full, I/O error): end the episode, keep what is written
+    /// readable, say why, and go back to idle so the next start can try again.
+    fn fail(&mut self, why: &str) {
+        tracing::error!("recording failed: {why}");
+        if let Some(rec) = self.rec.take() {
+            let id = rec.meta.episode_id.clone();
+            let paths = rec.paths.clone();
+            // dropping the writer finishes the file as far as the disk allows
+            drop(rec);
+            tracing::error!(episode = %id, ?paths, "episode ended by a write error");
+        }
+        self.status_lock().last_error = Some(why.to_string());
+    }
+}

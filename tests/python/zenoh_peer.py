@@ -1,0 +1,183 @@
+"""A real third-party ROS 2-over-Zenoh peer for demotape's end-to-end tests.
+
+Publishes messages serialized by `rosbags` with `eclipse-zenoh`, on zenoh-bridge-ros2dds keys
+(topic without the leading '/') and on rmw_zenoh keys (<domain>/<topic>/<dds type>/<hash>,
+with the rmw attachment), and drives the recorder through its queryables.
+
+usage: zenoh_peer.py SCENARIO ENDPOINT ROBOT [USER PASSWORD]
+Prints one JSON document on stdout: what was published (hex payloads) and every reply.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import zenoh
+import zenoh.ext as ze
+from rosbags.typesys import Stores, get_typestore
+
+TS = get_typestore(Stores.ROS2_JAZZY)
+Time = TS.types["builtin_interfaces/msg/Time"]
+Header = TS.types["std_msgs/msg/Header"]
+Image = TS.types["sensor_msgs/msg/Image"]
+JointState = TS.types["sensor_msgs/msg/JointState"]
+WrenchStamped = TS.types["geometry_msgs/msg/WrenchStamped"]
+Wrench = TS.types["geometry_msgs/msg/Wrench"]
+Vector3 = TS.types["geometry_msgs/msg/Vector3"]
+
+HASH = "RIHS01_" + "ab" * 32
+GID_J = bytes(range(16))
+GID_W = bytes(range(100, 116))
+
+
+def header(t_ns, frame):
+    return Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id=frame)
+
+
+def image(t_ns, k):
+    data = np.array([(k * 7 + i) % 256 for i in range(8 * 6 * 3)], dtype=np.uint8)
+    m = Image(header=header(t_ns, "head"), height=6, width=8, encoding="rgb8",
+              is_bigendian=0, step=24, data=data)
+    return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/Image"))
+
+
+def joints(t_ns, k):
+    m = JointState(header=header(t_ns, "base"), name=["j1", "j2", "gripper"],
+                   position=np.array([float(k), 0.5 * k, 0.04]),
+                   velocity=np.array([0.1, 0.2, 0.0]),
+                   effort=np.array([], dtype=np.float64))
+    return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/JointState"))
+
+
+def wrench(t_ns, k):
+    m = WrenchStamped(header=header(t_ns, "ft"),
+                      wrench=Wrench(force=Vector3(x=0.1 * k, y=0.0, z=-9.8),
+                                    torque=Vector3(x=0.0, y=0.01, z=0.0)))
+    return bytes(TS.serialize_cdr(m, "geometry_msgs/msg/WrenchStamped"))
+
+
+def att_tuple(seq, t_ns, gid):
+    return ze.z_serialize((ze.Int64(seq), ze.Int64(t_ns), tuple(ze.UInt8(b) for b in gid)))
+
+
+def att_keyed(seq, t_ns, gid):
+    s = ze.z_serialize(("sequence_number", ze.Int64(seq), "source_timestamp", ze.Int64(t_ns),
+                        "source_gid", gid))
+    return s
+
+
+def open_session(endpoint, user=None, password=None):
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"peer"')
+    conf.insert_json5("connect/endpoints", json.dumps([endpoint]))
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    if user:
+        conf.insert_json5("transport/auth/usrpwd",
+                          json.dumps({"user": user, "password": password}))
+    return zenoh.open(conf)
+
+
+def ask(session, robot, verb, args=None, timeout=5.0):
+    """One query; returns {'ok': bool, ...} or {'ok': None} when nobody answered."""
+    replies = session.get(f"demotape/{robot}/ctl/{verb}",
+                          payload=json.dumps(args or {}), timeout=timeout)
+    for r in replies:
+        if r.ok is not None:
+            return json.loads(r.ok.payload.to_string())
+        return json.loads(r.err.payload.to_string())
+    return {"ok": None, "error": "no reply"}
+
+
+def wait_for_recorder(session, robot, deadline_s=20.0):
+    t0 = time.time()
+    while time.time() - t0 < deadline_s:
+        r = ask(session, robot, "status", timeout=1.0)
+        if r.get("ok") is not None:
+            return r
+        time.sleep(0.2)
+    raise SystemExit("recorder never answered status")
+
+
+def scenario_record(session, robot, out):
+    pub = {"/camera/head/image_raw": [], "/joint_states": [], "/wrist/right/wrench": []}
+    out["published"] = pub
+    out["start"] = ask(session, robot, "start",
+                       {"task": "pick the red cube", "operator": "ana", "tags": ["e2e", "zenoh"]})
+    out["start_again"] = ask(session, robot, "start", {"task": "again"})
+    jkey = f"0/joint_states/sensor_msgs::msg::dds_::JointState_/{HASH}"
+    wkey = f"0/wrist/right/wrench/geometry_msgs::msg::dds_::WrenchStamped_/{HASH}"
+    n = 200
+    for k in range(n):
+        t = time.time_ns()
+        if k % 5 == 0:
+            b = image(t, k)
+            session.put("camera/head/image_raw", b)  # zenoh-bridge-ros2dds style
+            pub["/camera/head/image_raw"].append(b.hex())
+        b = joints(t, k)
+        session.put(jkey, b, attachment=att_tuple(k, t, GID_J))  # rmw_zenoh (Jazzy+) style
+        pub["/joint_states"].append(b.hex())
+        if k < 80:  # the wrench publisher vanishes after 80 messages
+            b = wrench(t, k)
+            session.put(wkey, b, attachment=att_keyed(k, t, GID_W))  # older rmw attachment
+            pub["/wrist/right/wrench"].append(b.hex())
+        if k == 100:
+            out["mark"] = ask(session, robot, "mark", {"outcome": "slip", "note": "rotated"})
+        if k in (20, 21, 22):  # malformed: a truncated JointState
+            session.put(jkey, joints(t, k)[:30], attachment=att_tuple(10_000 + k, t, GID_J))
+        if k in (40, 41):  # another type on the joint topic
+            session.put(f"0/joint_states/std_msgs::msg::dds_::String_/{HASH}",
+                        bytes([0, 1, 0, 0, 3, 0, 0, 0, 104, 105, 0]))
+        time.sleep(0.01)
+    time.sleep(0.3)
+    out["stop"] = ask(session, robot, "stop", {"outcome": "success", "note": "placed"})
+    out["stop_again"] = ask(session, robot, "stop")
+    out["mark_idle"] = ask(session, robot, "mark", {"outcome": "x"})
+
+
+def scenario_seams(session, robot, out):
+    """Continuous joint states (position[0] = sequence); start after 1 s, stop after 3.5 s."""
+    key = "joint_states"
+    k = 0
+    t_start = time.time() + 1.0
+    started = stopped = None
+    while True:
+        now = time.time()
+        if started is None and now >= t_start:
+            out["start"] = ask(session, robot, "start", {"task": "seams"})
+            started = k
+        if started is not None and stopped is None and now >= t_start + 3.5:
+            out["stop"] = ask(session, robot, "stop")
+            stopped = k
+        if stopped is not None and k >= stopped + 50:
+            break
+        session.put(key, joints(time.time_ns(), k))
+        k += 1
+        time.sleep(0.005)
+    out["first_after_start"] = started
+    out["first_after_stop"] = stopped
+    out["published"] = k
+
+
+def scenario_auth(session, robot, out):
+    out["start"] = ask(session, robot, "start", {"task": "auth"}, timeout=3.0)
+    out["status"] = ask(session, robot, "status", timeout=3.0)
+
+
+def main():
+    scenario, endpoint, robot = sys.argv[1], sys.argv[2], sys.argv[3]
+    user = sys.argv[4] if len(sys.argv) > 4 else None
+    password = sys.argv[5] if len(sys.argv) > 5 else None
+    out = {}
+    with open_session(endpoint, user, password) as session:
+        if scenario != "auth":
+            out["status0"] = wait_for_recorder(session, robot)
+        else:
+            time.sleep(1.0)
+        {"record": scenario_record, "seams": scenario_seams, "auth": scenario_auth}[scenario](
+            session, robot, out)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+//! `demotape-recorder run` against a real third-party Zenoh peer: Python `eclipse-zenoh`
+//! publishing ROS 2 messages serialized by `rosbags` on zenoh-bridge-ros2dds and rmw_zenoh
+//! keys, and driving start/mark/stop through the recorder's queryables.
+
+use demotape_e2e::{bin, python, script};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running recorder whose stderr is collected.
+struct Recorder {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Recorder {
+    fn start(config: &Path) -> Recorder {
+        let mut child = Command::new(bin("demotape-recorder"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn demotape-recorder run");
+        let log = Arc::new(Mutex::new(String::new()));
+        let l2 = log.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = l2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Recorder { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM and wait: the service finishes cleanly with exit 0.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let st = self.child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let log = self.log();
+        assert!(st.success(), "recorder exit {st:?}\n{log}");
+        log
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, robot: &str, port: u16, extra: &str) -> PathBuf {
+    let cfg = format!(
+        r#"[recorder]
+robot_id = "{robot}"
+out_dir = "{out}"
+
+[zenoh]
+listen = ["tcp/127.0.0.1:{port}"]
+multicast_scouting = false
+
+[control]
+min_free_mb = 1
+{extra}
+"#,
+        out = dir.join("out").display()
+    );
+    let p = dir.join("recorder.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+fn peer(scenario: &str, port: u16, robot: &str, creds: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(script("zenoh_peer.py"))
+        .args([scenario, &format!("tcp/127.0.0.1:{port}"), robot])
+        .args(creds)
+        .output()
+        .expect("python zenoh_peer.py");
+    assert!(
+        out.status.success(),
+        "zenoh_peer.py {scenario} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("peer JSON")
+}
+
+struct Read {
+    /// payloads per topic in file order
+    messages: BTreeMap<String, Vec<Vec<u8>>>,
+    events: Vec<(String, String, u64, String)>,
+    metadata: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn read(path: &Path) -> Read {
+    let data = std::fs::read(path).unwrap();
+    let mut messages: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut events = Vec::new();
+    for m in mcap::MessageStream::new(&data).unwrap() {
+        let m = m.unwrap();
+        if m.channel.topic == "/demotape/events" {
+            #[derive(serde::Deserialize)]
+            struct Ev {
+                _sec: i32,
+                _nsec: u32,
+                _frame: String,
+                kind: String,
+                topic: String,
+                count: u64,
+                detail: String,
+            }
+            let e: Ev = cdr::deserialize(&m.data).unwrap();
+            events.push((e.kind, e.topic, e.count, e.detail));
+        } else {
+            messages
+                .entry(m.channel.topic.clone())
+                .or_default()
+                .push(m.data.to_vec());
+        }
+    }
+    let mut metadata = BTreeMap::new();
+    for rec in mcap::read::LinearReader::new(&data).unwrap() {
+        if let mcap::records::Record::Metadata(md) = rec.unwrap() {
+            metadata.insert(md.name, md.metadata);
+        }
+    }
+    Read {
+        messages,
+        events,
+        metadata,
+    }
+}
+
+fn mcaps(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "mcap"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn python_peer_records_both_key_styles_byte_exact_and_drives_the_episode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let robot = format!("zt{}", std::process::id());
+    let cfg = write_config(
+        tmp.path(),
+        &robot,
+        port,
+        r#"
+[ros]
+[[ros.topics]]
+topic = "/camera/head/image_raw"
+type = "sensor_msgs/msg/Image"
+rate_hz = 20.0
+[[ros.topics]]
+topic = "/joint_states"
+type = "sensor_msgs/msg/JointState"
+rate_hz = 100.0
+[[ros.topics]]
+topic = "/wrist/right/wrench"
+type = "geometry_msgs/msg/WrenchStamped"
+rate_hz = 100.0
+"#,
+    );
+    let rec = Recorder::start(&cfg);
+    let out = peer("record", port, &robot, &[]);
+    let log = rec.stop();
+
+    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
+    assert_eq!(out["start_again"]["ok"], false, "{out}");
+    assert!(
+        out["start_again"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("already recording"),
+        "{out}"
+    );
+    assert_eq!(out["mark"]["ok"], true, "{out}");
+    assert_eq!(out["stop"]["ok"], true, "{out}");
+    assert_eq!(out["stop_again"]["ok"], false, "{out}");
+    assert_eq!(out["mark_idle"]["ok"], false, "{out}");
+
+    let files = mcaps(&tmp.path().join("out").join(&robot));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = read(&files[0]);
+    for (topic, published) in out["published"].as_object().unwrap() {
+        let published: Vec<Vec<u8>> = published
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| hex(h.as_str().unwrap()))
+            .collect();
+        let got = r.messages.get(topic).cloned().unwrap_or_default();
+        assert_eq!(
+            got.len(),
+            published.len(),
+            "{topic}: recorded {} of {} published",
+            got.len(),
+            published.len()
+        );
+        assert!(
+            got == published,
+            "{topic}: payloads differ from what was published"
+        );
+    }
+    let count = |kind: &str, topic: &str| -> u64 {
+        r.events
+            .iter()
+            .filter(|e| e.0 == kind && e.1 == topic)
+            .map(|e| e.2)
+            .sum()
+    };
+    assert_eq!(count("malformed", "/joint_states"), 3, "{:?}", r.events);
+    assert_eq!(count("wrong_type", "/joint_states"), 2, "{:?}", r.events);
+    assert!(count("stale", "/wrist/right/wrench") >= 1, "{:?}", r.events);
+    assert_eq!(count("stale", "/joint_states"), 0, "{:?}", r.events);
+    let malformed = r.events.iter().find(|e| e.0 == "malformed").unwrap();
+    assert!(malformed.3.contains("offset"), "{malformed:?}");
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.0 == "mark" && e.3.contains("slip"))
+    );
+    let ep = &r.metadata["demotape.episode"];
+    assert_eq!(ep["task"], "pick the red cube");
+    assert_eq!(ep["operator"], "ana");
+    assert_eq!(ep["tags"], "e2e,zenoh");
+    let labels = &r.metadata["demotape.labels"];
+    assert_eq!(
+        labels["outcome"], "success",
+        "stop's outcome wins over the mark"
+    );
+    assert_eq!(labels["note"], "placed");
+    assert!(labels["marks"].contains("rotated"));
+    assert!(log.contains("control: ok"), "{log}");
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// position[0] of each JointState (the peer's sequence number), in file order.
+fn joint_seqs(path: &Path) -> Vec<u64> {
+    #[derive(serde::Deserialize)]
+    struct J {
+        _s: i32,
+        _n: u32,
+        _f: String,
+        _name: Vec<String>,
+        position: Vec<f64>,
+    }
+    read(path).messages["/joint_states"]
+        .iter()
+        .map(|b| cdr::deserialize::<J>(b).unwrap().position[0] as u64)
+        .collect()
+}
+
+#[test]
+fn preroll_and_split_seams_lose_and_duplicate_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let robot = format!("zs{}", std::process::id());
+    let cfg = write_config(
+        tmp.path(),
+        &robot,
+        port,
+        r#"preroll_s = 0.5
+split_max_s = 1.0
+
+[ros]
+key_styles = ["bridge"]
+[[ros.topics]]
+topic = "/joint_states"
+type = "sensor_msgs/msg/JointState"
+rate_hz = 200.0
+"#,
+    );
+    let rec = Recorder::start(&cfg);
+    let out = peer("seams", port, &robot, &[]);
+    let log = rec.stop();
+    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
+    assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
+    let files = mcaps(&tmp.path().join("out").join(&robot));
+    assert!(files.len() >= 3, "3.5 s split every 1 s: {files:?}");
+    let mut all = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let s = joint_seqs(f);
+        assert!(!s.is_empty(), "part {i} empty");
+        let md = read(f).metadata;
+        assert_eq!(md["demotape.episode"]["part"], i.to_string());
+        if i + 1 < files.len() {
+            assert_eq!(
+                md["demotape.split"]["next_part"],
+                files[i + 1].file_name().unwrap().to_string_lossy()
+            );
+        }
+        all.extend(s);
+    }
+    for w in all.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "gap or duplicate at a seam: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+    let started = out["first_after_start"].as_u64().unwrap();
+    let stopped = out["first_after_stop"].as_u64().unwrap();
+    // pre-roll: about 0.5 s at ~190 Hz before start (the peer sleeps 5 ms per message)
+    let pre = started - all[0];
+    assert!((40..=110).contains(&pre), "pre-roll held {pre} messages");
+    // everything published before the stop command is in, at most a couple after
+    let last = *all.last().unwrap();
+    assert!(
+        last + 1 >= stopped,
+        "last recorded {last}, stop sent after {stopped}"
+    );
+    assert!(
+        last <= stopped + 2,
+        "last recorded {last}, stop sent after {stopped}"
+    );
+}
