@@ -1,8 +1,10 @@
 //! Logging of refused access: Zenoh's access control drops what a peer may not do (e.g. an
 //! unauthorized `start` query) inside the router, and reports it only as a TRACE event of its
-//! interceptor. This layer listens to exactly that target and turns each denial into a WARN
-//! on `demotape::access` (first occurrence of each distinct denial, then every 1000th), so a
-//! refused operator action is in the recorder's log whatever RUST_LOG says.
+//! interceptor. This layer listens to exactly that target and turns each refused control
+//! action (a concrete key under `…/ctl/`) into a WARN on `demotape::access` (first occurrence
+//! of each distinct denial, then every 1000th), so a refused operator action is in the
+//! recorder's log whatever RUST_LOG says; other denials (e.g. a peer publishing where it may
+//! not) go to DEBUG once each.
 //!
 //! Cost: with access control enabled, Zenoh emits one such TRACE event per message it
 //! checks; this layer formats it and looks for "unauthorized" (about a microsecond). Without
@@ -66,8 +68,16 @@ impl<S: tracing::Subscriber> Layer<S> for AclAudit {
             *c += 1;
             *c
         };
-        if n == 1 || n % 1000 == 0 {
-            tracing::warn!(target: "demotape::access", count = n, "access refused: {what}");
+        // Zenoh also evaluates (and reports) permissions ahead of time for declared key
+        // expressions; those carry wildcards. What a peer actually tried has a concrete key.
+        let key = what.rsplit(" on ").next().unwrap_or_default();
+        let attempt = !key.contains('*');
+        if attempt && key.contains("/ctl/") {
+            if n == 1 || n % 1000 == 0 {
+                tracing::warn!(target: "demotape::access", count = n, "access refused: {what}");
+            }
+        } else if n == 1 {
+            tracing::debug!(target: "demotape::access", "access refused: {what}");
         }
     }
 }

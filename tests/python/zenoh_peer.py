@@ -100,6 +100,9 @@ def wait_for_recorder(session, robot, deadline_s=20.0):
 
 
 def scenario_record(session, robot, out):
+    statuses = []
+    sub = session.declare_subscriber(f"demotape/{robot}/status",
+                                     lambda s: statuses.append(json.loads(s.payload.to_string())))
     pub = {"/camera/head/image_raw": [], "/joint_states": [], "/wrist/right/wrench": []}
     out["published"] = pub
     out["start"] = ask(session, robot, "start",
@@ -133,6 +136,9 @@ def scenario_record(session, robot, out):
     out["stop"] = ask(session, robot, "stop", {"outcome": "success", "note": "placed"})
     out["stop_again"] = ask(session, robot, "stop")
     out["mark_idle"] = ask(session, robot, "mark", {"outcome": "x"})
+    time.sleep(1.2)
+    sub.undeclare()
+    out["statuses"] = statuses
 
 
 def scenario_seams(session, robot, out):
@@ -169,7 +175,14 @@ def main():
     user = sys.argv[4] if len(sys.argv) > 4 else None
     password = sys.argv[5] if len(sys.argv) > 5 else None
     out = {}
-    with open_session(endpoint, user, password) as session:
+    try:
+        session = open_session(endpoint, user, password)
+    except Exception as e:  # refused at the transport (e.g. no credentials)
+        out["open_error"] = str(e)
+        out["start"] = {"ok": None, "error": "no session"}
+        print(json.dumps(out))
+        return
+    with session:
         if scenario != "auth":
             out["status0"] = wait_for_recorder(session, robot)
         else:

@@ -113,6 +113,18 @@ pub fn bin(name: &str) -> PathBuf {
         if let Some(target) = dir.parent() {
             c.env("CARGO_TARGET_DIR", target);
         }
+        // Cargo gives a test process its own package's CARGO_* variables (and a library
+        // path); build scripts (ring's, via cc) fingerprint some of them, so a nested build
+        // with them set would rebuild the TLS stack every time. Build as from a shell.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                || k == "LD_LIBRARY_PATH"
+                || k == "OUT_DIR"
+            {
+                c.env_remove(k.as_ref());
+            }
+        }
         c.current_dir(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()

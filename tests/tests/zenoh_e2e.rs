@@ -260,6 +260,34 @@ rate_hz = 100.0
     assert_eq!(labels["note"], "placed");
     assert!(labels["marks"].contains("rotated"));
     assert!(log.contains("control: ok"), "{log}");
+
+    // live status, once a second, seen by the third-party peer while it published
+    let statuses = out["statuses"].as_array().unwrap();
+    assert!(statuses.len() >= 2, "{} status messages", statuses.len());
+    let rec = statuses
+        .iter()
+        .find(|s| s["state"] == "recording")
+        .expect("a status while recording");
+    assert!(rec["episode"]["id"].as_str().unwrap().starts_with(&robot));
+    assert!(rec["disk_free_bytes"].as_u64().unwrap() > 0);
+    let joints = rec["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["topic"] == "/joint_states")
+        .unwrap();
+    let rate = joints["rate_hz"].as_f64().unwrap();
+    assert!(
+        (20.0..=150.0).contains(&rate),
+        "joint rate {rate} Hz (published ~90 Hz)"
+    );
+    assert!(
+        rec["sync"]
+            .as_object()
+            .unwrap()
+            .contains_key("joint_states")
+    );
+    assert_eq!(statuses.last().unwrap()["state"], "idle");
 }
 
 fn hex(s: &str) -> Vec<u8> {
