@@ -154,6 +154,8 @@ pub struct Status {
     pub sync: BTreeMap<String, serde_json::Value>,
     pub preroll_s: f64,
     pub preroll_bytes: usize,
+    /// Samples that aged out of the pre-roll while idle (not part of any episode).
+    pub preroll_evicted: u64,
     pub episodes_recorded: u64,
     pub last_episode: Option<serde_json::Value>,
     /// Why the last episode stopped on its own (disk low, write error), if it did.
@@ -198,9 +200,47 @@ struct Manager {
     status: Arc<Mutex<Status>>,
     last_free_check: std::time::Instant,
     episodes_recorded: u64,
+    /// Free space of a directory ([`free_bytes`]; replaceable in tests).
+    free_space: FreeSpace,
 }
 
+type FreeSpace = Arc<dyn Fn(&Path) -> std::io::Result<u64> + Send + Sync>;
+
 impl Manager {
+    fn new(
+        cfg: Config,
+        streams: Vec<StreamSpec>,
+        stats: Arc<QueueStats>,
+        status: Arc<Mutex<Status>>,
+        free_space: FreeSpace,
+    ) -> Manager {
+        let robot = sanitize(&cfg.recorder.robot_id);
+        let n = streams.len();
+        Manager {
+            dir: cfg.recorder.out_dir.join(&robot),
+            robot,
+            opts: WriterOptions {
+                flush_interval: std::time::Duration::from_millis(cfg.recorder.flush_interval_ms),
+                chunk_size: cfg.recorder.chunk_size_bytes,
+                compression: cfg.recorder.compression,
+            },
+            cfg,
+            streams,
+            stats,
+            preroll: VecDeque::new(),
+            preroll_bytes: 0,
+            preroll_evicted: 0,
+            rec: None,
+            sequence: 0,
+            received: vec![0; n],
+            bytes: vec![0; n],
+            status,
+            last_free_check: std::time::Instant::now(),
+            episodes_recorded: 0,
+            free_space,
+        }
+    }
+
     fn preroll_push(&mut self, s: Sample, bytes: usize) {
         self.preroll_bytes += bytes;
         let horizon = s
@@ -286,7 +326,8 @@ impl Manager {
         }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let free = free_bytes(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let free =
+            (self.free_space)(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let need = self.cfg.control.min_free_mb * 1_000_000;
         if free < need {
             return Err(format!(
@@ -565,7 +606,7 @@ impl Manager {
         {
             self.last_free_check = std::time::Instant::now();
             let need = self.cfg.control.min_free_mb * 1_000_000;
-            match free_bytes(&self.dir) {
+            match (self.free_space)(&self.dir) {
                 Ok(free) if free < need => {
                     let why = format!(
                         "disk low: {} MB free on {} (control.min_free_mb = {}); episode stopped",
@@ -633,6 +674,7 @@ impl Manager {
         st.disk_free_bytes = free;
         st.preroll_s = preroll_s;
         st.preroll_bytes = self.preroll_bytes;
+        st.preroll_evicted = self.preroll_evicted;
         st.episodes_recorded = recorded;
         for (i, c) in st.channels.iter_mut().enumerate() {
             c.received = self.received[i];
@@ -727,30 +769,13 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
         ..Default::default()
     }));
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(16);
-    let opts = WriterOptions {
-        flush_interval: std::time::Duration::from_millis(cfg.recorder.flush_interval_ms),
-        chunk_size: cfg.recorder.chunk_size_bytes,
-        compression: cfg.recorder.compression,
-    };
-    let n = streams.len();
-    let mut manager = Manager {
-        cfg: cfg.clone(),
-        robot: robot.clone(),
-        dir: dir.clone(),
+    let mut manager = Manager::new(
+        cfg.clone(),
         streams,
-        stats: queue.stats.clone(),
-        opts,
-        preroll: VecDeque::new(),
-        preroll_bytes: 0,
-        preroll_evicted: 0,
-        rec: None,
-        sequence: 0,
-        received: vec![0; n],
-        bytes: vec![0; n],
-        status: status.clone(),
-        last_free_check: std::time::Instant::now(),
-        episodes_recorded: 0,
-    };
+        queue.stats.clone(),
+        status.clone(),
+        Arc::new(free_bytes),
+    );
     let flush_every = std::time::Duration::from_millis(cfg.recorder.flush_interval_ms);
     let manager_thread = std::thread::Builder::new()
         .name("episode-manager".into())
@@ -958,5 +983,107 @@ impl Manager {
             tracing::error!(episode = %id, ?paths, "episode ended by a write error");
         }
         self.status_lock().last_error = Some(why.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hal::msgs::{Header, WrenchStamped};
+    use hal::{Modality, Payload};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn wrench(seq: u64, t: u64) -> Sample {
+        Sample {
+            stream: 0,
+            device_stamp_us: t / 1000,
+            transmit_stamp_us: None,
+            host_receive_ns: t,
+            sequence: seq,
+            boot_id: 1,
+            payload: Payload::Wrench(WrenchStamped {
+                header: Header::default(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The disk guard with a simulated filesystem: start refused below the threshold; while
+    /// recording, falling below it stops the episode cleanly, says why, and the file is
+    /// complete (indexed, with its labels).
+    #[test]
+    fn disk_guard_refuses_and_stops_cleanly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.recorder.out_dir = tmp.path().into();
+        cfg.control.min_free_mb = 100;
+        let free = Arc::new(AtomicU64::new(50_000_000));
+        let f2 = free.clone();
+        let streams = vec![StreamSpec {
+            topic: "/wrist/right/wrench".into(),
+            modality: Modality::Wrench,
+            device: "ft".into(),
+            rate_hz: 1000.0,
+            nominal_bytes: 100,
+        }];
+        let (queue, rx) = CaptureQueue::new(1, 1000, 1 << 20);
+        let status = Arc::new(Mutex::new(Status {
+            channels: vec![ChannelStatus::default()],
+            ..Default::default()
+        }));
+        let mut m = Manager::new(
+            cfg,
+            streams,
+            queue.stats.clone(),
+            status.clone(),
+            Arc::new(move |_: &Path| Ok(f2.load(Ordering::Relaxed))),
+        );
+        let t0 = hal::sim::now_ns();
+        let e = m
+            .command(&rx, Verb::Start, CommandArgs::default(), t0)
+            .unwrap_err();
+        assert!(
+            e.contains("refusing to start") && e.contains("50 MB free"),
+            "{e}"
+        );
+        free.store(10_000_000_000, Ordering::Relaxed);
+        let ok = m
+            .command(&rx, Verb::Start, CommandArgs::default(), t0)
+            .unwrap();
+        let path = PathBuf::from(ok["path"].as_str().unwrap());
+        for i in 0..100 {
+            m.take(Item::Sample {
+                sample: wrench(i, t0 + i * 1_000_000),
+                bytes: 0,
+            })
+            .unwrap();
+        }
+        free.store(99_000_000, Ordering::Relaxed);
+        m.last_free_check = std::time::Instant::now() - std::time::Duration::from_secs(1);
+        m.refresh(&rx);
+        assert!(m.rec.is_none(), "episode stopped");
+        let st = status.lock().unwrap().clone();
+        assert!(
+            st.last_error.as_deref().unwrap().contains("disk low"),
+            "{st:?}"
+        );
+        assert_eq!(st.state, "idle");
+        // the stopped episode is a complete, indexed file with all 100 samples
+        let data = std::fs::read(&path).unwrap();
+        let summary = mcap::Summary::read(&data).unwrap().expect("summary");
+        let n: u64 = summary
+            .stats
+            .as_ref()
+            .map(|s| {
+                s.channel_message_counts
+                    .iter()
+                    .filter(|(id, _)| summary.channels[id].topic == "/wrist/right/wrench")
+                    .map(|(_, n)| *n)
+                    .sum()
+            })
+            .unwrap();
+        assert_eq!(n, 100);
+        let text = String::from_utf8_lossy(&data);
+        assert!(text.contains("disk_low"));
     }
 }

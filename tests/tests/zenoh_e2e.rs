@@ -379,3 +379,79 @@ rate_hz = 200.0
         "last recorded {last}, stop sent after {stopped}"
     );
 }
+
+#[test]
+fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let robot = format!("zc{}", std::process::id());
+    let cfg = write_config(
+        tmp.path(),
+        &robot,
+        port,
+        "[ros]\n[[ros.topics]]\ntopic = \"/joint_states\"\ntype = \"sensor_msgs/msg/JointState\"\n",
+    );
+    let rec = Recorder::start(&cfg);
+    let ctl_t = |timeout: &str, args: &[&str]| {
+        let out = Command::new(bin("demotape-recorder"))
+            .args(["ctl", "--config"])
+            .arg(&cfg)
+            .args([
+                "--connect",
+                &format!("tcp/127.0.0.1:{port}"),
+                "--timeout",
+                timeout,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ctl = |args: &[&str]| ctl_t("10", args);
+    let (code, out, err) = ctl(&[
+        "start",
+        "--task",
+        "stack cups",
+        "--operator",
+        "bo",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["episode"].as_str().unwrap().starts_with(&robot));
+    let (code, _, err) = ctl(&["start"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already recording"), "{err}");
+    let (code, out, _) = ctl(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["state"], "recording");
+    assert_eq!(st["episode"]["task"], "stack cups");
+    let (code, out, _) = ctl(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("RECORDING") && out.contains("/joint_states"),
+        "{out}"
+    );
+    let (code, out, err) = ctl(&["discard", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["discarded"], true);
+    let moved = PathBuf::from(v["paths"][0].as_str().unwrap());
+    assert!(moved.exists() && moved.parent().unwrap().ends_with("discarded"));
+    let (code, _, err) = ctl(&["stop"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not recording"), "{err}");
+    rec.stop();
+    // nobody there any more: a clear message, exit 1
+    let (code, _, err) = ctl_t("1", &["status"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no recorder answered"), "{err}");
+    // usage errors are 2
+    let (code, _, _) = ctl_t("0", &["status"]);
+    assert_eq!(code, Some(2));
+}
