@@ -142,20 +142,25 @@ pub fn render(v: &serde_json::Value) -> String {
     }
     let _ = writeln!(
         o,
-        "\n{:<40} {:>9} {:>9} {:>11} {:>8}",
-        "channel", "rate Hz", "MB/s", "received", "drops"
+        "\n{:<40} {:>9} {:>9} {:>11} {:>8} {:>9} {:>6}",
+        "channel", "rate Hz", "MB/s", "received", "drops", "bad msgs", "stale"
     );
     for c in v["channels"].as_array().into_iter().flatten() {
         let drops = c["drops"].as_u64().unwrap_or(0);
+        let n = &c["network"];
+        let bad = n["malformed"].as_u64().unwrap_or(0) + n["wrong_type"].as_u64().unwrap_or(0);
+        let stale = n["stale"].as_u64().unwrap_or(0);
         let _ = writeln!(
             o,
-            "{:<40} {:>9.1} {:>9.2} {:>11} {:>8}{}",
+            "{:<40} {:>9.1} {:>9.2} {:>11} {:>8} {:>9} {:>6}{}",
             c["topic"].as_str().unwrap_or(""),
             c["rate_hz"].as_f64().unwrap_or(0.0),
             c["mb_per_s"].as_f64().unwrap_or(0.0),
             c["received"],
             drops,
-            if drops > 0 { "  !" } else { "" }
+            bad,
+            stale,
+            if drops + bad > 0 { "  !" } else { "" }
         );
     }
     if let Some(sync) = v["sync"].as_object().filter(|s| !s.is_empty()) {

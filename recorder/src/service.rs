@@ -137,6 +137,18 @@ pub struct ChannelStatus {
     /// Messages per second over the last status period.
     pub rate_hz: f64,
     pub mb_per_s: f64,
+    /// Zenoh topics: messages refused as malformed CDR / of another type, publisher
+    /// sequence gaps, silences (`stale` events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkCounters>,
+}
+
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct NetworkCounters {
+    pub malformed: u64,
+    pub wrong_type: u64,
+    pub gaps: u64,
+    pub stale: u64,
 }
 
 /// What `<prefix>/<robot>/status` carries.
@@ -729,9 +741,11 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
         .context("opening the Zenoh session (see [zenoh] in the config)")?;
     tracing::info!(zid = %session.zid(), mode = %cfg.zenoh.mode, "zenoh session open");
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut net_stats = None;
     if !cfg.ros.topics.is_empty() {
         let z = hal::zenoh::ZenohSource::new(session.clone(), cfg.ros.clone())
             .map_err(anyhow::Error::msg)?;
+        net_stats = Some(z.stats());
         sources.push(Box::new(z));
     }
     for c in &cfg.serial {
@@ -840,6 +854,18 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
                         }
                     }
                     prev = Some((now, cur));
+                    // the Zenoh source's streams come first
+                    if let Some(ns) = &net_stats {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        for (c, t) in st.channels.iter_mut().zip(ns.iter()) {
+                            c.network = Some(NetworkCounters {
+                                malformed: t.malformed.load(Relaxed),
+                                wrong_type: t.wrong_type.load(Relaxed),
+                                gaps: t.gaps.load(Relaxed),
+                                stale: t.stale_events.load(Relaxed),
+                            });
+                        }
+                    }
                     serde_json::to_string(&*st).unwrap_or_default()
                 };
                 if let Err(e) = session.put(&skey, json).await {

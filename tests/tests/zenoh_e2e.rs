@@ -287,7 +287,12 @@ rate_hz = 100.0
             .unwrap()
             .contains_key("joint_states")
     );
-    assert_eq!(statuses.last().unwrap()["state"], "idle");
+    let last = statuses.last().unwrap();
+    assert_eq!(last["state"], "idle");
+    let net = &last["channels"][1]["network"];
+    assert_eq!(last["channels"][1]["topic"], "/joint_states");
+    assert_eq!(net["malformed"], 3, "{last}");
+    assert_eq!(net["wrong_type"], 2, "{last}");
 }
 
 fn hex(s: &str) -> Vec<u8> {
