@@ -16,6 +16,10 @@ out_dir = "episodes"
 # Close and flush the current MCAP chunk at least this often (ms). A crash (even SIGKILL)
 # loses at most this much data. Must be between 10 and 200.
 flush_interval_ms = 100
+# fdatasync the episode file this often, from a helper thread that never blocks the writer,
+# so a power cut loses at most about this much (plus one flush interval). 0 = only when an
+# episode is finished (finished episodes are always fsynced, with their directory entry).
+fsync_interval_ms = 1000
 # Close a chunk earlier once it holds this many uncompressed bytes.
 chunk_size_bytes = 8388608
 # Chunk compression: "lz4" (fast, default), "zstd" (smaller, ~5x more CPU), or "none".
@@ -48,6 +52,9 @@ late_fraction = 0.002
 # Route the wrist wrench and tactile streams through simulated microcontroller boards on
 # pseudo-terminals, read back by the serial driver (exercises the whole serial path).
 boards = false
+# Camera sensor noise (std. dev. in 8-bit levels; depth gets half of it in mm). Real sensors
+# are noisy, which is what makes raw images expensive to compress; 0 = flat shading.
+image_noise = 3.0
 
 [sim.failures]
 # Probability per episode of each injected failure (the rest succeed).
@@ -144,6 +151,7 @@ pub struct RecorderConfig {
     pub robot_id: String,
     pub out_dir: PathBuf,
     pub flush_interval_ms: u64,
+    pub fsync_interval_ms: u64,
     pub chunk_size_bytes: u64,
     pub compression: Compression,
     pub queue_max_bytes: usize,
@@ -158,6 +166,7 @@ impl Default for RecorderConfig {
             robot_id: "sim-robot".into(),
             out_dir: "episodes".into(),
             flush_interval_ms: 100,
+            fsync_interval_ms: 1000,
             chunk_size_bytes: 8 * 1024 * 1024,
             compression: Compression::Lz4,
             queue_max_bytes: 512 * 1024 * 1024,
@@ -211,6 +220,12 @@ impl Config {
             return Err(format!(
                 "recorder.flush_interval_ms = {} is outside 10..=200",
                 r.flush_interval_ms
+            ));
+        }
+        if r.fsync_interval_ms > 60_000 {
+            return Err(format!(
+                "recorder.fsync_interval_ms = {} is above 60000",
+                r.fsync_interval_ms
             ));
         }
         if r.queue_max_messages == 0 || r.queue_max_bytes == 0 {

@@ -231,11 +231,7 @@ impl Manager {
         Manager {
             dir: cfg.recorder.out_dir.join(&robot),
             robot,
-            opts: WriterOptions {
-                flush_interval: std::time::Duration::from_millis(cfg.recorder.flush_interval_ms),
-                chunk_size: cfg.recorder.chunk_size_bytes,
-                compression: cfg.recorder.compression,
-            },
+            opts: WriterOptions::from_config(&cfg.recorder),
             cfg,
             streams,
             stats,

@@ -242,11 +242,7 @@ pub fn run(
     let dir = r.out_dir.join(sanitize(&r.robot_id));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating output directory {}", dir.display()))?;
-    let opts = WriterOptions {
-        flush_interval: std::time::Duration::from_millis(r.flush_interval_ms),
-        chunk_size: r.chunk_size_bytes,
-        compression: r.compression,
-    };
+    let opts = WriterOptions::from_config(r);
     let config_toml = toml::to_string(cfg).unwrap_or_default();
     let boards = if cfg.sim.boards {
         let probe = SimEpisode::new(&cfg.sim, job.first_index, 0.1, now_ns());

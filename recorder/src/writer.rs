@@ -32,6 +32,69 @@ pub struct WriterOptions {
     pub flush_interval: std::time::Duration,
     pub chunk_size: u64,
     pub compression: Compression,
+    /// `fdatasync` the episode this often from a helper thread (never blocking the writer);
+    /// `None` = only when the episode is finished.
+    pub fsync_interval: Option<std::time::Duration>,
+}
+
+impl WriterOptions {
+    pub fn from_config(r: &crate::config::RecorderConfig) -> Self {
+        WriterOptions {
+            flush_interval: std::time::Duration::from_millis(r.flush_interval_ms),
+            chunk_size: r.chunk_size_bytes,
+            compression: r.compression,
+            fsync_interval: (r.fsync_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(r.fsync_interval_ms)),
+        }
+    }
+}
+
+/// Periodic `fdatasync` of an episode file on its own thread.
+struct Syncer {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(file: File, every: std::time::Duration, path: PathBuf) -> std::io::Result<Syncer> {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let s2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fsync".into())
+            .spawn(move || {
+                let (lock, cv) = &*s2;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    let (g, _) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|e| e.into_inner());
+                    stopped = g;
+                    if *stopped {
+                        break;
+                    }
+                    drop(stopped);
+                    if let Err(e) = file.sync_data() {
+                        tracing::warn!(path = %path.display(), "fdatasync failed: {e}");
+                    }
+                    stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                }
+            })?;
+        Ok(Syncer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Who, what and how: written as the `demotape.episode` metadata record at the start.
@@ -127,6 +190,9 @@ pub struct EpisodeWriter {
     small_arena: Vec<u8>,
     last_host_ns: u64,
     start_ns: u64,
+    /// A second handle on the file, for fdatasync.
+    sync_file: Option<File>,
+    syncer: Option<Syncer>,
 }
 
 impl EpisodeWriter {
@@ -144,12 +210,28 @@ impl EpisodeWriter {
             path: path.into(),
             source,
         };
-        // Never overwrite an existing episode.
+        // Never overwrite an existing episode. (A character device such as /dev/null is
+        // opened as it is: the capacity benchmark writes to a discarding sink.)
+        let is_device = {
+            use std::os::unix::fs::FileTypeExt;
+            std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
+        };
         let file = File::options()
             .write(true)
-            .create_new(true)
+            .create_new(!is_device)
             .open(path)
             .map_err(io)?;
+        let sync_file = if is_device {
+            None
+        } else {
+            Some(file.try_clone().map_err(io)?)
+        };
+        let syncer = match (&sync_file, opts.fsync_interval) {
+            (Some(f), Some(every)) => {
+                Some(Syncer::start(f.try_clone().map_err(io)?, every, path.into()).map_err(io)?)
+            }
+            _ => None,
+        };
         let compression = match opts.compression {
             Compression::Lz4 => Some(mcap::Compression::Lz4),
             Compression::Zstd => Some(mcap::Compression::Zstd),
@@ -272,6 +354,8 @@ impl EpisodeWriter {
             small_arena: Vec::new(),
             last_host_ns: meta.start_ns,
             start_ns: meta.start_ns,
+            sync_file,
+            syncer,
         };
         me.event(
             meta.start_ns,
@@ -615,10 +699,19 @@ impl EpisodeWriter {
         self.mcap.finish().map_err(|e| self.mcap_err(e))?;
         let path = self.path.clone();
         let mut inner = self.mcap.into_inner();
-        std::io::Write::flush(&mut inner).map_err(|source| WriteError::Io {
+        let io = |source| WriteError::Io {
             path: path.clone(),
             source,
-        })?;
+        };
+        std::io::Write::flush(&mut inner).map_err(io)?;
+        drop(self.syncer.take());
+        // A finished episode is durable: its data, then its directory entry.
+        if let Some(f) = &self.sync_file {
+            f.sync_data().map_err(io)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
         let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         Ok(EpisodeSummary {
             path,

@@ -74,6 +74,9 @@ pub struct SimConfig {
     /// Route the wrist wrench and tactile streams through simulated serial boards on
     /// pseudo-terminals (the recorder then reads them with the serial driver).
     pub boards: bool,
+    /// Camera sensor noise, standard deviation in 8-bit levels (depth: in mm, halved);
+    /// 0 renders flat-shaded images, which compress unrealistically well.
+    pub image_noise: f64,
 }
 
 impl Default for SimConfig {
@@ -94,6 +97,7 @@ impl Default for SimConfig {
             max_drift_ppm: 100.0,
             late_fraction: 0.002,
             boards: false,
+            image_noise: 3.0,
         }
     }
 }
@@ -519,7 +523,8 @@ impl SimEpisode {
         };
         match kind {
             Kind::Camera { rgb, depth, cam } => {
-                let (img, dimg) = self.render_camera(cam, &state, depth.is_some());
+                let frame_seed = self.seq[rgb] ^ ((cam as u64) << 48);
+                let (img, dimg) = self.render_camera(cam, &state, depth.is_some(), frame_seed);
                 push(self, rgb, Payload::Image(img));
                 if let (Some(ds), Some(d)) = (depth, dimg) {
                     push(self, ds, Payload::Image(d));
@@ -590,6 +595,7 @@ impl SimEpisode {
         cam: usize,
         s: &WorldState,
         want_depth: bool,
+        frame_seed: u64,
     ) -> (Image, Option<Image>) {
         let scene = self.scene(s);
         let def = &self.cameras[cam];
@@ -624,6 +630,14 @@ impl SimEpisode {
             &mut rgb,
             want_depth.then_some(&mut depth),
         );
+        if self.cfg.image_noise > 0.0 {
+            self.renderer.add_noise(
+                self.cfg.image_noise,
+                frame_seed,
+                &mut rgb,
+                want_depth.then_some(&mut depth),
+            );
+        }
         let header = Header {
             stamp: Time::default(),
             frame_id: frame,

@@ -74,9 +74,55 @@ const NEAR: f64 = 0.01;
 #[derive(Default)]
 pub struct Renderer {
     zbuf: Vec<f32>,
+    /// Gaussian noise values (σ = `noise_sigma`), read from a per-frame offset.
+    noise: Vec<i8>,
+    noise_sigma: f64,
 }
 
 impl Renderer {
+    /// Add camera sensor noise: N(0, σ²) levels on every RGB byte, N(0, (σ/2)²) mm on every
+    /// valid depth pixel. The values come from a fixed table (built once, seeded) read from
+    /// an offset that `frame_seed` picks, so frames differ, the result is deterministic, and
+    /// the cost is one saturating add per byte.
+    pub fn add_noise(
+        &mut self,
+        sigma: f64,
+        frame_seed: u64,
+        rgb: &mut [u8],
+        depth_mm: Option<&mut Vec<u8>>,
+    ) {
+        use rand::{Rng, SeedableRng};
+        const SPARE: usize = 1 << 20;
+        let need = rgb.len() + SPARE;
+        if self.noise.len() < need || self.noise_sigma != sigma {
+            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(0x5e75_0a15e);
+            let n = rand_distr::Normal::new(0.0, sigma).expect("finite sigma");
+            self.noise = (0..need)
+                .map(|_| r.sample::<f64, _>(n).round().clamp(-127.0, 127.0) as i8)
+                .collect();
+            self.noise_sigma = sigma;
+        }
+        // splitmix64 of the frame seed picks where in the table this frame starts
+        let mut z = frame_seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let off = (z % SPARE as u64) as usize;
+        for (p, n) in rgb.iter_mut().zip(&self.noise[off..]) {
+            *p = p.saturating_add_signed(*n);
+        }
+        if let Some(d) = depth_mm {
+            let off2 = (off + 7919) % SPARE;
+            for (px, n) in d.chunks_exact_mut(2).zip(&self.noise[off2..]) {
+                let mm = u16::from_le_bytes([px[0], px[1]]);
+                if mm != 0 {
+                    let v = (mm as i32 + (*n as i32) / 2).clamp(1, u16::MAX as i32) as u16;
+                    px.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+
     /// Render into `rgb` (rgb8, `w*h*3`) and, if given, `depth_mm` (16UC1 little-endian bytes,
     /// `w*h*2`, millimeters, 0 = no return).
     pub fn render(

@@ -1,0 +1,564 @@
+//! Recorder throughput against the machine it runs on, measured side by side in one run.
+//!
+//! 1. The media: sequential write bandwidth of the disk (the target dir, or
+//!    `DEMOTAPE_BENCH_DIR`) and of tmpfs (`/dev/shm`), `dd … conv=fdatasync`-style: 8 MiB
+//!    blocks, then `fdatasync`, timed together.
+//! 2. The message stream: humanoid-ref (3 RGB + 2 depth 640×480 at 30 Hz, 32-joint states at
+//!    500 Hz, 2 wrenches at 1 kHz, 10 tactile pads at 200 Hz) with the simulator's camera
+//!    noise (σ = 3 levels), replayed from a pool of pre-rendered frames by a source that
+//!    paces each stream at `scale` × its rate, through the real pipeline: `Source` → capture
+//!    queue → writer thread (sync, CDR, lz4 chunks, flush every 100 ms, fdatasync every 1 s).
+//! 3. The bare `mcap` crate writer on the same messages (pre-encoded, same chunk size and
+//!    lz4), for the CPU ratio.
+//! 4. Capacity: the same stream unpaced into a discarding sink (`/dev/null`), as fast as the
+//!    pipeline goes.
+//!
+//! Figures: sustained MB/s and messages/s, drops, writer-thread CPU seconds per GB, peak RSS
+//! of the process during the run (it includes the ~60 MB frame pool), the medium's bandwidth
+//! and the ratios. `DEMOTAPE_BENCH_SECS` (default 6) sets the length of each paced run.
+//! The last line is one JSON object (shared/design/cli.md).
+
+use hal::sim::{SimConfig, SimEpisode, now_ns};
+use hal::source::SourceFuture;
+use hal::{Payload, Sample, SampleSink, Source, SourceReport, StreamSpec};
+use recorder::config::Compression;
+use recorder::writer::{EpisodeMeta, WriterOptions};
+use recorder::{QueueLimits, record_episode};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const POOL: usize = 6;
+
+struct Pool {
+    streams: Vec<StreamSpec>,
+    payloads: Vec<Vec<Payload>>,
+}
+
+fn build_pool() -> Pool {
+    let cfg = SimConfig::default();
+    let mut ep = SimEpisode::new(&cfg, 0, 10.0, now_ns());
+    let streams = ep.streams().to_vec();
+    let mut payloads: Vec<Vec<Payload>> = vec![Vec::new(); streams.len()];
+    let mut out = Vec::new();
+    while payloads.iter().any(|p| p.len() < POOL) {
+        out.clear();
+        if !ep.next_samples(&mut out) {
+            break;
+        }
+        for s in out.drain(..) {
+            if payloads[s.stream].len() < POOL {
+                payloads[s.stream].push(s.payload);
+            }
+        }
+    }
+    Pool { streams, payloads }
+}
+
+/// Replays the pool at `scale` × the nominal rates (paced), or as fast as it can for
+/// `total_msgs` messages (unpaced).
+struct Replay {
+    pool: Arc<Pool>,
+    scale: f64,
+    duration: Duration,
+    unpaced_msgs: Option<u64>,
+}
+
+impl Source for Replay {
+    fn name(&self) -> &str {
+        "replay"
+    }
+    fn streams(&self) -> Vec<StreamSpec> {
+        self.pool.streams.clone()
+    }
+    fn run(self: Box<Self>, sink: Arc<dyn SampleSink>, stop: CancellationToken) -> SourceFuture {
+        Box::pin(async move {
+            let h = tokio::task::spawn_blocking(move || {
+                let pool = &self.pool;
+                let n = pool.streams.len();
+                let period: Vec<f64> = pool
+                    .streams
+                    .iter()
+                    .map(|s| 1.0 / (s.rate_hz * self.scale))
+                    .collect();
+                let mut next = vec![0.0f64; n];
+                let mut seq = vec![0u64; n];
+                let mut produced = vec![0u64; n];
+                let mut refused = vec![0u64; n];
+                let start = Instant::now();
+                let t0 = now_ns();
+                let mut total = 0u64;
+                loop {
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    // the stream due first
+                    let (i, due) = next
+                        .iter()
+                        .copied()
+                        .enumerate()
+                        .min_by(|a, b| a.1.total_cmp(&b.1))
+                        .expect("streams");
+                    match self.unpaced_msgs {
+                        Some(limit) if total >= limit => break,
+                        Some(_) => {}
+                        None => {
+                            if due >= self.duration.as_secs_f64() {
+                                break;
+                            }
+                            let wait = due - start.elapsed().as_secs_f64();
+                            if wait > 0.0005 {
+                                std::thread::sleep(Duration::from_secs_f64(wait));
+                            }
+                        }
+                    }
+                    let host = t0 + (due * 1e9) as u64;
+                    let k = seq[i] as usize % POOL;
+                    // a driver receives into a fresh buffer: one copy per message
+                    let payload = pool.payloads[i][k].clone();
+                    let s = Sample {
+                        stream: i,
+                        device_stamp_us: host / 1000,
+                        transmit_stamp_us: None,
+                        host_receive_ns: if self.unpaced_msgs.is_some() {
+                            now_ns()
+                        } else {
+                            host
+                        },
+                        sequence: seq[i],
+                        boot_id: 1,
+                        payload,
+                    };
+                    produced[i] += 1;
+                    if !sink.push(s) {
+                        refused[i] += 1;
+                    }
+                    seq[i] += 1;
+                    next[i] += period[i];
+                    total += 1;
+                }
+                SourceReport { produced, refused }
+            });
+            Ok(h.await.expect("replay thread"))
+        })
+    }
+}
+
+/// CPU time (s) of this process's thread called `name` (summed), from /proc.
+fn thread_cpu_s(name: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    if let Ok(d) = std::fs::read_dir("/proc/self/task") {
+        for t in d.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // fields after the ")" : state(3) ... utime(14) stime(15)
+            if let Some(rest) = stat.rsplit(')').next() {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                total += (u + s) / tick;
+            }
+        }
+    }
+    total
+}
+
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let u: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let s: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (u + s) / 100.0
+}
+
+/// Reset the kernel's peak-RSS mark (Linux ≥ 4.0), so each run reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// dd-style sequential write bandwidth with fdatasync (MB/s, median of 3).
+fn medium_bandwidth(dir: &Path, mb: usize) -> f64 {
+    let block = vec![0x5au8; 8 << 20];
+    let mut v = Vec::new();
+    for i in 0..3 {
+        let p = dir.join(format!("demotape-dd-{}-{i}", std::process::id()));
+        let t = Instant::now();
+        let mut f = std::fs::File::create(&p).expect("bench file");
+        let mut written = 0;
+        while written < mb << 20 {
+            f.write_all(&block).expect("write");
+            written += block.len();
+        }
+        f.sync_data().expect("fdatasync");
+        v.push(written as f64 / 1e6 / t.elapsed().as_secs_f64());
+        drop(f);
+        let _ = std::fs::remove_file(&p);
+    }
+    v.sort_by(f64::total_cmp);
+    v[1]
+}
+
+struct RunResult {
+    mb_per_s: f64,
+    msgs_per_s: f64,
+    drops: u64,
+    cpu_s_per_gb: f64,
+    process_cpu_s_per_gb: f64,
+    peak_rss_mb: f64,
+    bytes: u64,
+    msgs: u64,
+    writer_cpu_s: f64,
+}
+
+fn run_pipeline(
+    rt: &tokio::runtime::Runtime,
+    pool: &Arc<Pool>,
+    path: &Path,
+    scale: f64,
+    duration: Duration,
+    unpaced_msgs: Option<u64>,
+    queue_bytes: usize,
+) -> RunResult {
+    let _ = std::fs::remove_file(path);
+    let opts = WriterOptions {
+        flush_interval: Duration::from_millis(100),
+        chunk_size: 8 << 20,
+        compression: Compression::Lz4,
+        fsync_interval: Some(Duration::from_secs(1)),
+    };
+    let meta = EpisodeMeta {
+        robot_id: "bench".into(),
+        episode_id: "bench".into(),
+        start_ns: now_ns(),
+        ..Default::default()
+    };
+    let src = Replay {
+        pool: pool.clone(),
+        scale,
+        duration,
+        unpaced_msgs,
+    };
+    reset_peak_rss();
+    let cpu0 = process_cpu_s();
+    let w0 = thread_cpu_s("mcap-writer");
+    let t = Instant::now();
+    // sample the writer thread's CPU just before it exits: poll while the run goes
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    let poll = std::thread::spawn(move || {
+        let mut last = 0.0f64;
+        while !d2.load(std::sync::atomic::Ordering::Relaxed) {
+            last = last.max(thread_cpu_s("mcap-writer"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last
+    });
+    let summary = record_episode(
+        rt,
+        vec![Box::new(src)],
+        path,
+        &opts,
+        &meta,
+        QueueLimits {
+            messages: 1 << 20,
+            bytes: queue_bytes,
+        },
+        CancellationToken::new(),
+    )
+    .expect("record");
+    let wall = t.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writer_cpu = poll.join().unwrap() - w0;
+    let cpu = process_cpu_s() - cpu0;
+    let bytes: u64 = summary.streams.iter().map(|s| s.bytes).sum();
+    let msgs = summary.total_messages();
+    let gb = bytes as f64 / 1e9;
+    let _ = std::fs::remove_file(path);
+    RunResult {
+        mb_per_s: bytes as f64 / 1e6 / wall,
+        msgs_per_s: msgs as f64 / wall,
+        drops: summary.total_drops(),
+        cpu_s_per_gb: writer_cpu / gb,
+        process_cpu_s_per_gb: cpu / gb,
+        peak_rss_mb: peak_rss_mb(),
+        bytes,
+        msgs,
+        writer_cpu_s: writer_cpu,
+    }
+}
+
+/// The bare mcap crate writer on the same messages (encoded beforehand), same settings.
+/// Returns (CPU seconds of the writing thread, bytes).
+fn bare_mcap(pool: &Pool, path: &Path, msgs: u64) -> (f64, u64) {
+    let _ = std::fs::remove_file(path);
+    let encoded: Vec<Vec<Vec<u8>>> = pool
+        .payloads
+        .iter()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let mut b = Vec::new();
+                    p.encode_into(&mut b).expect("encode");
+                    b
+                })
+                .collect()
+        })
+        .collect();
+    let period: Vec<f64> = pool.streams.iter().map(|s| 1.0 / s.rate_hz).collect();
+    let path = path.to_path_buf();
+    let streams = pool.streams.clone();
+    let h = std::thread::Builder::new()
+        .name("bare-mcap".into())
+        .spawn(move || {
+            let f = std::fs::File::options()
+                .write(true)
+                .create(true)
+                .truncate(path != Path::new("/dev/null"))
+                .open(&path)
+                .expect("open");
+            let mut w = mcap::WriteOptions::new()
+                .profile("ros2")
+                .compression(Some(mcap::Compression::Lz4))
+                .chunk_size(Some(8 << 20))
+                .create(std::io::BufWriter::with_capacity(1 << 20, f))
+                .expect("mcap");
+            let mut ids = Vec::new();
+            for s in &streams {
+                let sid = w
+                    .add_schema(
+                        s.modality.type_name(),
+                        "ros2msg",
+                        s.modality.schema_text().as_bytes(),
+                    )
+                    .unwrap();
+                ids.push(
+                    w.add_channel(sid, &s.topic, "cdr", &Default::default())
+                        .unwrap(),
+                );
+            }
+            let t0 = thread_cpu_s("bare-mcap");
+            let mut next = vec![0.0f64; streams.len()];
+            let mut seq = vec![0u32; streams.len()];
+            let mut bytes = 0u64;
+            let mut last_flush = 0.0;
+            for _ in 0..msgs {
+                let (i, due) = next
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .unwrap();
+                let b = &encoded[i][seq[i] as usize % POOL];
+                let t = (due * 1e9) as u64;
+                w.write_to_known_channel(
+                    &mcap::records::MessageHeader {
+                        channel_id: ids[i],
+                        sequence: seq[i],
+                        log_time: t,
+                        publish_time: t,
+                    },
+                    b,
+                )
+                .unwrap();
+                bytes += b.len() as u64;
+                seq[i] += 1;
+                next[i] += period[i];
+                // the same 100 ms chunk flushes the recorder does
+                if due - last_flush >= 0.1 {
+                    w.flush().unwrap();
+                    last_flush = due;
+                }
+            }
+            w.finish().unwrap();
+            (thread_cpu_s("bare-mcap") - t0, bytes)
+        })
+        .unwrap();
+    h.join().unwrap()
+}
+
+fn main() {
+    let secs: f64 = std::env::var("DEMOTAPE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6.0);
+    let dd_mb: usize = std::env::var("DEMOTAPE_BENCH_DD_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let disk_dir = std::env::var_os("DEMOTAPE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target"))
+                .join("bench-throughput")
+        });
+    std::fs::create_dir_all(&disk_dir).expect("bench dir");
+    let tmpfs = PathBuf::from("/dev/shm");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    eprintln!("measuring media ({dd_mb} MB, fdatasync, median of 3) ...");
+    let disk_bw = medium_bandwidth(&disk_dir, dd_mb);
+    let tmpfs_bw = medium_bandwidth(&tmpfs, dd_mb.min(512));
+    eprintln!(
+        "disk {disk_bw:.0} MB/s ({}), tmpfs {tmpfs_bw:.0} MB/s",
+        disk_dir.display()
+    );
+
+    eprintln!("rendering the frame pool ...");
+    let pool = Arc::new(build_pool());
+    let nominal: f64 = pool
+        .streams
+        .iter()
+        .zip(&pool.payloads)
+        .map(|(s, p)| {
+            let mut b = Vec::new();
+            p[0].encode_into(&mut b).unwrap();
+            s.rate_hz * b.len() as f64
+        })
+        .sum::<f64>()
+        / 1e6;
+    eprintln!("humanoid-ref: {nominal:.1} MB/s at 1x");
+
+    let dur = Duration::from_secs_f64(secs);
+    let queue = 512 << 20;
+    let mut runs = Vec::new();
+    let mut table = Vec::new();
+    // the scale that asks for 90 % of each medium's bandwidth
+    let at90 = |bw: f64| (0.9 * bw / nominal * 100.0).round() / 100.0;
+    let mut plan: Vec<(&str, PathBuf, f64, f64)> = Vec::new();
+    for scale in [1.0, 2.0, 4.0] {
+        plan.push(("disk", disk_dir.join("bench.mcap"), scale, disk_bw));
+    }
+    plan.push(("disk", disk_dir.join("bench.mcap"), at90(disk_bw), disk_bw));
+    for scale in [1.0, 2.0] {
+        plan.push(("tmpfs", tmpfs.join("demotape-bench.mcap"), scale, tmpfs_bw));
+    }
+    plan.push((
+        "tmpfs",
+        tmpfs.join("demotape-bench.mcap"),
+        at90(tmpfs_bw),
+        tmpfs_bw,
+    ));
+    let mut bare_cache: std::collections::BTreeMap<String, (f64, u64)> = Default::default();
+    for (sink, path, scale, bw) in &plan {
+        eprintln!("humanoid-ref x{scale} -> {sink} for {secs} s ...");
+        let r = run_pipeline(&rt, &pool, path, *scale, dur, None, queue);
+        // bare writer on the same number of messages, same medium
+        let key = format!("{sink}-{}", r.msgs);
+        let (bare_cpu, bare_bytes) = *bare_cache
+            .entry(key)
+            .or_insert_with(|| bare_mcap(&pool, path, r.msgs));
+        let _ = std::fs::remove_file(path);
+        let ratio_cpu = (r.writer_cpu_s / r.bytes as f64) / (bare_cpu / bare_bytes as f64);
+        table.push(format!(
+            "{:<6} x{:<5.2} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9.0} {:>7.2} {:>8.2}",
+            sink,
+            scale,
+            r.mb_per_s,
+            r.msgs_per_s,
+            r.drops,
+            r.cpu_s_per_gb,
+            r.process_cpu_s_per_gb,
+            r.peak_rss_mb,
+            bw,
+            r.mb_per_s / bw,
+            ratio_cpu
+        ));
+        runs.push(serde_json::json!({
+            "load": "humanoid-ref", "scale": scale, "sink": sink,
+            "mb_per_s": r.mb_per_s, "msgs_per_s": r.msgs_per_s, "drops": r.drops,
+            "cpu_s_per_gb": r.cpu_s_per_gb, "process_cpu_s_per_gb": r.process_cpu_s_per_gb,
+            "peak_rss_mb": r.peak_rss_mb, "medium_mb_per_s": bw,
+            "ratio_to_medium": r.mb_per_s / bw, "ratio_cpu_to_bare_mcap": ratio_cpu,
+            "bare_mcap_cpu_s_per_gb": bare_cpu / (bare_bytes as f64 / 1e9),
+        }));
+    }
+    // capacity: unpaced into /dev/null, 3,000 messages per ~1.9 GB... use ~1.5 GB of data
+    eprintln!("capacity: unpaced into /dev/null ...");
+    let msgs = (nominal * 12.0 / nominal * 4650.0) as u64; // ~12 s of humanoid-ref
+    let cap = run_pipeline(
+        &rt,
+        &pool,
+        Path::new("/dev/null"),
+        1.0,
+        dur,
+        Some(msgs),
+        4 << 30,
+    );
+    let (bare_cpu, bare_bytes) = bare_mcap(&pool, Path::new("/dev/null"), cap.msgs);
+    let bare_mb_s = bare_bytes as f64 / 1e6 / bare_cpu;
+    table.push(format!(
+        "{:<6} {:<6} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9} {:>7} {:>8.2}",
+        "null",
+        "max",
+        cap.mb_per_s,
+        cap.msgs_per_s,
+        cap.drops,
+        cap.cpu_s_per_gb,
+        cap.process_cpu_s_per_gb,
+        cap.peak_rss_mb,
+        "-",
+        "-",
+        (cap.writer_cpu_s / cap.bytes as f64) / (bare_cpu / bare_bytes as f64)
+    ));
+
+    println!(
+        "{:<6} {:<6} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8}",
+        "sink",
+        "scale",
+        "MB/s",
+        "msgs/s",
+        "drops",
+        "wCPU s/GB",
+        "pCPU s/GB",
+        "RSS MB",
+        "medium",
+        "ratio",
+        "cpu/bare"
+    );
+    for l in &table {
+        println!("{l}");
+    }
+    println!(
+        "medium: disk {disk_bw:.0} MB/s, tmpfs {tmpfs_bw:.0} MB/s (dd-style, fdatasync); bare mcap writer (lz4) alone: {bare_mb_s:.0} MB/s per CPU-second"
+    );
+    println!(
+        "capacity (unpaced, /dev/null): {:.0} MB/s, {} drops",
+        cap.mb_per_s, cap.drops
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "recorder-throughput",
+            "capacity_mb_per_s": cap.mb_per_s,
+            "capacity_drops": cap.drops,
+            "bare_mcap_mb_per_cpu_s": bare_mb_s,
+            "disk_mb_per_s": disk_bw,
+            "tmpfs_mb_per_s": tmpfs_bw,
+            "nominal_mb_per_s_1x": nominal,
+            "runs": runs,
+        })
+    );
+}
