@@ -78,7 +78,7 @@ pub fn record_episode(
         .name("mcap-writer".into())
         .spawn(move || -> Result<EpisodeSummary, writer::WriteError> {
             let mut last_flush = std::time::Instant::now();
-            let result = (|| {
+            let result = (|| -> Result<(), writer::WriteError> {
                 loop {
                     let wait = flush_every.saturating_sub(last_flush.elapsed());
                     match rx.recv_timeout(wait) {
@@ -102,10 +102,14 @@ pub fn record_episode(
                 Ok(())
             })();
             if let Err(e) = result {
-                // Stop the source; dropping `writer` finishes the file (summary, footer) so
-                // everything written so far stays indexed and readable.
+                // Stop the sources, and close the file at its last complete flush so it
+                // stays a valid MCAP even on a full disk.
                 writer_stop.cancel();
-                return Err(e);
+                let closed = writer.close_after_error(&e.to_string());
+                return Err(writer::WriteError::Closed {
+                    error: Box::new(e),
+                    closed,
+                });
             }
             let peak = stats.peak_bytes.load(std::sync::atomic::Ordering::Relaxed);
             writer.finish(&stats.drops_snapshot(), hal::sim::now_ns(), peak)

@@ -999,10 +999,11 @@ impl Manager {
         tracing::error!("recording failed: {why}");
         if let Some(rec) = self.rec.take() {
             let id = rec.meta.episode_id.clone();
-            let paths = rec.paths.clone();
-            // dropping the writer finishes the file as far as the disk allows
-            drop(rec);
-            tracing::error!(episode = %id, ?paths, "episode ended by a write error");
+            let closed = rec.writer.close_after_error(why);
+            tracing::error!(episode = %id, "episode ended by a write error: {closed}");
+            self.status_lock().last_episode = Some(
+                serde_json::json!({"episode_id": id, "paths": rec.paths, "error": why, "closed": closed}),
+            );
         }
         self.status_lock().last_error = Some(why.to_string());
     }

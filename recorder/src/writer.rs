@@ -143,12 +143,18 @@ impl EpisodeSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// Writing failed and the episode was closed at its last complete flush.
+    #[error("{error}; {closed}")]
+    Closed {
+        error: Box<WriteError>,
+        closed: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: MCAP write failed: {source}")]
+    #[error("{path}: MCAP write failed: {}", mcap_detail(source))]
     Mcap {
         path: PathBuf,
         source: mcap::McapError,
@@ -193,6 +199,9 @@ pub struct EpisodeWriter {
     /// A second handle on the file, for fdatasync.
     sync_file: Option<File>,
     syncer: Option<Syncer>,
+    /// File length after the last successful flush: a record boundary, everything before it
+    /// complete chunks.
+    good_len: u64,
 }
 
 impl EpisodeWriter {
@@ -356,6 +365,7 @@ impl EpisodeWriter {
             start_ns: meta.start_ns,
             sync_file,
             syncer,
+            good_len: 0,
         };
         me.event(
             meta.start_ns,
@@ -370,7 +380,56 @@ impl EpisodeWriter {
             path: path.into(),
             source,
         })?;
+        me.mark_good();
         Ok(me)
+    }
+
+    fn mark_good(&mut self) {
+        if let Some(m) = self.sync_file.as_ref().and_then(|f| f.metadata().ok()) {
+            self.good_len = m.len();
+        }
+    }
+
+    /// After a write error (disk full, file too large, I/O error): cut the file back to the
+    /// end of the last completely written flush, then append a `demotape.episode_end`
+    /// metadata record naming the error, a Data End record and a Footer without summary. The
+    /// result is a valid MCAP (readers scan it; `demotape recover` can add an index) holding
+    /// everything up to the last flush — cutting the interrupted chunk frees the room the
+    /// closing records need. Returns what happened, for the error message.
+    pub fn close_after_error(mut self, why: &str) -> String {
+        use std::io::{Seek, SeekFrom, Write};
+        let good = self.good_len;
+        let path = self.path.clone();
+        drop(self.syncer.take());
+        let Some(file) = self.sync_file.take() else {
+            return "not a regular file; nothing to close".into();
+        };
+        let messages: u64 = self.counts.iter().sum();
+        // discard what the MCAP writer and its buffer still hold: it cannot be written
+        let (inner, _unwritten) = self.mcap.into_inner().into_parts();
+        drop(inner);
+        let tail = closing_records(&[
+            ("error", why.to_string()),
+            ("end_ns", self.last_host_ns.to_string()),
+            ("closed_at_byte", good.to_string()),
+        ]);
+        let r = (|| -> std::io::Result<()> {
+            file.set_len(good)?;
+            let mut f = &file;
+            f.seek(SeekFrom::Start(good))?;
+            f.write_all(&tail)?;
+            f.sync_data()
+        })();
+        match r {
+            Ok(()) => format!(
+                "{} closed cleanly at byte {good} (the last complete flush; {messages} messages had been accepted, those after that flush are lost)",
+                path.display()
+            ),
+            Err(e) => format!(
+                "{}: could not append the closing records ({e}); the file is complete up to byte {good}: `demotape recover` rebuilds it",
+                path.display()
+            ),
+        }
     }
 
     fn mcap_err(&self, source: mcap::McapError) -> WriteError {
@@ -631,7 +690,9 @@ impl EpisodeWriter {
             }
         }
         self.write_small()?;
-        self.mcap.flush().map_err(|e| self.mcap_err(e))
+        self.mcap.flush().map_err(|e| self.mcap_err(e))?;
+        self.mark_good();
+        Ok(())
     }
 
     /// Final flush, the closing metadata records and the MCAP summary section.
@@ -722,5 +783,43 @@ impl EpisodeWriter {
             file_bytes,
             peak_queue_bytes,
         })
+    }
+}
+
+/// A `Metadata` record (`demotape.episode_end`), `DataEnd` and `Footer` (no summary) and the
+/// closing magic, encoded per the MCAP spec.
+fn closing_records(entries: &[(&str, String)]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut map = Vec::new();
+    for (k, v) in entries {
+        string(&mut map, k);
+        string(&mut map, v);
+    }
+    let mut md = Vec::new();
+    string(&mut md, "demotape.episode_end");
+    md.extend_from_slice(&(map.len() as u32).to_le_bytes());
+    md.extend_from_slice(&map);
+    let mut out = Vec::new();
+    out.push(0x0C); // Metadata
+    out.extend_from_slice(&(md.len() as u64).to_le_bytes());
+    out.extend_from_slice(&md);
+    out.push(0x0F); // DataEnd: data section CRC 0 = not computed
+    out.extend_from_slice(&4u64.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.push(0x02); // Footer: no summary section
+    out.extend_from_slice(&20u64.to_le_bytes());
+    out.extend_from_slice(&[0u8; 20]);
+    out.extend_from_slice(mcap::MAGIC);
+    out
+}
+
+/// The MCAP error with its underlying OS error spelled out (e.g. "No space left on device").
+fn mcap_detail(e: &mcap::McapError) -> String {
+    match e {
+        mcap::McapError::Io(io) => format!("{e}: {io}"),
+        _ => e.to_string(),
     }
 }
