@@ -169,7 +169,7 @@ impl Inspection {
                 break;
             }
             let rec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                mcap::parse_record(op, &body)
+                checked_parse_record(op, &body)
             }));
             let rec = match rec {
                 Ok(Ok(rec)) => rec,
@@ -238,7 +238,7 @@ impl Inspection {
                             let plain = decompress_chunk(&header, &data)?;
                             for item in RecordWalker::new(&plain) {
                                 let (at, op, rbody) = item?;
-                                let rec = mcap::parse_record(op, rbody)
+                                let rec = checked_parse_record(op, rbody)
                                     .map_err(|e| format!("record at chunk offset {at}: {e}"))?;
                                 match rec {
                                     Record::Message { header, data } => {
@@ -657,4 +657,166 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// `mcap::parse_record`, after checking every length field inside the record body against
+/// the bytes that remain. The mcap crate sizes its buffers from those fields before reading
+/// (a corrupted string length of 0xFFFFFFFF in a Header record allocated 4 GiB: found by the
+/// `mcap_input` fuzz target), so bytes from a file never reach it unchecked.
+pub fn checked_parse_record(op: u8, body: &[u8]) -> Result<mcap::records::Record<'_>, RecordError> {
+    check_record_lengths(op, body)
+        .map_err(|what| RecordError(format!("record 0x{op:02x}: {what}")))?;
+    mcap::parse_record(op, body).map_err(|e| RecordError(e.to_string()))
+}
+
+/// Why a record body could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+/// Walk the length-prefixed fields of a record (MCAP spec layouts) without allocating.
+pub fn check_record_lengths(op: u8, body: &[u8]) -> Result<(), String> {
+    struct C<'a>(&'a [u8], usize);
+    impl C<'_> {
+        fn take(&mut self, n: u64, what: &str) -> Result<(), String> {
+            let left = (self.0.len() - self.1) as u64;
+            if n > left {
+                return Err(format!(
+                    "{what} length {n} at body offset {} exceeds the {left} bytes left",
+                    self.1
+                ));
+            }
+            self.1 += n as usize;
+            Ok(())
+        }
+        fn int(&mut self, n: usize, what: &str) -> Result<u64, String> {
+            let start = self.1;
+            self.take(n as u64, what)?;
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&self.0[start..start + n]);
+            Ok(u64::from_le_bytes(b))
+        }
+        fn string(&mut self, what: &str) -> Result<(), String> {
+            let n = self.int(4, what)?;
+            self.take(n, what)
+        }
+        fn prefixed32(&mut self, what: &str) -> Result<(), String> {
+            self.string(what)
+        }
+        fn prefixed64(&mut self, what: &str) -> Result<(), String> {
+            let n = self.int(8, what)?;
+            self.take(n, what)
+        }
+        fn string_map(&mut self, what: &str) -> Result<(), String> {
+            let n = self.int(4, what)?;
+            let start = self.1;
+            self.take(n, what)?;
+            let mut inner = C(&self.0[start..start + n as usize], 0);
+            while inner.1 < inner.0.len() {
+                inner.string(what)?;
+                inner.string(what)?;
+            }
+            Ok(())
+        }
+    }
+    let mut c = C(body, 0);
+    match op {
+        0x01 => {
+            c.string("profile")?;
+            c.string("library")?;
+        }
+        0x03 => {
+            c.int(2, "schema id")?;
+            c.string("schema name")?;
+            c.string("schema encoding")?;
+            c.prefixed32("schema data")?;
+        }
+        0x04 => {
+            c.take(4, "channel ids")?;
+            c.string("topic")?;
+            c.string("message encoding")?;
+            c.string_map("channel metadata")?;
+        }
+        0x06 => {
+            c.int(8, "chunk times")?;
+            c.int(8, "chunk times")?;
+            c.int(8, "uncompressed size")?;
+            c.int(4, "crc")?;
+            c.string("compression")?;
+            c.prefixed64("chunk records")?;
+        }
+        0x07 => {
+            c.int(2, "channel id")?;
+            c.prefixed32("message index entries")?;
+        }
+        0x08 => {
+            for _ in 0..4 {
+                c.int(8, "chunk index")?;
+            }
+            c.prefixed32("message index offsets")?;
+            c.int(8, "message index length")?;
+            c.string("compression")?;
+        }
+        0x09 => {
+            c.take(16, "attachment times")?;
+            c.string("attachment name")?;
+            c.string("media type")?;
+            c.prefixed64("attachment data")?;
+        }
+        0x0A => {
+            c.int(8, "offset")?;
+            c.int(8, "length")?;
+            c.int(8, "log time")?;
+            c.int(8, "create time")?;
+            c.int(8, "data size")?;
+            c.string("attachment name")?;
+            c.string("media type")?;
+        }
+        0x0B => {
+            c.take(8 + 2 + 4 * 4 + 16, "statistics")?;
+            c.prefixed32("channel message counts")?;
+        }
+        0x0C => {
+            c.string("metadata name")?;
+            c.string_map("metadata")?;
+        }
+        0x0D => {
+            c.int(8, "offset")?;
+            c.int(8, "length")?;
+            c.string("metadata name")?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod checked_parse_tests {
+    use super::*;
+
+    #[test]
+    fn hostile_inner_lengths_are_refused_before_allocating() {
+        // a Header record whose profile string claims 4 GiB (the fuzzer's find)
+        let mut body = vec![0xff, 0xff, 0xff, 0xff];
+        body.extend_from_slice(&[0; 8]);
+        let e = checked_parse_record(0x01, &body).unwrap_err().to_string();
+        assert!(e.contains("profile") && e.contains("exceeds"), "{e}");
+        // a metadata map entry longer than the map
+        let mut md = Vec::new();
+        md.extend_from_slice(&1u32.to_le_bytes());
+        md.push(b'x');
+        md.extend_from_slice(&8u32.to_le_bytes());
+        md.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        md.extend_from_slice(&[0; 4]);
+        assert!(checked_parse_record(0x0C, &md).is_err());
+        // a well-formed record still parses
+        let mut ok = Vec::new();
+        ok.extend_from_slice(&4u32.to_le_bytes());
+        ok.extend_from_slice(b"ros2");
+        ok.extend_from_slice(&0u32.to_le_bytes());
+        assert!(matches!(
+            checked_parse_record(0x01, &ok),
+            Ok(mcap::records::Record::Header(_))
+        ));
+    }
 }

@@ -82,7 +82,7 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
     let mut chunk_index = Vec::new();
     for item in RecordWalker::new(&summary) {
         let (at, op, body) = item.map_err(|e| err(path, format!("summary: {e}")))?;
-        match mcap::parse_record(op, body).map_err(|e| {
+        match crate::inspect::checked_parse_record(op, body).map_err(|e| {
             err(
                 path,
                 format!("summary record at {}: {e}", summary_start as usize + at),
@@ -102,7 +102,8 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
                     .map_err(|e| err(path, e))?;
                 f.read_exact(&mut b).map_err(|e| err(path, e))?;
                 if b.len() > 9
-                    && let Ok(Record::Metadata(m)) = mcap::parse_record(b[0], &b[9..])
+                    && let Ok(Record::Metadata(m)) =
+                        crate::inspect::checked_parse_record(b[0], &b[9..])
                 {
                     sel.metadata.insert(m.name, m.metadata);
                 }
@@ -150,7 +151,9 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
                 format!("chunk at byte {}: {e}", ci.chunk_start_offset),
             )
         })?;
-        let Ok(Record::Chunk { header, data }) = mcap::parse_record(raw[0], &raw[9..]) else {
+        let Ok(Record::Chunk { header, data }) =
+            crate::inspect::checked_parse_record(raw[0], &raw[9..])
+        else {
             return Err(err(
                 path,
                 format!("no chunk at byte {}", ci.chunk_start_offset),
@@ -172,7 +175,9 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
             if op != 0x05 {
                 continue; // only messages matter here; schemas/channels came from the summary
             }
-            if let Ok(Record::Message { header, data }) = mcap::parse_record(op, body) {
+            if let Ok(Record::Message { header, data }) =
+                crate::inspect::checked_parse_record(op, body)
+            {
                 if wanted.contains(&header.channel_id) {
                     sel.messages
                         .entry(header.channel_id)

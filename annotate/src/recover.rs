@@ -169,7 +169,7 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
             break;
         }
         let body = &data[off + 9..off + 9 + len as usize];
-        match mcap::parse_record(op, body) {
+        match crate::inspect::checked_parse_record(op, body) {
             Ok(Record::Header(h)) => header = Some(h),
             Ok(Record::Chunk {
                 header: ch,
@@ -184,7 +184,7 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
                         let mut bad = None;
                         for item in RecordWalker::new(&plain) {
                             match item.and_then(|(at, op, b)| {
-                                mcap::parse_record(op, b)
+                                crate::inspect::checked_parse_record(op, b)
                                     .map_err(|e| format!("record at chunk offset {at}: {e}"))
                             }) {
                                 Ok(r) => recs.push(r),

@@ -181,6 +181,11 @@ impl<'a> Walker<'a> {
         if s[n - 1] != 0 {
             return Err(self.err(field, "string is not NUL-terminated"));
         }
+        // ROS 2 strings are UTF-8; readers (rosbags, mcap-ros2, cdr) refuse anything else
+        if std::str::from_utf8(&s[..n - 1]).is_err() {
+            self.pos -= n;
+            return Err(self.err(field, "string is not valid UTF-8"));
+        }
         Ok(&s[..n - 1])
     }
 
@@ -413,6 +418,18 @@ mod tests {
         let e = check(KnownType::JointState, &bytes).unwrap_err();
         assert_eq!(e.offset, 20, "{e}");
         assert!(e.what.contains("JointState.name"), "{e}");
+    }
+
+    #[test]
+    fn fuzzer_finds_stay_fixed() {
+        // WrenchStamped whose frame_id is "\0\x80" + NUL: not UTF-8 (cdr_check fuzz target)
+        let b = [
+            0, 1, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 3, 0, 0, 0, 0, 128, 0, 0, 1, 0, 0, 0, 255, 255, 0,
+            0, 255, 255, 255, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 255, 255, 0, 0,
+            255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 0, 63,
+        ];
+        let e = check(KnownType::WrenchStamped, &b).unwrap_err();
+        assert!(e.what.contains("UTF-8"), "{e}");
     }
 
     #[test]

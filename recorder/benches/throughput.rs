@@ -183,6 +183,16 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+fn current_rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
@@ -222,11 +232,14 @@ struct RunResult {
     cpu_s_per_gb: f64,
     process_cpu_s_per_gb: f64,
     peak_rss_mb: f64,
+    /// peak minus the process's RSS when the run began (frame pool, allocator caches)
+    rss_growth_mb: f64,
     bytes: u64,
     msgs: u64,
     writer_cpu_s: f64,
 }
 
+#[allow(clippy::too_many_arguments)] // a bench helper: every knob is one of the table's columns
 fn run_pipeline(
     rt: &tokio::runtime::Runtime,
     pool: &Arc<Pool>,
@@ -235,12 +248,13 @@ fn run_pipeline(
     duration: Duration,
     unpaced_msgs: Option<u64>,
     queue_bytes: usize,
+    compression: Compression,
 ) -> RunResult {
     let _ = std::fs::remove_file(path);
     let opts = WriterOptions {
         flush_interval: Duration::from_millis(100),
         chunk_size: 8 << 20,
-        compression: Compression::Lz4,
+        compression,
         fsync_interval: Some(Duration::from_secs(1)),
     };
     let meta = EpisodeMeta {
@@ -256,6 +270,7 @@ fn run_pipeline(
         unpaced_msgs,
     };
     reset_peak_rss();
+    let rss0 = current_rss_mb();
     let cpu0 = process_cpu_s();
     let w0 = thread_cpu_s("mcap-writer");
     let t = Instant::now();
@@ -298,6 +313,7 @@ fn run_pipeline(
         cpu_s_per_gb: writer_cpu / gb,
         process_cpu_s_per_gb: cpu / gb,
         peak_rss_mb: peak_rss_mb(),
+        rss_growth_mb: peak_rss_mb() - rss0,
         bytes,
         msgs,
         writer_cpu_s: writer_cpu,
@@ -464,7 +480,7 @@ fn main() {
     let mut bare_cache: std::collections::BTreeMap<String, (f64, u64)> = Default::default();
     for (sink, path, scale, bw) in &plan {
         eprintln!("humanoid-ref x{scale} -> {sink} for {secs} s ...");
-        let r = run_pipeline(&rt, &pool, path, *scale, dur, None, queue);
+        let r = run_pipeline(&rt, &pool, path, *scale, dur, None, queue, Compression::Lz4);
         // bare writer on the same number of messages, same medium
         let key = format!("{sink}-{}", r.msgs);
         let (bare_cpu, bare_bytes) = *bare_cache
@@ -490,23 +506,29 @@ fn main() {
             "load": "humanoid-ref", "scale": scale, "sink": sink,
             "mb_per_s": r.mb_per_s, "msgs_per_s": r.msgs_per_s, "drops": r.drops,
             "cpu_s_per_gb": r.cpu_s_per_gb, "process_cpu_s_per_gb": r.process_cpu_s_per_gb,
-            "peak_rss_mb": r.peak_rss_mb, "medium_mb_per_s": bw,
+            "peak_rss_mb": r.peak_rss_mb, "rss_growth_mb": r.rss_growth_mb, "medium_mb_per_s": bw,
             "ratio_to_medium": r.mb_per_s / bw, "ratio_cpu_to_bare_mcap": ratio_cpu,
             "bare_mcap_cpu_s_per_gb": bare_cpu / (bare_bytes as f64 / 1e9),
         }));
     }
-    // capacity: unpaced into /dev/null, 3,000 messages per ~1.9 GB... use ~1.5 GB of data
+    // capacity: ~12 s of humanoid-ref (~1.5 GB), unpaced into /dev/null
     eprintln!("capacity: unpaced into /dev/null ...");
-    let msgs = (nominal * 12.0 / nominal * 4650.0) as u64; // ~12 s of humanoid-ref
-    let cap = run_pipeline(
-        &rt,
-        &pool,
-        Path::new("/dev/null"),
-        1.0,
-        dur,
-        Some(msgs),
-        4 << 30,
-    );
+    let msgs = 12 * 4650;
+    let capacity = |c| {
+        run_pipeline(
+            &rt,
+            &pool,
+            Path::new("/dev/null"),
+            1.0,
+            dur,
+            Some(msgs),
+            4 << 30,
+            c,
+        )
+    };
+    let cap = capacity(Compression::Lz4);
+    // the same without compression: what the pipeline costs beyond lz4
+    let cap_none = capacity(Compression::None);
     let (bare_cpu, bare_bytes) = bare_mcap(&pool, Path::new("/dev/null"), cap.msgs);
     let bare_mb_s = bare_bytes as f64 / 1e6 / bare_cpu;
     table.push(format!(
@@ -545,8 +567,8 @@ fn main() {
         "medium: disk {disk_bw:.0} MB/s, tmpfs {tmpfs_bw:.0} MB/s (dd-style, fdatasync); bare mcap writer (lz4) alone: {bare_mb_s:.0} MB/s per CPU-second"
     );
     println!(
-        "capacity (unpaced, /dev/null): {:.0} MB/s, {} drops",
-        cap.mb_per_s, cap.drops
+        "capacity (unpaced, /dev/null): lz4 {:.0} MB/s, {} drops; uncompressed {:.0} MB/s, {} drops",
+        cap.mb_per_s, cap.drops, cap_none.mb_per_s, cap_none.drops
     );
     println!(
         "{}",
@@ -554,6 +576,7 @@ fn main() {
             "bench": "recorder-throughput",
             "capacity_mb_per_s": cap.mb_per_s,
             "capacity_drops": cap.drops,
+            "capacity_uncompressed_mb_per_s": cap_none.mb_per_s,
             "bare_mcap_mb_per_cpu_s": bare_mb_s,
             "disk_mb_per_s": disk_bw,
             "tmpfs_mb_per_s": tmpfs_bw,
