@@ -292,7 +292,8 @@ fn run_pipeline(
         &opts,
         &meta,
         QueueLimits {
-            messages: 1 << 20,
+            // the recorder's default (a bounded channel preallocates its slots)
+            messages: 65536,
             bytes: queue_bytes,
         },
         CancellationToken::new(),
