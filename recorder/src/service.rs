@@ -298,12 +298,7 @@ impl Manager {
     }
 
     fn drops(&self, rec: &Recording) -> Vec<u64> {
-        self.stats
-            .drops_snapshot()
-            .iter()
-            .zip(&rec.drops_base)
-            .map(|(d, b)| d - b)
-            .collect()
+        relative_drops(&self.stats, &rec.drops_base)
     }
 
     fn episode_path(&self, start_ns: u64, seq: u64, part: u32) -> PathBuf {
@@ -448,13 +443,7 @@ impl Manager {
                 ),
             ]),
         )?;
-        let drops: Vec<u64> = self
-            .stats
-            .drops_snapshot()
-            .iter()
-            .zip(&rec.drops_base)
-            .map(|(d, b)| d - b)
-            .collect();
+        let drops = relative_drops(&self.stats, &rec.drops_base);
         let summary = old.finish(&drops, t, 0)?;
         // drops are reported once, in the part where they happened
         rec.drops_base = self.stats.drops_snapshot();
@@ -701,6 +690,16 @@ pub struct Closed {
     pub drops: u64,
     pub outcome: Option<String>,
     pub duration_s: f64,
+}
+
+/// Drops per stream since `base` (the counts when the episode or part began).
+fn relative_drops(stats: &QueueStats, base: &[u64]) -> Vec<u64> {
+    stats
+        .drops_snapshot()
+        .iter()
+        .zip(base)
+        .map(|(d, b)| d - b)
+        .collect()
 }
 
 fn file_name(p: &Path) -> String {
@@ -969,13 +968,7 @@ fn manager_loop(
         if last_flush.elapsed() >= flush_every {
             last_flush = std::time::Instant::now();
             if let Some(rec) = m.rec.as_mut() {
-                let drops: Vec<u64> = m
-                    .stats
-                    .drops_snapshot()
-                    .iter()
-                    .zip(&rec.drops_base)
-                    .map(|(d, b)| d - b)
-                    .collect();
+                let drops = relative_drops(&m.stats, &rec.drops_base);
                 if let Err(e) = rec.writer.flush(&drops) {
                     m.fail(&e.to_string());
                 }
