@@ -5,8 +5,11 @@
 # as soon as they close (10 minutes at 2x is ~120 GB), so the disk does not fill.
 # Prints the RSS curve (CSV), the drops, and a verdict line. Not a CI step.
 #
-#   scripts/soak.sh                 # 10 minutes
+#   scripts/soak.sh                 # 10 minutes, episodes in a temporary dir on disk
 #   SOAK_SECS=60 scripts/soak.sh    # quick look
+#   SOAK_DIR=/dev/shm/soak SOAK_EPISODE_SECS=20 scripts/soak.sh
+#                                   # on tmpfs: the recorder alone, without the disk stalls
+#                                   # that deleting 12 GB episodes causes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SOAK_SECS:-600}
