@@ -301,18 +301,23 @@ impl Manager {
         relative_drops(&self.stats, &rec.drops_base)
     }
 
-    fn episode_path(&self, start_ns: u64, seq: u64, part: u32) -> PathBuf {
+    /// `<robot>_<UTC start>_<seq>`: the episode id, and the stem of its part files.
+    fn episode_id(&self, start_ns: u64, seq: u64) -> String {
         let t = chrono::DateTime::from_timestamp_nanos(start_ns as i64).format("%Y%m%dT%H%M%S");
-        let name = if part == 0 {
-            format!("{}_{t}_{seq:04}.mcap", self.robot)
+        format!("{}_{t}_{seq:04}", self.robot)
+    }
+
+    fn episode_path(&self, meta: &EpisodeMeta, part: u32) -> PathBuf {
+        let id = &meta.episode_id;
+        self.dir.join(if part == 0 {
+            format!("{id}.mcap")
         } else {
-            format!("{}_{t}_{seq:04}_part{part:03}.mcap", self.robot)
-        };
-        self.dir.join(name)
+            format!("{id}_part{part:03}.mcap")
+        })
     }
 
     fn open_part(&self, meta: &EpisodeMeta, part: u32) -> anyhow::Result<(EpisodeWriter, PathBuf)> {
-        let path = self.episode_path(meta.start_ns, meta.sequence, part);
+        let path = self.episode_path(meta, part);
         let mut m = meta.clone();
         m.extra.insert("part".into(), part.to_string());
         let w = EpisodeWriter::create(&path, &self.streams, &self.opts, &m)?;
@@ -351,11 +356,7 @@ impl Manager {
         extra.insert("preroll_s".into(), self.cfg.control.preroll_s.to_string());
         let meta = EpisodeMeta {
             robot_id: self.cfg.recorder.robot_id.clone(),
-            episode_id: format!(
-                "{}_{}_{seq:04}",
-                self.robot,
-                chrono::DateTime::from_timestamp_nanos(start_ns as i64).format("%Y%m%dT%H%M%S")
-            ),
+            episode_id: self.episode_id(start_ns, seq),
             sequence: seq,
             task,
             operator,
@@ -421,7 +422,7 @@ impl Manager {
         let (writer, path) = {
             let mut m = rec.meta.clone();
             // open the next part before closing this one so a failure leaves this one intact
-            let path = self.episode_path(m.start_ns, m.sequence, next);
+            let path = self.episode_path(&m, next);
             m.extra.insert("part".into(), next.to_string());
             m.extra
                 .insert("previous_part".into(), file_name(rec.writer.path()));
@@ -460,16 +461,11 @@ impl Manager {
         while let Ok(item) = rx.try_recv() {
             if let Item::Sample { sample, bytes } = item {
                 if sample.host_receive_ns > t_cmd {
-                    self.stats
-                        .bytes_in_flight
-                        .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
-                    self.received[sample.stream] += 1;
-                    self.bytes[sample.stream] += bytes as u64;
                     let rec = self.rec.take().expect("recording");
                     let out = self.close(rec, t_cmd, reason);
-                    if self.cfg.control.preroll_s > 0.0 {
-                        self.preroll_push(sample, bytes);
-                    }
+                    // idle now: the later sample starts the next pre-roll
+                    self.take(Item::Sample { sample, bytes })
+                        .map_err(|e| format!("{e:#}"))?;
                     return out;
                 }
                 self.take(Item::Sample { sample, bytes })

@@ -236,3 +236,89 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p / 100.0).round() as usize]
 }
+
+/// A free TCP port on localhost (for a recorder's Zenoh listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `demotape-recorder run` as a child process, its stderr collected.
+pub struct RecorderProcess {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RecorderProcess {
+    pub fn start(config: &Path) -> RecorderProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(bin("demotape-recorder"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn demotape-recorder run");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let l2 = log.clone();
+        let err = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = l2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        RecorderProcess {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM and wait: the service must finish cleanly with exit 0. Returns its log.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let st = self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let log = self.log();
+        assert!(st.success(), "recorder exit {st:?}\n{log}");
+        log
+    }
+}
+
+impl Drop for RecorderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a scenario of the third-party Python Zenoh peer (`tests/python/zenoh_peer.py`)
+/// against a recorder listening on `port`; `creds` = [user, password] or none.
+pub fn zenoh_peer(scenario: &str, port: u16, robot: &str, creds: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(script("zenoh_peer.py"))
+        .args([scenario, &format!("tcp/127.0.0.1:{port}"), robot])
+        .args(creds)
+        .output()
+        .expect("python zenoh_peer.py");
+    assert!(
+        out.status.success(),
+        "zenoh_peer.py {scenario} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("peer JSON")
+}

@@ -3,34 +3,12 @@
 //! control the recorder, while a peer logged in as a viewer, and a peer without credentials,
 //! are refused — and the refusal is in the recorder's log.
 
-use demotape_e2e::{bin, python, script};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-
-fn peer(port: u16, robot: &str, creds: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(script("zenoh_peer.py"))
-        .args(["auth", &format!("tcp/127.0.0.1:{port}"), robot])
-        .args(creds)
-        .output()
-        .expect("python zenoh_peer.py");
-    assert!(
-        out.status.success(),
-        "zenoh_peer.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("peer JSON")
-}
+use demotape_e2e::{RecorderProcess, free_port, zenoh_peer};
 
 #[test]
 fn only_authenticated_operators_control_the_recorder() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let robot = format!("acl{}", std::process::id());
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/access-control");
     let creds = tmp.path().join("credentials.txt");
@@ -50,41 +28,20 @@ fn only_authenticated_operators_control_the_recorder() {
     let cfg = tmp.path().join("recorder.toml");
     std::fs::write(&cfg, toml).unwrap();
 
-    let mut child = Command::new(bin("demotape-recorder"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let l2 = log.clone();
-    let err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            l2.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
+    let rec = RecorderProcess::start(&cfg);
     let episodes = || {
         std::fs::read_dir(out_dir.join(&robot))
             .map(|d| d.count())
             .unwrap_or(0)
     };
 
-    let viewer = peer(port, &robot, &["viewer", "viewer-password"]);
-    let anonymous = peer(port, &robot, &[]);
-    let impostor = peer(port, &robot, &["operator", "wrong-password"]);
+    let viewer = zenoh_peer("auth", port, &robot, &["viewer", "viewer-password"]);
+    let anonymous = zenoh_peer("auth", port, &robot, &[]);
+    let impostor = zenoh_peer("auth", port, &robot, &["operator", "wrong-password"]);
     assert_eq!(episodes(), 0, "a refused start must not start anything");
-    let operator = peer(port, &robot, &["operator", "operator-password"]);
+    let operator = zenoh_peer("auth", port, &robot, &["operator", "operator-password"]);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let st = child.wait().unwrap();
-    reader.join().unwrap();
-    let log = log.lock().unwrap().clone();
-    assert!(st.success(), "{log}");
+    let log = rec.stop();
 
     for (who, v) in [
         ("viewer", &viewer),

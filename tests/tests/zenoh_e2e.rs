@@ -2,73 +2,10 @@
 //! publishing ROS 2 messages serialized by `rosbags` on zenoh-bridge-ros2dds and rmw_zenoh
 //! keys, and driving start/mark/stop through the recorder's queryables.
 
-use demotape_e2e::{bin, python, script};
+use demotape_e2e::{RecorderProcess, bin, free_port, zenoh_peer};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running recorder whose stderr is collected.
-struct Recorder {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Recorder {
-    fn start(config: &Path) -> Recorder {
-        let mut child = Command::new(bin("demotape-recorder"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn demotape-recorder run");
-        let log = Arc::new(Mutex::new(String::new()));
-        let l2 = log.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut l = l2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Recorder { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM and wait: the service finishes cleanly with exit 0.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let st = self.child.wait().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let log = self.log();
-        assert!(st.success(), "recorder exit {st:?}\n{log}");
-        log
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 fn write_config(dir: &Path, robot: &str, port: u16, extra: &str) -> PathBuf {
     let cfg = format!(
@@ -89,21 +26,6 @@ min_free_mb = 1
     let p = dir.join("recorder.toml");
     std::fs::write(&p, cfg).unwrap();
     p
-}
-
-fn peer(scenario: &str, port: u16, robot: &str, creds: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(script("zenoh_peer.py"))
-        .args([scenario, &format!("tcp/127.0.0.1:{port}"), robot])
-        .args(creds)
-        .output()
-        .expect("python zenoh_peer.py");
-    assert!(
-        out.status.success(),
-        "zenoh_peer.py {scenario} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("peer JSON")
 }
 
 struct Read {
@@ -189,8 +111,8 @@ type = "geometry_msgs/msg/WrenchStamped"
 rate_hz = 100.0
 "#,
     );
-    let rec = Recorder::start(&cfg);
-    let out = peer("record", port, &robot, &[]);
+    let rec = RecorderProcess::start(&cfg);
+    let out = zenoh_peer("record", port, &robot, &[]);
     let log = rec.stop();
 
     assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
@@ -338,8 +260,8 @@ type = "sensor_msgs/msg/JointState"
 rate_hz = 200.0
 "#,
     );
-    let rec = Recorder::start(&cfg);
-    let out = peer("seams", port, &robot, &[]);
+    let rec = RecorderProcess::start(&cfg);
+    let out = zenoh_peer("seams", port, &robot, &[]);
     let log = rec.stop();
     assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
     assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
@@ -396,7 +318,7 @@ fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
         port,
         "[ros]\n[[ros.topics]]\ntopic = \"/joint_states\"\ntype = \"sensor_msgs/msg/JointState\"\n",
     );
-    let rec = Recorder::start(&cfg);
+    let rec = RecorderProcess::start(&cfg);
     let ctl_t = |timeout: &str, args: &[&str]| {
         let out = Command::new(bin("demotape-recorder"))
             .args(["ctl", "--config"])
