@@ -13,6 +13,7 @@
 
 pub mod inspect;
 pub mod label;
+pub mod lerobot;
 pub mod read;
 pub mod recover;
 pub mod resync;

@@ -1,5 +1,7 @@
 //! `demotape`: the companion tool. See `--help`.
 
+mod lerobot_cmd;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,12 @@ enum ReviewCmd {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Export episodes to training formats (LeRobot v3.0).
+    #[command(subcommand)]
+    Export(lerobot_cmd::ExportCmd),
+    /// Import datasets from training formats (LeRobot v3.0) as episodes.
+    #[command(subcommand)]
+    Import(lerobot_cmd::ImportCmd),
     /// The human review queue and corrections (a layer that overrides the automatic one).
     #[command(subcommand)]
     Review(ReviewCmd),
@@ -147,6 +155,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Export(c) => lerobot_cmd::export_cmd(c),
+        Command::Import(c) => lerobot_cmd::import_cmd(c),
         Command::Review(r) => match review_cmd(r) {
             Ok(code) => code,
             Err(e) => {

@@ -50,8 +50,17 @@ fn err(path: &Path, what: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{}: {what}", path.display())
 }
 
-/// Read the messages of the channels for which `want(topic, schema_name)` is true.
-pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::Result<Selection> {
+/// An episode's summary: channels, schemas, metadata and the chunk index, read without
+/// touching any chunk.
+pub struct Summary {
+    pub file: std::fs::File,
+    pub len: u64,
+    pub sel: Selection,
+    pub chunk_index: Vec<mcap::records::ChunkIndex>,
+}
+
+/// Read the summary section of `path` (errors name the file and byte offset).
+pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
     let mut f = std::fs::File::open(path).map_err(|e| err(path, e))?;
     let len = f.metadata().map_err(|e| err(path, e))?.len();
     let mut magic = [0u8; 8];
@@ -111,6 +120,91 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
             _ => {}
         }
     }
+    sel.chunks_total = chunk_index.len();
+    Ok(Summary {
+        file: f,
+        len,
+        sel,
+        chunk_index,
+    })
+}
+
+/// The decompressed records of one chunk.
+pub fn read_chunk(
+    path: &Path,
+    f: &mut std::fs::File,
+    len: u64,
+    ci: &mcap::records::ChunkIndex,
+    raw: &mut Vec<u8>,
+) -> anyhow::Result<Vec<u8>> {
+    if ci.chunk_length > len || ci.chunk_length < 9 {
+        return Err(err(
+            path,
+            format!(
+                "chunk index at byte {} points outside the file",
+                ci.chunk_start_offset
+            ),
+        ));
+    }
+    raw.resize(ci.chunk_length as usize, 0);
+    f.seek(SeekFrom::Start(ci.chunk_start_offset))
+        .map_err(|e| err(path, e))?;
+    f.read_exact(raw).map_err(|e| {
+        err(
+            path,
+            format!("chunk at byte {}: {e}", ci.chunk_start_offset),
+        )
+    })?;
+    let Ok(Record::Chunk { header, data }) =
+        crate::inspect::checked_parse_record(raw[0], &raw[9..])
+    else {
+        return Err(err(
+            path,
+            format!("no chunk at byte {}", ci.chunk_start_offset),
+        ));
+    };
+    decompress_chunk(&header, &data).map_err(|e| {
+        err(
+            path,
+            format!("chunk at byte {}: {e}", ci.chunk_start_offset),
+        )
+    })
+}
+
+/// Log times of every message of `channel` in a chunk, from the chunk's message index (no
+/// decompression). Errors when the file has no message index for it.
+pub fn message_times(
+    path: &Path,
+    f: &mut std::fs::File,
+    ci: &mcap::records::ChunkIndex,
+    channel: u16,
+) -> anyhow::Result<Vec<u64>> {
+    let Some(&at) = ci.message_index_offsets.get(&channel) else {
+        return Ok(Vec::new());
+    };
+    let mut head = [0u8; 9];
+    f.seek(SeekFrom::Start(at)).map_err(|e| err(path, e))?;
+    f.read_exact(&mut head).map_err(|e| err(path, e))?;
+    let n = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+    if head[0] != 0x07 || n > ci.message_index_length {
+        return Err(err(path, format!("no message index at byte {at}")));
+    }
+    let mut body = vec![0u8; n as usize];
+    f.read_exact(&mut body).map_err(|e| err(path, e))?;
+    match crate::inspect::checked_parse_record(0x07, &body) {
+        Ok(Record::MessageIndex(mi)) => Ok(mi.records.iter().map(|e| e.log_time).collect()),
+        _ => Err(err(path, format!("bad message index at byte {at}"))),
+    }
+}
+
+/// Read the messages of the channels for which `want(topic, schema_name)` is true.
+pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::Result<Selection> {
+    let Summary {
+        file: mut f,
+        len,
+        mut sel,
+        chunk_index,
+    } = read_summary(path)?;
     let wanted: Vec<u16> = sel
         .channels
         .values()
@@ -122,7 +216,6 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
         })
         .map(|c| c.id)
         .collect();
-    sel.chunks_total = chunk_index.len();
     let mut raw = Vec::new();
     for ci in &chunk_index {
         if !ci
@@ -133,38 +226,7 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
             continue;
         }
         sel.chunks_read += 1;
-        if ci.chunk_length > len || ci.chunk_length < 9 {
-            return Err(err(
-                path,
-                format!(
-                    "chunk index at byte {} points outside the file",
-                    ci.chunk_start_offset
-                ),
-            ));
-        }
-        raw.resize(ci.chunk_length as usize, 0);
-        f.seek(SeekFrom::Start(ci.chunk_start_offset))
-            .map_err(|e| err(path, e))?;
-        f.read_exact(&mut raw).map_err(|e| {
-            err(
-                path,
-                format!("chunk at byte {}: {e}", ci.chunk_start_offset),
-            )
-        })?;
-        let Ok(Record::Chunk { header, data }) =
-            crate::inspect::checked_parse_record(raw[0], &raw[9..])
-        else {
-            return Err(err(
-                path,
-                format!("no chunk at byte {}", ci.chunk_start_offset),
-            ));
-        };
-        let plain = decompress_chunk(&header, &data).map_err(|e| {
-            err(
-                path,
-                format!("chunk at byte {}: {e}", ci.chunk_start_offset),
-            )
-        })?;
+        let plain = read_chunk(path, &mut f, len, ci, &mut raw)?;
         for item in RecordWalker::new(&plain) {
             let (at, op, body) = item.map_err(|e| {
                 err(

@@ -1,0 +1,1298 @@
+//! `demotape export lerobot`: labeled episodes → a LeRobot v3.0 dataset.
+//!
+//! Per episode:
+//! 1. The small streams (joint states, the command stream if any, wrenches, touch) are read
+//!    whole through the chunk index and decoded into time-sorted series.
+//! 2. The frame grid `t0 + k/fps` covers the time where every exported stream has data
+//!    (camera frame times come from the message indexes, without decompressing images).
+//!    Continuous signals are linearly interpolated at each grid time (a sample exactly on the
+//!    grid is taken as is); each camera contributes its frame nearest to the grid time, and
+//!    that offset is reported.
+//! 3. Image chunks are then streamed in time order: each chosen frame is converted when its
+//!    chunk is read, rows are emitted as soon as every camera has its frame, and the data
+//!    file gets a row group per bounded batch. Memory stays bounded by the batch size and
+//!    the interleave of chunks, not the episode length.
+//!
+//! The dataset is built in `<out>.partial` and renamed to `<out>` only when complete.
+
+use super::arrow_io::{Cell, DataFile, Kind, Rows, table, tasks_batch, write_table};
+use super::cdr::{Rgb, decode, encode_png, image_to_rgb};
+use super::stats::FeatureStats;
+use super::video::Encoder;
+use super::{OUTCOMES, PHASES, SOURCES, camera_key, data_path, grid_offset_ns, video_path};
+use crate::inspect::RecordWalker;
+use crate::read::{Selection, message_times, read_chunk, read_selected, read_summary};
+use hal::msgs::{CompressedImage, Image, JointState, RosMessage, TactileArray, WrenchStamped};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Which episodes to keep.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Keep only these outcomes (empty: any, labeled or not).
+    pub outcomes: Vec<String>,
+    /// Keep only episodes with phase and outcome labels.
+    pub labeled: bool,
+    /// Keep only these tasks (empty: any).
+    pub tasks: Vec<String>,
+    /// Drop episodes whose quality gates failed (when `demotape annotate` evaluated them).
+    pub require_gates: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub out: PathBuf,
+    pub fps: u32,
+    /// Cameras as mp4 video instead of PNG images in the data files.
+    pub video: bool,
+    /// Export no camera at all (state, action and labels only).
+    pub no_images: bool,
+    /// Only these cameras (feature names without `observation.images.`; empty: all RGB).
+    pub cameras: Vec<String>,
+    pub joint_topic: String,
+    /// The recorded command stream (`sensor_msgs/msg/JointState`); when absent, the action
+    /// is the next frame's joint positions.
+    pub action_topic: String,
+    /// Add each wrist wrench (6 values) to `observation.state`.
+    pub wrench: bool,
+    /// Add each tactile pad's mean pressure to `observation.state`.
+    pub tactile: bool,
+    /// Where `demotape annotate` wrote its sidecars (default: next to each episode).
+    pub labels_dir: Option<PathBuf>,
+    pub filter: Filter,
+    pub robot_type: Option<String>,
+    /// Task string for episodes whose metadata has none.
+    pub default_task: String,
+    /// Start a new data file once the current one exceeds this size.
+    pub data_file_mb: u64,
+    /// Replace an existing output directory.
+    pub force: bool,
+    pub progress: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            out: PathBuf::from("dataset"),
+            fps: 30,
+            video: false,
+            no_images: false,
+            cameras: Vec::new(),
+            joint_topic: "/joint_states".into(),
+            action_topic: "/joint_commands".into(),
+            wrench: true,
+            tactile: true,
+            labels_dir: None,
+            filter: Filter {
+                require_gates: true,
+                ..Filter::default()
+            },
+            robot_type: None,
+            default_task: "demonstration".into(),
+            data_file_mb: 100,
+            force: false,
+            progress: false,
+        }
+    }
+}
+
+/// Labels of one episode, from the sidecar, the review history and the operator.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Labels {
+    pub outcome: Option<String>,
+    /// "none", "auto", "operator" or "human".
+    pub source: &'static str,
+    /// (phase, start, end) in ns on the reference clock.
+    pub phases: Vec<(String, u64, u64)>,
+    pub gates_pass: Option<bool>,
+    pub failed_gates: Vec<String>,
+}
+
+/// Read the labels of an episode. `meta` is the episode's metadata.
+pub fn load_labels(
+    episode: &Path,
+    labels_dir: Option<&Path>,
+    meta: &BTreeMap<String, BTreeMap<String, String>>,
+) -> anyhow::Result<Labels> {
+    let mut l = Labels {
+        source: "none",
+        ..Labels::default()
+    };
+    let operator = meta
+        .get("demotape.labels")
+        .and_then(|m| m.get("outcome"))
+        .filter(|o| !o.is_empty())
+        .cloned();
+    let (sidecar, _) = crate::label::outputs(episode, labels_dir);
+    if sidecar.exists() {
+        let auto = crate::review::load_auto(&sidecar)?;
+        let review = crate::review::load_review(&sidecar)?;
+        let eff = crate::review::effective(&auto, &review)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", sidecar.display()))?;
+        // the origin of the sidecar's seconds: its first phase in ns and s
+        let p0 = &auto["phases"][0];
+        let origin = p0["start_ns"].as_u64().unwrap_or(0) as f64
+            - p0["start_s"].as_f64().unwrap_or(0.0) * 1e9;
+        let ns = |s: f64| (origin + s * 1e9).round().max(0.0) as u64;
+        l.phases = eff
+            .phases
+            .iter()
+            .map(|(p, a, b)| (p.clone(), ns(*a), ns(*b)))
+            .collect();
+        l.outcome = Some(eff.outcome.clone()).filter(|o| !o.is_empty());
+        l.source = if eff.source == "human" {
+            "human"
+        } else {
+            "auto"
+        };
+        l.gates_pass = auto["pass"].as_bool();
+        l.failed_gates = auto["gates"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter(|g| g["pass"] == false)
+                    .map(|g| {
+                        format!(
+                            "{} ({})",
+                            g["name"].as_str().unwrap_or("?"),
+                            g["detail"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    // An operator's outcome (given at stop) beats the automatic one, not a reviewer's.
+    if let Some(o) = operator
+        && l.source != "human"
+    {
+        l.outcome = Some(o);
+        l.source = "operator";
+    }
+    Ok(l)
+}
+
+/// Why an episode was not exported.
+#[derive(Clone, Debug, Serialize)]
+pub struct Excluded {
+    pub path: PathBuf,
+    pub reason: String,
+    /// True when the episode could not be read (an error, not a choice).
+    pub error: bool,
+}
+
+/// One exported episode.
+#[derive(Clone, Debug, Serialize)]
+pub struct Kept {
+    pub path: PathBuf,
+    pub episode_index: usize,
+    pub frames: usize,
+    pub task: String,
+    pub outcome: Option<String>,
+    pub source: &'static str,
+    /// Absolute reference-clock time of frame 0 (ns).
+    pub start_ns: u64,
+    /// Per camera: largest and median |frame time − grid time| (ms).
+    pub camera_offset_ms: BTreeMap<String, (f64, f64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    pub out: PathBuf,
+    pub fps: u32,
+    pub kept: Vec<Kept>,
+    pub excluded: Vec<Excluded>,
+    pub total_frames: usize,
+    pub action_source: String,
+    pub state_names: Vec<String>,
+    pub cameras: Vec<String>,
+    pub data_files: usize,
+    pub seconds: f64,
+}
+
+/// A time series: sorted times (ns) and `dims` values per time.
+#[derive(Clone, Debug, Default)]
+struct Series {
+    t: Vec<u64>,
+    v: Vec<f64>,
+    dims: usize,
+}
+
+impl Series {
+    fn new(dims: usize) -> Self {
+        Series {
+            dims,
+            ..Default::default()
+        }
+    }
+    fn push(&mut self, t: u64, v: &[f64]) {
+        self.t.push(t);
+        self.v.extend_from_slice(v);
+    }
+    fn sort(&mut self) {
+        if self.t.windows(2).all(|w| w[0] <= w[1]) {
+            return;
+        }
+        let mut idx: Vec<usize> = (0..self.t.len()).collect();
+        idx.sort_by_key(|&i| self.t[i]);
+        let d = self.dims;
+        self.t = idx.iter().map(|&i| self.t[i]).collect();
+        self.v = idx
+            .iter()
+            .flat_map(|&i| self.v[i * d..(i + 1) * d].iter().copied())
+            .collect();
+    }
+    fn first(&self) -> Option<u64> {
+        self.t.first().copied()
+    }
+    fn last(&self) -> Option<u64> {
+        self.t.last().copied()
+    }
+    /// Linear interpolation at `t` (clamped to the ends) into `out`.
+    fn at(&self, t: u64, out: &mut Vec<f64>) {
+        let d = self.dims;
+        let i = self.t.partition_point(|&x| x < t);
+        if i < self.t.len() && self.t[i] == t {
+            out.extend_from_slice(&self.v[i * d..(i + 1) * d]);
+        } else if i == 0 {
+            out.extend_from_slice(&self.v[..d]);
+        } else if i == self.t.len() {
+            out.extend_from_slice(&self.v[(i - 1) * d..i * d]);
+        } else {
+            let (t0, t1) = (self.t[i - 1], self.t[i]);
+            let a = (t - t0) as f64 / (t1 - t0) as f64;
+            let (p, q) = (&self.v[(i - 1) * d..i * d], &self.v[i * d..(i + 1) * d]);
+            out.extend(p.iter().zip(q).map(|(x, y)| x + (y - x) * a));
+        }
+    }
+}
+
+/// What an episode offers, checked against the dataset's features.
+struct EpisodeStreams {
+    state: Vec<Series>,
+    state_names: Vec<String>,
+    /// Number of joint values at the front of the state (what "next state" actions use).
+    joints: usize,
+    action: Option<(Series, Vec<String>)>,
+    /// (feature key, channel id, topic, schema name)
+    cameras: Vec<(String, u16, String, String)>,
+}
+
+fn is_camera(topic: &str, schema: &str) -> bool {
+    (schema == <Image as RosMessage>::TYPE_NAME
+        || schema == <CompressedImage as RosMessage>::TYPE_NAME)
+        && !topic.contains("depth")
+}
+
+fn joint_series(sel: &Selection, topic: &str) -> anyhow::Result<Option<(Series, Vec<String>)>> {
+    let msgs = sel.by_topic(topic);
+    if msgs.is_empty() {
+        return Ok(None);
+    }
+    let mut names: Option<Vec<String>> = None;
+    let mut s = Series::default();
+    let mut bad = 0usize;
+    for m in msgs {
+        let Ok(js) = decode::<JointState>(&m.data) else {
+            bad += 1;
+            continue;
+        };
+        match &names {
+            None => {
+                if js.position.len() != js.name.len() || js.name.is_empty() {
+                    bad += 1;
+                    continue;
+                }
+                s.dims = js.name.len();
+                names = Some(js.name.clone());
+            }
+            Some(n) if *n != js.name || js.position.len() != n.len() => {
+                bad += 1;
+                continue;
+            }
+            _ => {}
+        }
+        s.push(m.header.log_time, &js.position);
+    }
+    if bad > 0 {
+        tracing::warn!(
+            topic,
+            bad,
+            "joint-state messages skipped (undecodable or other joints)"
+        );
+    }
+    s.sort();
+    Ok(names.map(|n| (s, n)))
+}
+
+fn short(topic: &str) -> String {
+    super::sanitize(
+        topic
+            .trim_start_matches('/')
+            .trim_end_matches("/wrench")
+            .trim_start_matches("tactile/"),
+    )
+}
+
+fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStreams> {
+    let (joints, names) = joint_series(sel, &opts.joint_topic)?
+        .ok_or_else(|| anyhow::anyhow!("no joint states on {}", opts.joint_topic))?;
+    let mut state_names: Vec<String> = names.iter().map(|n| format!("{n}.pos")).collect();
+    let njoints = state_names.len();
+    let mut state = vec![joints];
+    // sorted by topic: the same layout whatever order the channels were recorded in
+    let topics_of = |schema: &str| -> Vec<String> {
+        let mut t: Vec<String> = sel
+            .channels
+            .values()
+            .filter(|c| sel.schemas.get(&c.schema_id).is_some_and(|s| s == schema))
+            .map(|c| c.topic.clone())
+            .collect();
+        t.sort();
+        t
+    };
+    if opts.wrench {
+        for topic in topics_of("geometry_msgs/msg/WrenchStamped") {
+            let mut s = Series::new(6);
+            for m in sel.by_topic(&topic) {
+                if let Ok(w) = decode::<WrenchStamped>(&m.data) {
+                    let (f, t) = (&w.wrench.force, &w.wrench.torque);
+                    s.push(m.header.log_time, &[f.x, f.y, f.z, t.x, t.y, t.z]);
+                }
+            }
+            if s.t.is_empty() {
+                continue;
+            }
+            s.sort();
+            let p = short(&topic);
+            for c in [
+                "force_x", "force_y", "force_z", "torque_x", "torque_y", "torque_z",
+            ] {
+                state_names.push(format!("{p}.{c}"));
+            }
+            state.push(s);
+        }
+    }
+    if opts.tactile {
+        for topic in topics_of("demotape_msgs/msg/TactileArray") {
+            let mut s = Series::new(1);
+            for m in sel.by_topic(&topic) {
+                if let Ok(ta) = decode::<TactileArray>(&m.data)
+                    && !ta.pressure.is_empty()
+                {
+                    let mean = ta.pressure.iter().map(|p| f64::from(*p)).sum::<f64>()
+                        / ta.pressure.len() as f64;
+                    s.push(m.header.log_time, &[mean]);
+                }
+            }
+            if s.t.is_empty() {
+                continue;
+            }
+            s.sort();
+            state_names.push(format!("tactile.{}.mean_kpa", short(&topic)));
+            state.push(s);
+        }
+    }
+    let action = joint_series(sel, &opts.action_topic)?;
+    let mut cameras: Vec<(String, u16, String, String)> = Vec::new();
+    if !opts.no_images {
+        for c in sel.channels.values() {
+            let schema = sel.schemas.get(&c.schema_id).map_or("", String::as_str);
+            if !is_camera(&c.topic, schema) {
+                continue;
+            }
+            let key = camera_key(&c.topic);
+            let short = key.trim_start_matches("observation.images.");
+            if !opts.cameras.is_empty() && !opts.cameras.iter().any(|x| x == short) {
+                continue;
+            }
+            cameras.push((key, c.id, c.topic.clone(), schema.to_string()));
+        }
+        cameras.sort();
+    }
+    Ok(EpisodeStreams {
+        state,
+        state_names,
+        joints: njoints,
+        action,
+        cameras,
+    })
+}
+
+/// The dataset's features, fixed by the first exported episode.
+#[derive(Clone, Debug, PartialEq)]
+struct Layout {
+    state_names: Vec<String>,
+    action_names: Vec<String>,
+    action_from_topic: bool,
+    cameras: Vec<String>,
+    /// (height, width) per camera, known after its first frame.
+    sizes: BTreeMap<String, (u32, u32)>,
+}
+
+fn layout_of(s: &EpisodeStreams) -> Layout {
+    let (action_names, from_topic) = match &s.action {
+        Some((_, n)) => (n.iter().map(|n| format!("{n}.pos")).collect(), true),
+        None => (s.state_names[..s.joints].to_vec(), false),
+    };
+    Layout {
+        state_names: s.state_names.clone(),
+        action_names,
+        action_from_topic: from_topic,
+        cameras: s.cameras.iter().map(|c| c.0.clone()).collect(),
+        sizes: BTreeMap::new(),
+    }
+}
+
+/// Data columns in order (lerobot's own order: features first, then the index columns).
+fn columns(layout: &Layout, video: bool) -> Vec<(String, Kind)> {
+    let mut c = vec![
+        (
+            "observation.state".to_string(),
+            Kind::F32Vec(layout.state_names.len()),
+        ),
+        (
+            "action".to_string(),
+            Kind::F32Vec(layout.action_names.len()),
+        ),
+    ];
+    if !video {
+        for k in &layout.cameras {
+            c.push((k.clone(), Kind::Image));
+        }
+    }
+    for (n, k) in [
+        ("timestamp", Kind::F32),
+        ("frame_index", Kind::I64),
+        ("episode_index", Kind::I64),
+        ("index", Kind::I64),
+        ("task_index", Kind::I64),
+        ("phase_index", Kind::I64),
+        ("episode_outcome_index", Kind::I64),
+        ("annotation_source_index", Kind::I64),
+    ] {
+        c.push((n.to_string(), k));
+    }
+    c
+}
+
+/// Everything that accumulates across episodes.
+struct Dataset {
+    opts: ExportOptions,
+    root: PathBuf,
+    layout: Option<Layout>,
+    rows: Option<Rows>,
+    file: Option<DataFile>,
+    file_no: usize,
+    tasks: Vec<String>,
+    episodes: Vec<EpisodeRow>,
+    stats: BTreeMap<String, FeatureStats>,
+    index: usize,
+}
+
+struct EpisodeRow {
+    task: String,
+    length: usize,
+    data_file: usize,
+    from: usize,
+    to: usize,
+    outcome: String,
+    source: &'static str,
+    path: String,
+    start_ns: u64,
+    offsets: BTreeMap<String, f64>,
+}
+
+/// Max bytes of images in one row group.
+const ROW_GROUP_IMAGE_BYTES: usize = 64 << 20;
+/// Max rows in one row group.
+const ROW_GROUP_ROWS: usize = 2000;
+
+/// Export `episodes` (files, or directories searched for .mcap) as a LeRobot v3.0 dataset.
+pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<ExportReport> {
+    let started = std::time::Instant::now();
+    if opts.fps == 0 {
+        anyhow::bail!("--fps must be at least 1");
+    }
+    if opts.video {
+        super::video::check_available()?;
+    }
+    if opts.out.exists() {
+        let empty = std::fs::read_dir(&opts.out).map_or(false, |mut d| d.next().is_none());
+        if !empty && !opts.force {
+            anyhow::bail!(
+                "{}: exists and is not empty (use --force to replace it)",
+                opts.out.display()
+            );
+        }
+    }
+    let root = PathBuf::from(format!("{}.partial", opts.out.display()));
+    if root.exists() {
+        std::fs::remove_dir_all(&root).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+    }
+    std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+    let paths = crate::label::collect(episodes);
+    let mut ds = Dataset {
+        opts: opts.clone(),
+        root: root.clone(),
+        layout: None,
+        rows: None,
+        file: None,
+        file_no: 0,
+        tasks: Vec::new(),
+        episodes: Vec::new(),
+        stats: BTreeMap::new(),
+        index: 0,
+    };
+    let mut kept = Vec::new();
+    let mut excluded = Vec::new();
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(paths.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} episodes, {msg}",
+        )
+        .expect("valid template"),
+    );
+    for path in &paths {
+        bar.set_message(format!("{} frames", ds.index));
+        let before = (ds.index, ds.episodes.len());
+        let r = episode(&mut ds, path, &bar);
+        if r.is_err() && before != (ds.index, ds.episodes.len()) {
+            // rows of a half-exported episode are already in the data file: the dataset
+            // would be inconsistent, so stop here (the partial directory is left to look at)
+            let e = r.err().expect("checked");
+            anyhow::bail!(
+                "{e:#}\nexport stopped: the episode failed after some of its frames were written; \
+                 {} is incomplete",
+                root.display()
+            );
+        }
+        match r {
+            Ok(Ok(k)) => kept.push(k),
+            Ok(Err(reason)) => excluded.push(Excluded {
+                path: path.clone(),
+                reason,
+                error: false,
+            }),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                excluded.push(Excluded {
+                    path: path.clone(),
+                    reason: format!("{e:#}"),
+                    error: true,
+                })
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let Some(layout) = ds.layout.clone() else {
+        let _ = std::fs::remove_dir_all(&root);
+        anyhow::bail!(
+            "no episode to export ({} excluded: {})",
+            excluded.len(),
+            excluded
+                .iter()
+                .map(|e| format!("{}: {}", e.path.display(), e.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    };
+    let data_files = ds.file_no + usize::from(ds.file.is_some());
+    if let Some(mut f) = ds.file.take() {
+        if let Some(rows) = ds.rows.as_mut() {
+            f.write(rows)?;
+        }
+        f.close()?;
+    }
+    write_meta(&ds, &layout)?;
+    if opts.out.exists() {
+        std::fs::remove_dir_all(&opts.out)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", opts.out.display()))?;
+    }
+    std::fs::rename(&root, &opts.out)
+        .map_err(|e| anyhow::anyhow!("{} → {}: {e}", root.display(), opts.out.display()))?;
+    Ok(ExportReport {
+        out: opts.out.clone(),
+        fps: opts.fps,
+        kept,
+        excluded,
+        total_frames: ds.index,
+        action_source: action_source(&layout, opts),
+        state_names: layout.state_names.clone(),
+        cameras: layout.cameras.clone(),
+        data_files,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn action_source(layout: &Layout, opts: &ExportOptions) -> String {
+    if layout.action_from_topic {
+        format!("topic {}", opts.action_topic)
+    } else {
+        "next_state".to_string()
+    }
+}
+
+/// Export one episode: `Ok(Err(reason))` when it is filtered out.
+fn episode(
+    ds: &mut Dataset,
+    path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Result<Kept, String>> {
+    let opts = ds.opts.clone();
+    if path.components().any(|c| c.as_os_str() == "discarded") {
+        return Ok(Err("discarded by the operator".into()));
+    }
+    let summary = read_summary(path)?;
+    let meta = summary.sel.metadata.clone();
+    let labels = load_labels(path, opts.labels_dir.as_deref(), &meta)?;
+    let task = meta
+        .get("demotape.episode")
+        .and_then(|m| m.get("task"))
+        .filter(|t| !t.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| opts.default_task.clone());
+    let f = &opts.filter;
+    if !f.tasks.is_empty() && !f.tasks.contains(&task) {
+        return Ok(Err(format!("task {task:?} not selected")));
+    }
+    if f.labeled && (labels.outcome.is_none() || labels.phases.is_empty()) {
+        return Ok(Err(
+            "no labels (run `demotape annotate` first, or drop --labeled)".into(),
+        ));
+    }
+    if !f.outcomes.is_empty() {
+        match &labels.outcome {
+            None => return Ok(Err("no outcome label".into())),
+            Some(o) if !f.outcomes.contains(o) => {
+                return Ok(Err(format!("outcome {o} not selected")));
+            }
+            _ => {}
+        }
+    }
+    if f.require_gates && labels.gates_pass == Some(false) {
+        return Ok(Err(format!(
+            "quality gates failed: {}",
+            labels.failed_gates.join(", ")
+        )));
+    }
+    // 1. the small streams
+    let wanted: Vec<String> = {
+        let s = &summary.sel;
+        s.channels
+            .values()
+            .filter(|c| {
+                let schema = s.schemas.get(&c.schema_id).map_or("", String::as_str);
+                c.topic == opts.joint_topic
+                    || c.topic == opts.action_topic
+                    || (opts.wrench && schema == "geometry_msgs/msg/WrenchStamped")
+                    || (opts.tactile && schema == "demotape_msgs/msg/TactileArray")
+            })
+            .map(|c| c.topic.clone())
+            .collect()
+    };
+    let sel = read_selected(path, |t, _| wanted.iter().any(|w| w == t))?;
+    let st = streams(&sel, &opts).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let this = layout_of(&st);
+    match &ds.layout {
+        None => {
+            let mut l = this.clone();
+            l.sizes.clear();
+            ds.layout = Some(l);
+        }
+        Some(l) => {
+            let differs = l.state_names != this.state_names
+                || l.action_names != this.action_names
+                || l.action_from_topic != this.action_from_topic
+                || l.cameras != this.cameras;
+            if differs {
+                return Ok(Err(format!(
+                    "its streams differ from the dataset's first episode (state {} values, \
+                     cameras [{}], action {}) — export it separately",
+                    this.state_names.len(),
+                    this.cameras.join(", "),
+                    if this.action_from_topic {
+                        "recorded"
+                    } else {
+                        "next state"
+                    }
+                )));
+            }
+        }
+    }
+    let layout = ds.layout.clone().expect("set above");
+    // 2. the grid
+    let crate::read::Summary {
+        mut file,
+        len,
+        chunk_index,
+        ..
+    } = summary;
+    let mut cam_times: Vec<Vec<u64>> = Vec::new();
+    for (key, id, _, _) in &st.cameras {
+        let mut t = Vec::new();
+        for ci in &chunk_index {
+            t.extend(message_times(path, &mut file, ci, *id)?);
+        }
+        t.sort_unstable();
+        t.dedup();
+        if t.is_empty() {
+            return Ok(Err(format!("camera {key} has no frames")));
+        }
+        cam_times.push(t);
+    }
+    let mut t0 = 0u64;
+    let mut t1 = u64::MAX;
+    for s in st.state.iter().chain(st.action.as_ref().map(|a| &a.0)) {
+        t0 = t0.max(s.first().unwrap_or(u64::MAX));
+        t1 = t1.min(s.last().unwrap_or(0));
+    }
+    for t in &cam_times {
+        t0 = t0.max(t[0]);
+        t1 = t1.min(*t.last().expect("non-empty"));
+    }
+    if t1 <= t0 {
+        return Ok(Err("its streams do not overlap in time".into()));
+    }
+    let mut n = 0u64;
+    while t0 + grid_offset_ns(n, opts.fps) <= t1 {
+        n += 1;
+    }
+    let n = n as usize;
+    if n < 2 {
+        return Ok(Err(format!("too short ({n} frame at {} fps)", opts.fps)));
+    }
+    let grid: Vec<u64> = (0..n as u64)
+        .map(|k| t0 + grid_offset_ns(k, opts.fps))
+        .collect();
+    // nearest camera frame per grid time
+    let mut chosen: Vec<Vec<u64>> = Vec::new();
+    let mut offsets: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for ((key, _, _, _), times) in st.cameras.iter().zip(&cam_times) {
+        let mut c = Vec::with_capacity(n);
+        let mut off = Vec::with_capacity(n);
+        for &g in &grid {
+            let i = times.partition_point(|&x| x < g);
+            let best = if i == 0 {
+                times[0]
+            } else if i == times.len() {
+                times[i - 1]
+            } else if times[i] - g < g - times[i - 1] {
+                times[i]
+            } else {
+                times[i - 1]
+            };
+            off.push(best.abs_diff(g) as f64 / 1e6);
+            c.push(best);
+        }
+        off.sort_by(f64::total_cmp);
+        offsets.insert(key.clone(), (off[n - 1], off[n / 2]));
+        chosen.push(c);
+    }
+    // 3. rows
+    let episode_index = ds.episodes.len();
+    let task_index = match ds.tasks.iter().position(|t| *t == task) {
+        Some(i) => i,
+        None => {
+            ds.tasks.push(task.clone());
+            ds.tasks.len() - 1
+        }
+    };
+    let outcome_index = labels
+        .outcome
+        .as_ref()
+        .and_then(|o| OUTCOMES.iter().position(|x| x == o))
+        .map_or(-1, |i| i as i64);
+    let source_index = SOURCES
+        .iter()
+        .position(|s| *s == labels.source)
+        .unwrap_or(0) as i64;
+    let spec = columns(&layout, opts.video);
+    if ds.rows.is_none() {
+        ds.rows = Some(Rows::new(&spec));
+    }
+    if ds.file.is_none() {
+        let rows = ds.rows.as_ref().expect("set");
+        ds.file = Some(DataFile::create(
+            &ds.root.join(data_path(ds.file_no)),
+            rows.schema(),
+        )?);
+    }
+    let from = ds.index;
+    let data_file = ds.file_no;
+    let mut encoders: Vec<Option<Encoder>> = st.cameras.iter().map(|_| None).collect();
+    // frames waiting for the other cameras: per camera, frame index → RGB
+    let mut pending: Vec<BTreeMap<usize, std::sync::Arc<Rgb>>> =
+        st.cameras.iter().map(|_| BTreeMap::new()).collect();
+    // which frame indexes each camera message (by time) serves
+    let mut wanted_at: Vec<HashMap<u64, Vec<usize>>> = chosen
+        .iter()
+        .map(|c| {
+            let mut m: HashMap<u64, Vec<usize>> = HashMap::new();
+            for (k, t) in c.iter().enumerate() {
+                m.entry(*t).or_default().push(k);
+            }
+            m
+        })
+        .collect();
+    let cam_ids: Vec<u16> = st.cameras.iter().map(|c| c.1).collect();
+    let mut next_row = 0usize;
+    let mut scratch = Vec::new();
+    let mut emit = |ds: &mut Dataset,
+                    k: usize,
+                    images: Vec<std::sync::Arc<Rgb>>,
+                    encoders: &mut Vec<Option<Encoder>>|
+     -> anyhow::Result<()> {
+        let g = grid[k];
+        scratch.clear();
+        for s in &st.state {
+            s.at(g, &mut scratch);
+        }
+        let state: Vec<f64> = scratch.clone();
+        let action: Vec<f64> = match &st.action {
+            Some((a, _)) => {
+                scratch.clear();
+                a.at(g, &mut scratch);
+                scratch.clone()
+            }
+            None => {
+                scratch.clear();
+                let next = grid[(k + 1).min(n - 1)];
+                st.state[0].at(next, &mut scratch);
+                scratch.clone()
+            }
+        };
+        let phase = labels
+            .phases
+            .iter()
+            .find(|(_, a, b)| *a <= g && g < *b)
+            .or_else(|| labels.phases.last().filter(|(_, _, b)| g == *b))
+            .and_then(|(p, _, _)| PHASES.iter().position(|x| x == p))
+            .map_or(-1, |i| i as i64);
+        // images: PNG-encode in parallel (the expensive part), or feed the encoders
+        let mut pngs: Vec<Vec<u8>> = Vec::new();
+        if opts.video {
+            for (i, img) in images.iter().enumerate() {
+                let key = &layout.cameras[i];
+                check_size(ds, key, img)?;
+                if encoders[i].is_none() {
+                    let file = ds.root.join(video_path(key, episode_index));
+                    encoders[i] = Some(Encoder::start(&file, img.width, img.height, opts.fps)?);
+                }
+                encoders[i].as_mut().expect("started").push(&img.pixels)?;
+            }
+        } else {
+            pngs = std::thread::scope(|sc| {
+                let hs: Vec<_> = images
+                    .iter()
+                    .map(|img| sc.spawn(move || encode_png(img)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().expect("png encoder panicked"))
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .map_err(|e| anyhow::anyhow!("PNG encoding: {e}"))?;
+            for (i, img) in images.iter().enumerate() {
+                check_size(ds, &layout.cameras[i], img)?;
+            }
+        }
+        for (i, img) in images.iter().enumerate() {
+            if k % 10 == 0 {
+                ds.stats
+                    .entry(layout.cameras[i].clone())
+                    .or_insert_with(FeatureStats::image)
+                    .push_rgb(&img.pixels, 97);
+            }
+        }
+        let index = ds.index;
+        let ts = (k as f64 / f64::from(opts.fps)) as f32;
+        let scalars: [(&str, f64); 8] = [
+            ("timestamp", f64::from(ts)),
+            ("frame_index", k as f64),
+            ("episode_index", episode_index as f64),
+            ("index", index as f64),
+            ("task_index", task_index as f64),
+            ("phase_index", phase as f64),
+            ("episode_outcome_index", outcome_index as f64),
+            ("annotation_source_index", source_index as f64),
+        ];
+        let state32: Vec<f64> = state.iter().map(|x| f64::from(*x as f32)).collect();
+        let action32: Vec<f64> = action.iter().map(|x| f64::from(*x as f32)).collect();
+        ds.stats
+            .entry("observation.state".into())
+            .or_insert_with(|| FeatureStats::new(state.len(), false))
+            .push(&state32);
+        ds.stats
+            .entry("action".into())
+            .or_insert_with(|| FeatureStats::new(action.len(), false))
+            .push(&action32);
+        for (name, v) in scalars {
+            ds.stats
+                .entry(name.into())
+                .or_insert_with(|| FeatureStats::new(1, name != "timestamp"))
+                .push(&[v]);
+        }
+        let rows = ds.rows.as_mut().expect("set");
+        let mut png_iter = pngs.into_iter();
+        for (name, col) in rows.names.iter().zip(rows.cols.iter_mut()) {
+            use super::arrow_io::Column as C;
+            match (name.as_str(), col) {
+                ("observation.state", C::F32Vec(_, v)) => v.extend(state.iter().map(|x| *x as f32)),
+                ("action", C::F32Vec(_, v)) => v.extend(action.iter().map(|x| *x as f32)),
+                (_, C::Image(v)) => {
+                    let p = png_iter.next().expect("one PNG per image column");
+                    rows.image_bytes += p.len();
+                    v.push(p);
+                }
+                ("timestamp", C::F32(v)) => v.push(ts),
+                (n, C::I64(v)) => {
+                    let x = scalars
+                        .iter()
+                        .find(|(s, _)| *s == n)
+                        .map(|(_, x)| *x as i64)
+                        .expect("every int column is a scalar");
+                    v.push(x);
+                }
+                (n, _) => anyhow::bail!("internal: column {n} has an unexpected type"),
+            }
+        }
+        rows.len += 1;
+        ds.index += 1;
+        if rows.len >= ROW_GROUP_ROWS || rows.image_bytes >= ROW_GROUP_IMAGE_BYTES {
+            ds.file.as_mut().expect("open").write(rows)?;
+        }
+        Ok(())
+    };
+    if st.cameras.is_empty() {
+        for k in 0..n {
+            emit(ds, k, Vec::new(), &mut encoders)?;
+            if k % 256 == 0 {
+                bar.set_message(format!("{} frames", ds.index));
+            }
+        }
+    } else {
+        let mut order: Vec<&mcap::records::ChunkIndex> = chunk_index
+            .iter()
+            .filter(|ci| {
+                cam_ids
+                    .iter()
+                    .any(|id| ci.message_index_offsets.contains_key(id))
+            })
+            .collect();
+        order.sort_by_key(|ci| (ci.message_start_time, ci.chunk_start_offset));
+        let mut raw = Vec::new();
+        for ci in order {
+            let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
+            for item in RecordWalker::new(&plain) {
+                let (at, op, body) = item.map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: chunk at byte {}: {e}",
+                        path.display(),
+                        ci.chunk_start_offset
+                    )
+                })?;
+                if op != 0x05 || body.len() < 22 {
+                    continue;
+                }
+                let ch = u16::from_le_bytes([body[0], body[1]]);
+                let Some(ci_cam) = cam_ids.iter().position(|&x| x == ch) else {
+                    continue;
+                };
+                let log_time = u64::from_le_bytes(body[6..14].try_into().expect("8 bytes"));
+                let Some(ks) = wanted_at[ci_cam].remove(&log_time) else {
+                    continue;
+                };
+                let data = &body[22..];
+                let rgb = camera_frame(&st.cameras[ci_cam].3, data).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {} message at byte {} of the chunk at {}: {e}",
+                        path.display(),
+                        st.cameras[ci_cam].2,
+                        at,
+                        ci.chunk_start_offset
+                    )
+                })?;
+                let rgb = std::sync::Arc::new(rgb);
+                for k in ks {
+                    pending[ci_cam].insert(k, rgb.clone());
+                }
+            }
+            // emit every row whose frames are all here
+            while next_row < n && pending.iter().all(|p| p.contains_key(&next_row)) {
+                let imgs: Vec<_> = pending
+                    .iter_mut()
+                    .map(|p| p.remove(&next_row).expect("checked"))
+                    .collect();
+                emit(ds, next_row, imgs, &mut encoders)?;
+                next_row += 1;
+                if next_row % 64 == 0 {
+                    bar.set_message(format!("{} frames", ds.index));
+                }
+            }
+        }
+        if next_row < n {
+            anyhow::bail!(
+                "{}: camera frames listed in the message index were not found in the chunks \
+                 (frame {next_row} of {n}); run `demotape inspect` on it",
+                path.display()
+            );
+        }
+    }
+    for e in encoders.into_iter().flatten() {
+        e.finish()?;
+    }
+    // rows of this episode stay in the current file; roll over between episodes only
+    if let Some(rows) = ds.rows.as_mut() {
+        ds.file.as_mut().expect("open").write(rows)?;
+    }
+    let rolled = ds
+        .file
+        .as_ref()
+        .is_some_and(|f| f.bytes() as u64 >= opts.data_file_mb << 20);
+    if rolled {
+        ds.file.take().expect("open").close()?;
+        ds.file_no += 1;
+    }
+    ds.episodes.push(EpisodeRow {
+        task: task.clone(),
+        length: n,
+        data_file,
+        from,
+        to: ds.index,
+        outcome: labels.outcome.clone().unwrap_or_default(),
+        source: labels.source,
+        path: path.display().to_string(),
+        start_ns: t0,
+        offsets: offsets.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+    });
+    Ok(Ok(Kept {
+        path: path.to_path_buf(),
+        episode_index,
+        frames: n,
+        task,
+        outcome: labels.outcome,
+        source: labels.source,
+        start_ns: t0,
+        camera_offset_ms: offsets,
+    }))
+}
+
+fn camera_frame(schema: &str, data: &[u8]) -> Result<Rgb, String> {
+    if schema == <CompressedImage as RosMessage>::TYPE_NAME {
+        let c: CompressedImage = decode(data)?;
+        if c.format.contains("png") {
+            return super::cdr::decode_png(&c.data);
+        }
+        return Err(format!(
+            "CompressedImage format {:?}: only png is decoded (record raw images, or export \
+             without this camera: --cameras)",
+            c.format
+        ));
+    }
+    let img: Image = decode(data)?;
+    image_to_rgb(&img)
+}
+
+fn check_size(ds: &mut Dataset, key: &str, img: &Rgb) -> anyhow::Result<()> {
+    let l = ds.layout.as_mut().expect("set");
+    match l.sizes.get(key) {
+        None => {
+            l.sizes.insert(key.to_string(), (img.height, img.width));
+        }
+        Some(&(h, w)) if (h, w) != (img.height, img.width) => anyhow::bail!(
+            "camera {key}: {}x{} frames, but the dataset's are {w}x{h}",
+            img.width,
+            img.height
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
+    let opts = &ds.opts;
+    let meta = ds.root.join("meta");
+    std::fs::create_dir_all(&meta).map_err(|e| anyhow::anyhow!("{}: {e}", meta.display()))?;
+    // info.json
+    let mut features = serde_json::Map::new();
+    features.insert(
+        "observation.state".into(),
+        serde_json::json!({"dtype": "float32", "shape": [layout.state_names.len()], "names": layout.state_names}),
+    );
+    features.insert(
+        "action".into(),
+        serde_json::json!({"dtype": "float32", "shape": [layout.action_names.len()], "names": layout.action_names}),
+    );
+    for key in &layout.cameras {
+        let (h, w) = layout.sizes.get(key).copied().unwrap_or((0, 0));
+        let mut f = serde_json::json!({"dtype": if opts.video {"video"} else {"image"},
+            "shape": [h, w, 3], "names": ["height", "width", "channels"]});
+        if opts.video {
+            f["info"] = serde_json::json!({
+                "video.height": h, "video.width": w, "video.codec": "h264",
+                "video.pix_fmt": "yuv420p", "video.is_depth_map": false,
+                "video.fps": opts.fps, "video.channels": 3, "has_audio": false});
+        }
+        features.insert(key.clone(), f);
+    }
+    for (n, dt) in [
+        ("timestamp", "float32"),
+        ("frame_index", "int64"),
+        ("episode_index", "int64"),
+        ("index", "int64"),
+        ("task_index", "int64"),
+        ("phase_index", "int64"),
+        ("episode_outcome_index", "int64"),
+        ("annotation_source_index", "int64"),
+    ] {
+        features.insert(
+            n.into(),
+            serde_json::json!({"dtype": dt, "shape": [1], "names": null}),
+        );
+    }
+    let total_episodes = ds.episodes.len();
+    let info = serde_json::json!({
+        "codebase_version": "v3.0",
+        "robot_type": opts.robot_type.clone().unwrap_or_else(|| "unknown".into()),
+        "total_episodes": total_episodes,
+        "total_frames": ds.index,
+        "total_tasks": ds.tasks.len(),
+        "chunks_size": super::CHUNKS_SIZE,
+        "data_files_size_in_mb": opts.data_file_mb,
+        "video_files_size_in_mb": 500,
+        "fps": opts.fps,
+        "splits": {"train": format!("0:{total_episodes}")},
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": if opts.video { serde_json::json!("videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4") } else { serde_json::Value::Null },
+        "features": features,
+        "demotape": {
+            "exporter": concat!("demotape ", env!("CARGO_PKG_VERSION")),
+            "action_source": action_source(layout, opts),
+            "action_note": if layout.action_from_topic {
+                "action = the recorded command stream, interpolated at each frame time"
+            } else {
+                "no command stream was recorded: action = the joint positions of the next frame (the last frame repeats its own)"
+            },
+            "grid": "frame k at t0 + k/fps on the synchronized reference clock; continuous signals linearly interpolated, cameras the nearest frame",
+            "phase_index": PHASES,
+            "episode_outcome_index": OUTCOMES,
+            "annotation_source_index": SOURCES,
+            "unlabeled": -1,
+        },
+    });
+    let write_json = |name: &str, v: &serde_json::Value| -> anyhow::Result<()> {
+        let p = meta.join(name);
+        std::fs::write(&p, serde_json::to_string_pretty(v)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    };
+    write_json("info.json", &info)?;
+    let mut stats = serde_json::Map::new();
+    for (k, s) in &ds.stats {
+        stats.insert(k.clone(), s.to_json());
+    }
+    write_json("stats.json", &serde_json::Value::Object(stats))?;
+    write_table(&meta.join("tasks.parquet"), &tasks_batch(&ds.tasks)?)?;
+    // episodes
+    let e = &ds.episodes;
+    let chunk = |f: usize| (f / super::CHUNKS_SIZE) as i64;
+    let file = |f: usize| (f % super::CHUNKS_SIZE) as i64;
+    let mut cols: Vec<(String, Cell)> = vec![
+        (
+            "episode_index".into(),
+            Cell::I64((0..e.len() as i64).collect()),
+        ),
+        (
+            "tasks".into(),
+            Cell::StrList(e.iter().map(|r| vec![r.task.clone()]).collect()),
+        ),
+        (
+            "length".into(),
+            Cell::I64(e.iter().map(|r| r.length as i64).collect()),
+        ),
+        (
+            "data/chunk_index".into(),
+            Cell::I64(e.iter().map(|r| chunk(r.data_file)).collect()),
+        ),
+        (
+            "data/file_index".into(),
+            Cell::I64(e.iter().map(|r| file(r.data_file)).collect()),
+        ),
+        (
+            "dataset_from_index".into(),
+            Cell::I64(e.iter().map(|r| r.from as i64).collect()),
+        ),
+        (
+            "dataset_to_index".into(),
+            Cell::I64(e.iter().map(|r| r.to as i64).collect()),
+        ),
+    ];
+    if opts.video {
+        for key in &layout.cameras {
+            cols.push((
+                format!("videos/{key}/chunk_index"),
+                Cell::I64((0..e.len()).map(chunk).collect()),
+            ));
+            cols.push((
+                format!("videos/{key}/file_index"),
+                Cell::I64((0..e.len()).map(file).collect()),
+            ));
+            cols.push((
+                format!("videos/{key}/from_timestamp"),
+                Cell::F64(vec![0.0; e.len()]),
+            ));
+            cols.push((
+                format!("videos/{key}/to_timestamp"),
+                Cell::F64(
+                    e.iter()
+                        .map(|r| r.length as f64 / f64::from(opts.fps))
+                        .collect(),
+                ),
+            ));
+        }
+    }
+    cols.push((
+        "meta/episodes/chunk_index".into(),
+        Cell::I64(vec![0; e.len()]),
+    ));
+    cols.push((
+        "meta/episodes/file_index".into(),
+        Cell::I64(vec![0; e.len()]),
+    ));
+    cols.push((
+        "demotape/outcome".into(),
+        Cell::Str(e.iter().map(|r| r.outcome.clone()).collect()),
+    ));
+    cols.push((
+        "demotape/annotation_source".into(),
+        Cell::Str(e.iter().map(|r| r.source.to_string()).collect()),
+    ));
+    cols.push((
+        "demotape/source_file".into(),
+        Cell::Str(e.iter().map(|r| r.path.clone()).collect()),
+    ));
+    cols.push((
+        "demotape/start_ns".into(),
+        Cell::I64(e.iter().map(|r| r.start_ns as i64).collect()),
+    ));
+    for key in &layout.cameras {
+        cols.push((
+            format!("demotape/camera_offset_ms_max/{key}"),
+            Cell::F64(
+                e.iter()
+                    .map(|r| r.offsets.get(key).copied().unwrap_or(0.0))
+                    .collect(),
+            ),
+        ));
+    }
+    write_table(
+        &meta.join("episodes/chunk-000/file-000.parquet"),
+        &table(cols)?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,581 @@
+//! `demotape import lerobot`: a LeRobot v3.0 dataset → one MCAP episode per dataset episode,
+//! so it can be inspected, annotated, reviewed and re-exported with demotape.
+//!
+//! Mapping: `observation.state` → `/joint_states` (`sensor_msgs/msg/JointState`, names from
+//! the feature's names without `.pos`), `action` → `/joint_commands` (the command stream the
+//! exporter reads back as the action), image and video features → `/camera/<name>/image_raw`
+//! (`rgb8`), the task → the `demotape.episode` metadata, a demotape outcome label →
+//! `demotape.labels`. Frame `k` is written at `start + k/fps` with the exporter's integer
+//! grid, so a re-export at the same fps samples exactly the imported values. Features with
+//! no mapping are listed in the report, not guessed at.
+
+use super::cdr::decode_png;
+use super::{grid_offset_ns, sanitize};
+use arrow_array::{
+    Array, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,
+    LargeBinaryArray, ListArray, RecordBatch, StructArray,
+};
+use hal::msgs::{Header, Image, JointState, RosMessage, Time};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportReport {
+    pub dataset: PathBuf,
+    pub episodes: Vec<PathBuf>,
+    pub frames: usize,
+    /// Features that have no MCAP mapping and were left out.
+    pub skipped_features: Vec<String>,
+}
+
+fn err(p: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}", p.display())
+}
+
+fn parquet_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    walk(dir, &mut out).map_err(|e| err(dir, e))?;
+    out.sort();
+    Ok(out)
+}
+
+fn read_all(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let f = std::fs::File::open(path).map_err(|e| err(path, e))?;
+    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| err(path, e))?
+        .build()
+        .map_err(|e| err(path, e))?;
+    r.collect::<Result<Vec<_>, _>>().map_err(|e| err(path, e))
+}
+
+fn i64_col(b: &RecordBatch, name: &str, path: &Path) -> anyhow::Result<Vec<i64>> {
+    let c = b
+        .column_by_name(name)
+        .ok_or_else(|| err(path, format!("no column {name}")))?;
+    if let Some(a) = c.as_any().downcast_ref::<Int64Array>() {
+        return Ok(a.values().to_vec());
+    }
+    Err(err(path, format!("column {name} is not int64")))
+}
+
+fn f64_col(b: &RecordBatch, name: &str) -> Option<Vec<f64>> {
+    let c = b.column_by_name(name)?;
+    if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
+        return Some(a.values().to_vec());
+    }
+    c.as_any()
+        .downcast_ref::<Float32Array>()
+        .map(|a| a.values().iter().map(|x| f64::from(*x)).collect())
+}
+
+fn str_col(b: &RecordBatch, name: &str) -> Option<Vec<String>> {
+    let c = b.column_by_name(name)?;
+    let a = arrow_cast_strings(c.as_ref())?;
+    Some(a)
+}
+
+fn arrow_cast_strings(a: &dyn Array) -> Option<Vec<String>> {
+    if let Some(s) = a.as_any().downcast_ref::<arrow_array::StringArray>() {
+        return Some((0..s.len()).map(|i| s.value(i).to_string()).collect());
+    }
+    if let Some(s) = a.as_any().downcast_ref::<arrow_array::LargeStringArray>() {
+        return Some((0..s.len()).map(|i| s.value(i).to_string()).collect());
+    }
+    if let Some(s) = a.as_any().downcast_ref::<arrow_array::StringViewArray>() {
+        return Some((0..s.len()).map(|i| s.value(i).to_string()).collect());
+    }
+    None
+}
+
+/// Vector values of row `i` of a list-like float column.
+fn row_f64(c: &dyn Array, i: usize) -> Option<Vec<f64>> {
+    let values = if let Some(l) = c.as_any().downcast_ref::<FixedSizeListArray>() {
+        l.value(i)
+    } else if let Some(l) = c.as_any().downcast_ref::<ListArray>() {
+        l.value(i)
+    } else if let Some(a) = c.as_any().downcast_ref::<Float32Array>() {
+        return Some(vec![f64::from(a.value(i))]);
+    } else if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
+        return Some(vec![a.value(i)]);
+    } else {
+        return None;
+    };
+    if let Some(a) = values.as_any().downcast_ref::<Float32Array>() {
+        return Some(a.values().iter().map(|x| f64::from(*x)).collect());
+    }
+    values
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .map(|a| a.values().to_vec())
+}
+
+fn image_bytes(c: &dyn Array, i: usize) -> Option<Vec<u8>> {
+    let s = c.as_any().downcast_ref::<StructArray>()?;
+    let b = s.column_by_name("bytes")?;
+    if let Some(b) = b.as_any().downcast_ref::<BinaryArray>() {
+        return Some(b.value(i).to_vec());
+    }
+    b.as_any()
+        .downcast_ref::<LargeBinaryArray>()
+        .map(|b| b.value(i).to_vec())
+}
+
+fn joint_names(feature: &serde_json::Value, n: usize) -> Vec<String> {
+    let names: Vec<String> = feature["names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .or_else(|| {
+            // older datasets: {"motors": [...]}
+            feature["names"]
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+        })
+        .unwrap_or_default();
+    if names.len() == n {
+        names
+            .into_iter()
+            .map(|s| s.strip_suffix(".pos").map(str::to_string).unwrap_or(s))
+            .collect()
+    } else {
+        (0..n).map(|i| format!("joint_{i}")).collect()
+    }
+}
+
+struct Writer {
+    w: mcap::Writer<std::io::BufWriter<std::fs::File>>,
+    channels: BTreeMap<String, u16>,
+    schemas: BTreeMap<&'static str, u16>,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let f = std::fs::File::create(path).map_err(|e| err(path, e))?;
+        let w = mcap::WriteOptions::new()
+            .profile("ros2")
+            .library(concat!("demotape import ", env!("CARGO_PKG_VERSION")))
+            .compression(Some(mcap::Compression::Zstd))
+            .create(std::io::BufWriter::new(f))?;
+        Ok(Writer {
+            w,
+            channels: BTreeMap::new(),
+            schemas: BTreeMap::new(),
+            seq: 0,
+            buf: Vec::new(),
+        })
+    }
+    fn write<M: RosMessage>(&mut self, topic: &str, t: u64, m: &M) -> anyhow::Result<()> {
+        let sid = match self.schemas.get(M::TYPE_NAME) {
+            Some(s) => *s,
+            None => {
+                let s = self
+                    .w
+                    .add_schema(M::TYPE_NAME, "ros2msg", M::schema_text().as_bytes())?;
+                self.schemas.insert(M::TYPE_NAME, s);
+                s
+            }
+        };
+        let ch = match self.channels.get(topic) {
+            Some(c) => *c,
+            None => {
+                let c = self.w.add_channel(sid, topic, "cdr", &BTreeMap::new())?;
+                self.channels.insert(topic.to_string(), c);
+                c
+            }
+        };
+        self.buf.clear();
+        m.encode_into(&mut self.buf)?;
+        self.seq += 1;
+        self.w.write_to_known_channel(
+            &mcap::records::MessageHeader {
+                channel_id: ch,
+                sequence: self.seq,
+                log_time: t,
+                publish_time: t,
+            },
+            &self.buf,
+        )?;
+        Ok(())
+    }
+}
+
+/// Import the LeRobot v3.0 dataset at `dir` into `out` (one MCAP per episode).
+pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportReport> {
+    let info_path = dir.join("meta/info.json");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&info_path).map_err(|e| err(&info_path, e))?)
+            .map_err(|e| err(&info_path, e))?;
+    let version = info["codebase_version"].as_str().unwrap_or("");
+    if version != "v3.0" {
+        anyhow::bail!(
+            "{}: codebase_version {version:?}; only v3.0 datasets are imported (convert older ones with lerobot's convert_dataset_v21_to_v30)",
+            info_path.display()
+        );
+    }
+    let fps = info["fps"]
+        .as_f64()
+        .filter(|f| *f >= 1.0 && f.fract() == 0.0)
+        .ok_or_else(|| err(&info_path, "fps must be a positive integer"))? as u32;
+    let features = info["features"]
+        .as_object()
+        .ok_or_else(|| err(&info_path, "no features"))?
+        .clone();
+    let robot = info["robot_type"].as_str().unwrap_or("lerobot").to_string();
+    // tasks: index (string) → task_index
+    let tasks_path = dir.join("meta/tasks.parquet");
+    let mut tasks: BTreeMap<i64, String> = BTreeMap::new();
+    for b in read_all(&tasks_path)? {
+        let idx = i64_col(&b, "task_index", &tasks_path)?;
+        let names = b
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| f.name() != "task_index")
+            .and_then(|f| str_col(&b, f.name()))
+            .ok_or_else(|| err(&tasks_path, "no task string column"))?;
+        tasks.extend(idx.into_iter().zip(names));
+    }
+    // episodes
+    let mut episodes: Vec<BTreeMap<String, serde_json::Value>> = Vec::new();
+    for p in parquet_files(&dir.join("meta/episodes"))? {
+        for b in read_all(&p)? {
+            let ei = i64_col(&b, "episode_index", &p)?;
+            let from = i64_col(&b, "dataset_from_index", &p)?;
+            let to = i64_col(&b, "dataset_to_index", &p)?;
+            let outcome = str_col(&b, "demotape/outcome");
+            let start = b.column_by_name("demotape/start_ns").and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.values().to_vec())
+            });
+            for i in 0..b.num_rows() {
+                let mut m = BTreeMap::new();
+                m.insert("episode_index".into(), ei[i].into());
+                m.insert("from".into(), from[i].into());
+                m.insert("to".into(), to[i].into());
+                if let Some(o) = &outcome {
+                    m.insert("outcome".into(), o[i].clone().into());
+                }
+                if let Some(s) = &start {
+                    m.insert("start_ns".into(), s[i].into());
+                }
+                for (key, f) in &features {
+                    if f["dtype"] == "video" {
+                        for part in ["chunk_index", "file_index"] {
+                            let c = i64_col(&b, &format!("videos/{key}/{part}"), &p)?;
+                            m.insert(format!("{key}/{part}"), c[i].into());
+                        }
+                        for part in ["from_timestamp", "to_timestamp"] {
+                            let c = f64_col(&b, &format!("videos/{key}/{part}"))
+                                .ok_or_else(|| err(&p, format!("no videos/{key}/{part}")))?;
+                            m.insert(format!("{key}/{part}"), c[i].into());
+                        }
+                    }
+                }
+                episodes.push(m);
+            }
+        }
+    }
+    episodes.sort_by_key(|m| m["episode_index"].as_i64());
+    std::fs::create_dir_all(out).map_err(|e| err(out, e))?;
+    let name = sanitize(
+        dir.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .as_str(),
+    );
+    let state_names = features
+        .get("observation.state")
+        .map(|f| {
+            let n = f["shape"][0].as_u64().unwrap_or(0) as usize;
+            joint_names(f, n)
+        })
+        .unwrap_or_default();
+    let action_names = features
+        .get("action")
+        .map(|f| {
+            let n = f["shape"][0].as_u64().unwrap_or(0) as usize;
+            joint_names(f, n)
+        })
+        .unwrap_or_default();
+    let cams: Vec<(String, String, u32, u32)> = features
+        .iter()
+        .filter(|(_, f)| f["dtype"] == "image" || f["dtype"] == "video")
+        .map(|(k, f)| {
+            (
+                k.clone(),
+                f["dtype"].as_str().unwrap_or("").to_string(),
+                f["shape"][0].as_u64().unwrap_or(0) as u32,
+                f["shape"][1].as_u64().unwrap_or(0) as u32,
+            )
+        })
+        .collect();
+    let known = [
+        "observation.state",
+        "action",
+        "timestamp",
+        "frame_index",
+        "episode_index",
+        "index",
+        "task_index",
+    ];
+    let skipped: Vec<String> = features
+        .iter()
+        .filter(|(k, f)| {
+            !known.contains(&k.as_str()) && f["dtype"] != "image" && f["dtype"] != "video"
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    let cam_topic = |key: &str| {
+        format!(
+            "/camera/{}/image_raw",
+            sanitize(
+                key.trim_start_matches("observation.images.")
+                    .trim_start_matches("observation.")
+            )
+        )
+    };
+    let bar = if progress {
+        indicatif::ProgressBar::new(episodes.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    // stream the data files row by row, switching episodes as episode_index changes
+    let mut report = ImportReport {
+        dataset: dir.to_path_buf(),
+        episodes: Vec::new(),
+        frames: 0,
+        skipped_features: skipped,
+    };
+    let mut current: Option<Cur> = None;
+    let finish = |cur: Option<Cur>, report: &mut ImportReport| -> anyhow::Result<()> {
+        if let Some(Cur {
+            ep,
+            mut w,
+            path,
+            start,
+            task,
+        }) = cur
+        {
+            let e = episodes
+                .iter()
+                .find(|m| m["episode_index"].as_i64() == Some(ep))
+                .ok_or_else(|| anyhow::anyhow!("episode {ep} is not in meta/episodes"))?;
+            // videos: decode this episode's span of each video file
+            for (key, dtype, h, wd) in &cams {
+                if dtype != "video" {
+                    continue;
+                }
+                let vpath = dir.join(
+                    info["video_path"]
+                        .as_str()
+                        .unwrap_or(
+                            "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+                        )
+                        .replace("{video_key}", key)
+                        .replace(
+                            "{chunk_index:03d}",
+                            &format!(
+                                "{:03}",
+                                e[&format!("{key}/chunk_index")].as_i64().unwrap_or(0)
+                            ),
+                        )
+                        .replace(
+                            "{file_index:03d}",
+                            &format!(
+                                "{:03}",
+                                e[&format!("{key}/file_index")].as_i64().unwrap_or(0)
+                            ),
+                        ),
+                );
+                let from = e[&format!("{key}/from_timestamp")].as_f64().unwrap_or(0.0);
+                let len = (e["to"].as_i64().unwrap_or(0) - e["from"].as_i64().unwrap_or(0)).max(0)
+                    as usize;
+                let first = (from * f64::from(fps)).round() as usize;
+                let topic = cam_topic(key);
+                super::video::decode_frames(&vpath, *wd, *h, |i, rgb| {
+                    if i < first || i >= first + len {
+                        return Ok(());
+                    }
+                    let k = (i - first) as u64;
+                    let t = start + grid_offset_ns(k, fps);
+                    w.write(&topic, t, &rgb_image(t, key, *wd, *h, rgb.to_vec()))
+                })?;
+            }
+            let mut md = BTreeMap::from([
+                ("robot_id".to_string(), robot.clone()),
+                ("episode_id".to_string(), format!("{name}_{ep:06}")),
+                ("sequence".to_string(), ep.to_string()),
+                ("task".to_string(), task),
+                ("source".to_string(), format!("lerobot {}", dir.display())),
+                ("start_ns".to_string(), start.to_string()),
+            ]);
+            md.insert("operator".into(), String::new());
+            w.w.write_metadata(&mcap::records::Metadata {
+                name: "demotape.episode".into(),
+                metadata: md,
+            })?;
+            if let Some(o) = e
+                .get("outcome")
+                .and_then(|o| o.as_str())
+                .filter(|o| !o.is_empty())
+            {
+                w.w.write_metadata(&mcap::records::Metadata {
+                    name: "demotape.labels".into(),
+                    metadata: BTreeMap::from([("outcome".to_string(), o.to_string())]),
+                })?;
+            }
+            w.w.finish()?;
+            report.episodes.push(path);
+        }
+        Ok(())
+    };
+    for p in parquet_files(&dir.join("data"))? {
+        let f = std::fs::File::open(&p).map_err(|e| err(&p, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| err(&p, e))?
+            .with_batch_size(256)
+            .build()
+            .map_err(|e| err(&p, e))?;
+        for b in reader {
+            let b = b.map_err(|e| err(&p, e))?;
+            let epi = i64_col(&b, "episode_index", &p)?;
+            let fi = i64_col(&b, "frame_index", &p)?;
+            let ti = i64_col(&b, "task_index", &p)?;
+            let state = b.column_by_name("observation.state");
+            let action = b.column_by_name("action");
+            for r in 0..b.num_rows() {
+                if current.as_ref().is_none_or(|c| c.ep != epi[r]) {
+                    finish(current.take(), &mut report)?;
+                    bar.inc(1);
+                    let e = episodes
+                        .iter()
+                        .find(|m| m["episode_index"].as_i64() == Some(epi[r]));
+                    let start = e
+                        .and_then(|m| m.get("start_ns"))
+                        .and_then(|s| s.as_i64())
+                        .map(|s| s as u64)
+                        .unwrap_or(1_700_000_000_000_000_000 + epi[r] as u64 * 3_600_000_000_000);
+                    let path = out.join(format!("{name}_ep{:06}.mcap", epi[r]));
+                    current = Some(Cur {
+                        ep: epi[r],
+                        w: Writer::create(&path)?,
+                        path,
+                        start,
+                        task: tasks.get(&ti[r]).cloned().unwrap_or_default(),
+                    });
+                }
+                let Cur { w, start, .. } = current.as_mut().expect("set");
+                let t = *start + grid_offset_ns(fi[r].max(0) as u64, fps);
+                let header = Header {
+                    stamp: Time::from_nanos(t),
+                    frame_id: String::new(),
+                };
+                if let Some(c) = state {
+                    let v = row_f64(c.as_ref(), r)
+                        .ok_or_else(|| err(&p, "observation.state is not a float vector"))?;
+                    w.write("/joint_states", t, &joint_state(&header, &state_names, v))?;
+                }
+                if let Some(c) = action {
+                    let v = row_f64(c.as_ref(), r)
+                        .ok_or_else(|| err(&p, "action is not a float vector"))?;
+                    w.write(
+                        "/joint_commands",
+                        t,
+                        &joint_state(&header, &action_names, v),
+                    )?;
+                }
+                for (key, dtype, _, _) in &cams {
+                    if dtype != "image" {
+                        continue;
+                    }
+                    let c = b
+                        .column_by_name(key)
+                        .ok_or_else(|| err(&p, format!("no column {key}")))?;
+                    let bytes = image_bytes(c.as_ref(), r)
+                        .ok_or_else(|| err(&p, format!("{key} row {r} has no image bytes")))?;
+                    let rgb = decode_png(&bytes).map_err(|e| {
+                        err(
+                            &p,
+                            format!(
+                                "{key}, episode {} frame {}: {e} (only PNG images are imported)",
+                                epi[r], fi[r]
+                            ),
+                        )
+                    })?;
+                    w.write(
+                        &cam_topic(key),
+                        t,
+                        &rgb_image(t, key, rgb.width, rgb.height, rgb.pixels),
+                    )?;
+                }
+                report.frames += 1;
+            }
+        }
+    }
+    finish(current.take(), &mut report)?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+struct Cur {
+    ep: i64,
+    w: Writer,
+    path: PathBuf,
+    start: u64,
+    task: String,
+}
+
+fn joint_state(header: &Header, names: &[String], v: Vec<f64>) -> JointState {
+    let names = if names.len() == v.len() {
+        names.to_vec()
+    } else {
+        (0..v.len()).map(|i| format!("joint_{i}")).collect()
+    };
+    JointState {
+        header: header.clone(),
+        name: names,
+        position: v,
+        velocity: Vec::new(),
+        effort: Vec::new(),
+    }
+}
+
+fn rgb_image(t: u64, key: &str, width: u32, height: u32, data: Vec<u8>) -> Image {
+    Image {
+        header: Header {
+            stamp: Time::from_nanos(t),
+            frame_id: key.to_string(),
+        },
+        height,
+        width,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: width * 3,
+        data,
+    }
+}

@@ -1,0 +1,252 @@
+//! `demotape export lerobot` and `demotape import lerobot`: argument parsing and reports.
+
+use annotate::lerobot::export::{ExportOptions, Filter, export};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCmd {
+    /// A LeRobot v3.0 dataset that `lerobot`'s LeRobotDataset(repo_id, root=DIR) loads offline.
+    ///
+    /// The synchronized streams are resampled onto a 1/fps grid: joint positions (and, unless
+    /// disabled, wrist wrenches and mean tactile pressure per pad) are interpolated at each
+    /// frame time into `observation.state`; each camera contributes its nearest frame (the
+    /// offsets are reported); `action` is the recorded command stream (--action-topic) or,
+    /// when none was recorded, the next frame's joint positions (info.json says which).
+    /// Labels from `demotape annotate` / `demotape review` / the operator become extra
+    /// columns: phase_index, episode_outcome_index, annotation_source_index (their names are
+    /// in info.json under "demotape"; -1 = unlabeled).
+    ///
+    /// Episodes failing their quality gates, discarded ones and those not matching the
+    /// selection are left out; the summary says which and why.
+    ///
+    /// Examples:
+    ///   demotape export lerobot episodes/ --out datasets/pick --fps 30
+    ///   demotape export lerobot episodes/ --out datasets/pick-ok --outcome success --video
+    Lerobot(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Episode files or directories (searched recursively for .mcap).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Output dataset directory (built in DIR.partial, renamed when complete).
+    #[arg(long)]
+    out: PathBuf,
+    /// Frames per second of the dataset grid.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Cameras as mp4 video (h264 by ffmpeg, which must be installed) instead of PNG images.
+    #[arg(long)]
+    video: bool,
+    /// No camera features (state, action and labels only).
+    #[arg(long, conflicts_with = "video")]
+    no_images: bool,
+    /// Only these cameras (e.g. head,wrist_right); default: every RGB camera.
+    #[arg(long, value_delimiter = ',')]
+    cameras: Vec<String>,
+    /// Keep only episodes with these outcomes (success, slip, drop, miss).
+    #[arg(long, value_delimiter = ',')]
+    outcome: Vec<Outcome>,
+    /// Keep only episodes that have phase and outcome labels.
+    #[arg(long)]
+    labeled: bool,
+    /// Keep only episodes of these tasks (exact task strings; repeatable).
+    #[arg(long)]
+    task: Vec<String>,
+    /// What to do with episodes whose quality gates failed.
+    #[arg(long, value_enum, default_value_t = Gates::Require)]
+    gates: Gates,
+    /// Where `demotape annotate --out` wrote the label sidecars (default: next to episodes).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Joint-state topic.
+    #[arg(long, default_value = "/joint_states")]
+    joint_topic: String,
+    /// Recorded command topic (sensor_msgs/msg/JointState) used as the action when present.
+    #[arg(long, default_value = "/joint_commands")]
+    action_topic: String,
+    /// Leave the wrist wrenches out of observation.state.
+    #[arg(long)]
+    no_wrench: bool,
+    /// Leave the tactile summaries out of observation.state.
+    #[arg(long)]
+    no_tactile: bool,
+    /// robot_type in info.json (default: the recorder's robot id).
+    #[arg(long)]
+    robot_type: Option<String>,
+    /// Task string for episodes recorded without one.
+    #[arg(long, default_value = "demonstration")]
+    default_task: String,
+    /// Start a new data file past this size (MB).
+    #[arg(long, default_value_t = 100)]
+    data_file_mb: u64,
+    /// Replace DIR if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(ValueEnum, Clone, Debug)]
+enum Outcome {
+    Success,
+    Slip,
+    Drop,
+    Miss,
+}
+
+#[derive(ValueEnum, Clone, Debug, PartialEq)]
+enum Gates {
+    /// Leave out episodes whose gates failed (episodes never annotated are kept).
+    Require,
+    /// Export them anyway.
+    Ignore,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCmd {
+    /// Turn a LeRobot v3.0 dataset into one MCAP episode per dataset episode.
+    ///
+    /// observation.state → /joint_states, action → /joint_commands, image and video
+    /// features → /camera/<name>/image_raw (rgb8; videos are decoded with ffmpeg), the task →
+    /// episode metadata. The episodes can then be annotated, reviewed and exported again.
+    ///
+    /// Example: demotape import lerobot datasets/pick --out episodes/pick
+    Lerobot {
+        /// The dataset directory (with meta/info.json).
+        dir: PathBuf,
+        /// Where to write the episodes.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
+    let ExportCmd::Lerobot(a) = cmd;
+    use std::io::IsTerminal;
+    let opts = ExportOptions {
+        out: a.out,
+        fps: a.fps,
+        video: a.video,
+        no_images: a.no_images,
+        cameras: a.cameras,
+        joint_topic: a.joint_topic,
+        action_topic: a.action_topic,
+        wrench: !a.no_wrench,
+        tactile: !a.no_tactile,
+        labels_dir: a.labels,
+        filter: Filter {
+            outcomes: a
+                .outcome
+                .iter()
+                .map(|o| format!("{o:?}").to_lowercase())
+                .collect(),
+            labeled: a.labeled,
+            tasks: a.task,
+            require_gates: a.gates == Gates::Require,
+        },
+        robot_type: a.robot_type,
+        default_task: a.default_task,
+        data_file_mb: a.data_file_mb.max(1),
+        force: a.force,
+        progress: !a.json && std::io::stderr().is_terminal(),
+    };
+    let r = match export(&a.paths, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let errors = r.excluded.iter().filter(|e| e.error).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!(
+            "{}: {} episode(s), {} frames at {} fps, {} data file(s), {:.1} s",
+            r.out.display(),
+            r.kept.len(),
+            r.total_frames,
+            r.fps,
+            r.data_files,
+            r.seconds
+        );
+        println!(
+            "state: {} values; action: {}; cameras: {}",
+            r.state_names.len(),
+            r.action_source,
+            if r.cameras.is_empty() {
+                "none".into()
+            } else {
+                r.cameras.join(", ")
+            }
+        );
+        for k in &r.kept {
+            let worst = k
+                .camera_offset_ms
+                .values()
+                .map(|v| v.0)
+                .fold(0.0f64, f64::max);
+            println!(
+                "  kept #{:<4} {:>6} frames  {:<8} ({:<8}) max camera offset {:>5.1} ms  {}",
+                k.episode_index,
+                k.frames,
+                k.outcome.as_deref().unwrap_or("-"),
+                k.source,
+                worst,
+                k.path.display()
+            );
+        }
+        for e in &r.excluded {
+            println!(
+                "  {} {}: {}",
+                if e.error { "FAILED " } else { "left out" },
+                e.path.display(),
+                e.reason
+            );
+        }
+    }
+    if errors > 0 {
+        eprintln!("error: {errors} episode(s) could not be read (listed above)");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn import_cmd(cmd: ImportCmd) -> ExitCode {
+    let ImportCmd::Lerobot { dir, out, json } = cmd;
+    use std::io::IsTerminal;
+    match annotate::lerobot::import::import(&dir, &out, !json && std::io::stderr().is_terminal()) {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "{}: {} episode(s), {} frames → {}",
+                    dir.display(),
+                    r.episodes.len(),
+                    r.frames,
+                    out.display()
+                );
+                if !r.skipped_features.is_empty() {
+                    println!(
+                        "not imported (no mapping): {}",
+                        r.skipped_features.join(", ")
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,195 @@
+"""Check a LeRobot v3.0 export by demotape against its source MCAP episodes, with third-party
+readers only (pandas, pyarrow, mcap + mcap-ros2-support, av): no demotape code.
+
+usage: check_lerobot.py DATASET
+
+Prints one JSON document with what was checked; exits non-zero on the first mismatch.
+"""
+
+import bisect
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+root = Path(sys.argv[1])
+info = json.loads((root / "meta/info.json").read_text())
+fps = info["fps"]
+feats = info["features"]
+assert info["codebase_version"] == "v3.0"
+report = {"episodes": 0, "frames": 0, "values_checked": 0, "interpolated": 0, "exact": 0,
+          "images_checked": 0, "video_frames_checked": 0}
+
+# tasks: a pandas frame indexed by the task string
+tasks = pd.read_parquet(root / "meta/tasks.parquet")
+if not all(isinstance(t, str) for t in tasks.index):
+    fail(f"tasks.parquet index is not task strings: {list(tasks.index)!r}")
+if list(tasks["task_index"]) != list(range(len(tasks))):
+    fail("task_index is not 0..n-1")
+task_of = {int(i): t for t, i in zip(tasks.index, tasks["task_index"])}
+report["tasks"] = list(tasks.index)
+
+episodes = pd.concat(
+    [pd.read_parquet(p) for p in sorted((root / "meta/episodes").rglob("*.parquet"))]
+).reset_index(drop=True)
+if list(episodes["episode_index"]) != list(range(info["total_episodes"])):
+    fail("meta/episodes rows are not episodes 0..n-1")
+
+data_files = sorted((root / "data").rglob("*.parquet"))
+tables = [pq.read_table(p) for p in data_files]
+non_video = [k for k, f in feats.items() if f["dtype"] != "video"]
+for p, t in zip(data_files, tables):
+    if sorted(t.column_names) != sorted(non_video):
+        fail(f"{p}: columns {t.column_names} != non-video features {non_video}")
+data = pd.concat([t.to_pandas() for t in tables]).reset_index(drop=True)
+if len(data) != info["total_frames"]:
+    fail(f"{len(data)} rows, info.json says {info['total_frames']}")
+if list(data["index"]) != list(range(len(data))):
+    fail("index is not the global row number")
+
+state_names = feats["observation.state"]["names"]
+action_names = feats["action"]["names"]
+action_src = info["demotape"]["action_source"]
+cams = [k for k, f in feats.items() if f["dtype"] in ("image", "video")]
+
+
+def read_mcap(path):
+    """Per topic: sorted (log_time, decoded message)."""
+    out = {}
+    with open(path, "rb") as f:
+        r = make_reader(f, decoder_factories=[DecoderFactory()])
+        for schema, channel, message, ros in r.iter_decoded_messages():
+            out.setdefault(channel.topic, []).append((message.log_time, ros))
+    for v in out.values():
+        v.sort(key=lambda x: x[0])
+    return out
+
+
+def interp(series, t):
+    """series: (times, values[n, d]) sorted; linear interpolation at t (clamped)."""
+    ts, vs = series
+    i = bisect.bisect_left(ts, t)
+    if i < len(ts) and ts[i] == t:
+        return vs[i], True
+    if i == 0:
+        return vs[0], True
+    if i == len(ts):
+        return vs[-1], True
+    a = (t - ts[i - 1]) / (ts[i] - ts[i - 1])
+    return vs[i - 1] + (vs[i] - vs[i - 1]) * a, False
+
+
+def check_close(got, want, what, exact):
+    want32 = np.asarray(want, dtype=np.float64).astype(np.float32)
+    got = np.asarray(got, dtype=np.float32)
+    if exact:
+        if not np.array_equal(got, want32):
+            fail(f"{what}: {got[:6]} != {want32[:6]} (exact)")
+    elif not np.allclose(got, want32, rtol=1e-5, atol=1e-6):
+        bad = np.argmax(np.abs(got - want32))
+        fail(f"{what}: dim {bad} {got[bad]} != {want32[bad]}")
+
+
+for _, ep in episodes.iterrows():
+    e = int(ep["episode_index"])
+    rows = data[data["episode_index"] == e].sort_values("frame_index")
+    if len(rows) != ep["length"] or rows["index"].iloc[0] != ep["dataset_from_index"]:
+        fail(f"episode {e}: rows do not match meta/episodes")
+    if ep["tasks"][0] != task_of[int(rows["task_index"].iloc[0])]:
+        fail(f"episode {e}: task mismatch")
+    # timestamps on the 1/fps grid
+    ts = rows["timestamp"].to_numpy()
+    if not np.allclose(ts, np.arange(len(rows), dtype=np.float64) / fps, atol=1e-6):
+        fail(f"episode {e}: timestamps are not frame_index / fps")
+    src = read_mcap(ep["demotape/source_file"])
+    t0 = int(ep["demotape/start_ns"])
+    js = src["/joint_states"]
+    names = list(js[0][1].name)
+    joints = ([t for t, _ in js], np.array([m.position for _, m in js], dtype=np.float64))
+    extra = []
+    for topic, msgs in sorted(src.items()):
+        if topic.endswith("/wrench") and any(n.startswith(topic.strip("/").replace("/wrench", "").replace("/", "_") + ".") for n in state_names):
+            extra.append(([t for t, _ in msgs], np.array([[m.wrench.force.x, m.wrench.force.y, m.wrench.force.z,
+                                                           m.wrench.torque.x, m.wrench.torque.y, m.wrench.torque.z] for _, m in msgs])))
+    for topic, msgs in sorted(src.items()):
+        if topic.startswith("/tactile/") and f"tactile.{topic.split('/')[-1]}.mean_kpa" in state_names:
+            extra.append(([t for t, _ in msgs], np.array([[np.mean(np.asarray(m.pressure, dtype=np.float64))] for _, m in msgs])))
+    if [f"{n}.pos" for n in names] != state_names[: len(names)]:
+        fail(f"episode {e}: state names {state_names[:3]} do not start with the joints {names[:3]}")
+    states = np.stack(rows["observation.state"].to_numpy())
+    actions = np.stack(rows["action"].to_numpy())
+    n = len(rows)
+    grid = [t0 + k * 10**9 // fps for k in range(n)]
+    for k, t in enumerate(grid):
+        want, exact = interp(joints, t)
+        parts = [want]
+        for s in extra:
+            v, ex2 = interp(s, t)
+            parts.append(v)
+            exact = exact and ex2
+        check_close(states[k], np.concatenate(parts), f"episode {e} frame {k} observation.state", exact)
+        report["exact" if exact else "interpolated"] += 1
+        if action_src == "next_state":
+            wa, exa = interp(joints, grid[min(k + 1, n - 1)])
+            check_close(actions[k], wa, f"episode {e} frame {k} action", exa)
+        report["values_checked"] += states.shape[1] + actions.shape[1]
+    # cameras: the nearest frame to each grid time
+    for key in cams:
+        topic = f"/camera/{key.split('.')[-1]}/image_raw"
+        frames = src[topic]
+        ftimes = [t for t, _ in frames]
+        worst = 0
+        for k in range(0, n, 7):
+            t = grid[k]
+            i = bisect.bisect_left(ftimes, t)
+            cands = [j for j in (i - 1, i) if 0 <= j < len(ftimes)]
+            j = min(cands, key=lambda j: (abs(ftimes[j] - t), ftimes[j]))
+            worst = max(worst, abs(ftimes[j] - t))
+            m = frames[j][1]
+            want = np.frombuffer(bytes(m.data), dtype=np.uint8).reshape(m.height, m.width, 3)
+            if feats[key]["dtype"] == "image":
+                from PIL import Image  # installed with lerobot-doctor
+                got = np.asarray(Image.open(io.BytesIO(rows[key].iloc[k]["bytes"])).convert("RGB"))
+                if not np.array_equal(got, want):
+                    fail(f"episode {e} frame {k} {key}: PNG differs from the nearest MCAP frame")
+                report["images_checked"] += 1
+        col = f"demotape/camera_offset_ms_max/{key}"
+        if abs(ep[col] - worst / 1e6) > 1e-6 and worst / 1e6 > ep[col] + 1e-6:
+            fail(f"episode {e} {key}: reported max offset {ep[col]} ms < seen {worst / 1e6} ms")
+        if feats[key]["dtype"] == "video":
+            import av
+            vp = root / info["video_path"].format(video_key=key, chunk_index=int(ep[f"videos/{key}/chunk_index"]),
+                                                  file_index=int(ep[f"videos/{key}/file_index"]))
+            with av.open(str(vp)) as c:
+                s = c.streams.video[0]
+                pts = [float(fr.pts * s.time_base) for fr in c.decode(s)]
+            want_pts = [k / fps for k in range(n)]
+            if len(pts) != n or not np.allclose(pts, want_pts, atol=1e-4):
+                fail(f"{vp}: {len(pts)} frames with pts {pts[:3]}..., want {n} at k/fps")
+            report["video_frames_checked"] += len(pts)
+    report["episodes"] += 1
+    report["frames"] += n
+
+stats = json.loads((root / "meta/stats.json").read_text())
+for k in feats:
+    for s in ["min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"]:
+        if s not in stats.get(k, {}):
+            fail(f"stats.json: {k} has no {s}")
+st = np.stack(data["observation.state"].to_numpy())
+if not np.allclose(stats["observation.state"]["mean"], st.mean(axis=0), rtol=1e-4, atol=1e-5):
+    fail("stats.json observation.state mean differs from the data")
+if not np.allclose(stats["observation.state"]["q50"], np.quantile(st, 0.5, axis=0), rtol=1e-4, atol=1e-5):
+    fail("stats.json observation.state q50 differs from the data")
+print(json.dumps(report))
