@@ -20,3 +20,4 @@ pub mod resync;
 pub mod review;
 pub mod segment;
 pub mod signals;
+pub mod view;

@@ -76,6 +76,35 @@ enum Command {
     /// Import datasets from training formats (LeRobot v3.0) as episodes.
     #[command(subcommand)]
     Import(lerobot_cmd::ImportCmd),
+    /// Show an episode in Rerun: cameras, depth, joints, the arm, forces, touch, events,
+    /// sync quality and the phase/outcome labels, on the synchronized capture_time timeline.
+    ///
+    /// Streams the file chunk by chunk (bounded memory). Labels from `demotape annotate`
+    /// (and `demotape review` corrections) are shown when their sidecar is found.
+    ///
+    /// Examples:
+    ///   demotape view episode.mcap --save episode.rrd   (then: rerun episode.rrd)
+    ///   demotape view episode.mcap --spawn               (needs `rerun` on the PATH)
+    ///   demotape view episode.mcap --connect rerun+http://127.0.0.1:9876/proxy
+    View {
+        /// The episode (MCAP).
+        file: PathBuf,
+        /// Write an .rrd file.
+        #[arg(long, group = "sink")]
+        save: Option<PathBuf>,
+        /// Start a Rerun viewer (the `rerun` program, e.g. from `pip install rerun-sdk==0.36.3`).
+        #[arg(long, group = "sink")]
+        spawn: bool,
+        /// Send to a running viewer at this gRPC address.
+        #[arg(long, group = "sink")]
+        connect: Option<String>,
+        /// Where `demotape annotate --out` wrote the label sidecars.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Print the report (rows per entity) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The human review queue and corrections (a layer that overrides the automatic one).
     #[command(subcommand)]
     Review(ReviewCmd),
@@ -157,6 +186,53 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Export(c) => lerobot_cmd::export_cmd(c),
         Command::Import(c) => lerobot_cmd::import_cmd(c),
+        Command::View {
+            file,
+            save,
+            spawn,
+            connect,
+            labels,
+            json,
+        } => {
+            use std::io::IsTerminal;
+            let sink = match (&save, spawn, connect) {
+                (Some(p), _, _) => annotate::view::Sink::Save(p),
+                (None, true, _) => annotate::view::Sink::Spawn,
+                (None, false, Some(a)) => annotate::view::Sink::Connect(a),
+                (None, false, None) => {
+                    eprintln!("error: say where to: --save OUT.rrd, --spawn or --connect ADDR");
+                    return ExitCode::from(2);
+                }
+            };
+            let progress = !json && std::io::stderr().is_terminal();
+            match annotate::view::view(&file, sink, labels.as_deref(), progress) {
+                Ok(r) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{}: {} messages ({:.1} s of episode) → {} entities in {:.1} s ({:.1}x real time){}",
+                            file.display(),
+                            r.messages,
+                            r.duration_s,
+                            r.rows.len(),
+                            r.seconds,
+                            r.duration_s / r.seconds.max(1e-9),
+                            if r.skipped > 0 {
+                                format!(", {} undecodable skipped", r.skipped)
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Review(r) => match review_cmd(r) {
             Ok(code) => code,
             Err(e) => {

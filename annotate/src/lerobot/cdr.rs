@@ -20,6 +20,7 @@ pub fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, String> {
 }
 
 /// An RGB frame, whatever it was recorded as.
+#[derive(Debug)]
 pub struct Rgb {
     pub width: u32,
     pub height: u32,

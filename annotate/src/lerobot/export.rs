@@ -519,7 +519,7 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
         super::video::check_available()?;
     }
     if opts.out.exists() {
-        let empty = std::fs::read_dir(&opts.out).map_or(false, |mut d| d.next().is_none());
+        let empty = std::fs::read_dir(&opts.out).is_ok_and(|mut d| d.next().is_none());
         if !empty && !opts.force {
             anyhow::bail!(
                 "{}: exists and is not empty (use --force to replace it)",
@@ -565,7 +565,7 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
         if r.is_err() && before != (ds.index, ds.episodes.len()) {
             // rows of a half-exported episode are already in the data file: the dataset
             // would be inconsistent, so stop here (the partial directory is left to look at)
-            let e = r.err().expect("checked");
+            let e = r.expect_err("checked");
             anyhow::bail!(
                 "{e:#}\nexport stopped: the episode failed after some of its frames were written; \
                  {} is incomplete",
@@ -598,7 +598,14 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
             excluded.len(),
             excluded
                 .iter()
-                .map(|e| format!("{}: {}", e.path.display(), e.reason))
+                .map(|e| {
+                    let p = e.path.display().to_string();
+                    if e.reason.starts_with(&p) {
+                        e.reason.clone()
+                    } else {
+                        format!("{p}: {}", e.reason)
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         );
@@ -903,7 +910,7 @@ fn episode(
             }
         }
         for (i, img) in images.iter().enumerate() {
-            if k % 10 == 0 {
+            if k.is_multiple_of(10) {
                 ds.stats
                     .entry(layout.cameras[i].clone())
                     .or_insert_with(FeatureStats::image)
@@ -1031,7 +1038,7 @@ fn episode(
                     .collect();
                 emit(ds, next_row, imgs, &mut encoders)?;
                 next_row += 1;
-                if next_row % 64 == 0 {
+                if next_row.is_multiple_of(64) {
                     bar.set_message(format!("{} frames", ds.index));
                 }
             }

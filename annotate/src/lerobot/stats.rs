@@ -108,8 +108,8 @@ impl FeatureStats {
     pub fn push_rgb(&mut self, pixels: &[u8], stride: usize) {
         self.frames += 1;
         for p in pixels.chunks_exact(3).step_by(stride.max(1)) {
-            for c in 0..3 {
-                self.push_dim(c, f64::from(p[c]) / 255.0);
+            for (c, &v) in p.iter().enumerate() {
+                self.push_dim(c, f64::from(v) / 255.0);
             }
         }
     }

@@ -1,0 +1,92 @@
+//! LeRobot export throughput on a humanoid-ref episode (3 cameras 640x480 at 30 Hz, 32 joints
+//! at 500 Hz, 2 wrenches at 1 kHz, 10 tactile pads at 200 Hz): frames/s with PNG images,
+//! with h264 video (when ffmpeg is installed) and state only, medians of 3 runs each, measured
+//! side by side in one run.
+//!
+//! Run: `cargo build --release -p demotape-recorder && cargo bench -p demotape-annotate --bench export`
+//! (`-- --episode FILE` to use an existing episode instead of recording a 10 s one).
+//! Last line: JSON.
+
+use annotate::lerobot::export::{ExportOptions, export};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let episode = match args.iter().position(|a| a == "--episode") {
+        Some(i) => PathBuf::from(&args[i + 1]),
+        None => {
+            // target/release/deps/export-… → target/release/demotape-recorder
+            let exe = std::env::current_exe().expect("exe");
+            let rec = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .expect("target dir")
+                .join("demotape-recorder");
+            assert!(
+                rec.exists(),
+                "{} not built: cargo build --release -p demotape-recorder",
+                rec.display()
+            );
+            let st = std::process::Command::new(&rec)
+                .args(["sim", "--episodes", "1", "--duration", "10", "--out"])
+                .arg(tmp.path().join("eps"))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("recording");
+            assert!(st.success());
+            annotate::label::collect(&[tmp.path().join("eps")])
+                .into_iter()
+                .next()
+                .expect("an episode")
+        }
+    };
+    let size_mb = std::fs::metadata(&episode).map_or(0.0, |m| m.len() as f64 / 1e6);
+    let video = annotate::lerobot::video::check_available().is_ok();
+    let mut variants = vec![("images", false, false), ("state_only", false, true)];
+    if video {
+        variants.push(("video", true, false));
+    }
+    println!("episode {} ({size_mb:.0} MB)", episode.display());
+    println!(
+        "{:<12} {:>8} {:>10} {:>10} {:>10}",
+        "variant", "frames", "median_s", "frames/s", "x_realtime"
+    );
+    let mut json = serde_json::Map::new();
+    json.insert("bench".into(), "export".into());
+    for (name, video, no_images) in variants {
+        let mut times = Vec::new();
+        let mut frames = 0;
+        for run in 0..3 {
+            let out = tmp.path().join(format!("{name}-{run}"));
+            let opts = ExportOptions {
+                out: out.clone(),
+                video,
+                no_images,
+                filter: annotate::lerobot::export::Filter::default(),
+                ..ExportOptions::default()
+            };
+            let t = Instant::now();
+            let r = export(std::slice::from_ref(&episode), &opts).expect("export");
+            times.push(t.elapsed().as_secs_f64());
+            frames = r.total_frames;
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        let m = median(times);
+        let fps = frames as f64 / m;
+        let rt = frames as f64 / 30.0 / m;
+        println!("{name:<12} {frames:>8} {m:>10.2} {fps:>10.1} {rt:>10.2}");
+        json.insert(format!("frames_per_s_{name}"), fps.into());
+        json.insert(format!("realtime_factor_{name}"), rt.into());
+        json.insert(format!("median_s_{name}"), m.into());
+        json.insert("frames".into(), frames.into());
+    }
+    json.insert("episode_mb".into(), size_mb.into());
+    println!("{}", serde_json::Value::Object(json));
+}

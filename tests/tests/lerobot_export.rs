@@ -1,0 +1,213 @@
+//! `demotape export lerobot` / `import lerobot` end to end: recorded, annotated episodes become
+//! a LeRobot v3.0 dataset that third-party readers accept and whose values equal the MCAP's at
+//! the grid times (tests/python/check_lerobot.py: pandas, pyarrow, mcap-ros2, av), that
+//! `lerobot-doctor` passes, with PNG images and with ffmpeg video; selection leaves out what it
+//! says; import + re-export gives back the same state and action exactly.
+//!
+//! The `lerobot` 0.4.4 load check (`tests/python/lerobot_load.py`) needs torch (an 8 GB venv)
+//! and is documented in README.md rather than run here.
+
+use demotape_e2e::{bin, python, record_sim, run_python};
+use std::path::Path;
+use std::process::Command;
+
+fn demotape(args: &[&str], paths: &[&Path]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(bin("demotape"))
+        .args(args)
+        .args(paths)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+fn doctor(dataset: &Path) {
+    let exe = python().parent().unwrap().join("lerobot-doctor");
+    let out = Command::new(exe)
+        .args(["check", "--json"])
+        .arg(dataset)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "lerobot-doctor failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["FAIL"], 0, "lerobot-doctor: {v:#}");
+    assert_ne!(v["overall_severity"], "FAIL", "{v:#}");
+    assert_eq!(v["codebase_version"], "v3.0");
+}
+
+#[test]
+fn export_checks_out_in_python_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let eps_dir = dir.path().join("episodes");
+    let eps = record_sim(&eps_dir, "small", 21, 0, 3, 5.0);
+    let (code, _, err) = demotape(&["annotate", "--json"], &[&eps_dir]);
+    assert_eq!(code, 0, "{err}");
+
+    // images
+    let ds = dir.path().join("ds");
+    let (code, rep, err) = demotape(
+        &["export", "lerobot", "--json", "--fps", "30", "--out"],
+        &[&ds, &eps_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["kept"].as_array().unwrap().len(), 3, "{rep:#}");
+    assert_eq!(rep["action_source"], "next_state");
+    assert!(!dir.path().join("ds.partial").exists());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ds.join("meta/info.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["features"]["observation.images.head"]["dtype"],
+        "image"
+    );
+    assert_eq!(
+        info["features"]["observation.images.head"]["names"],
+        serde_json::json!(["height", "width", "channels"])
+    );
+    assert_eq!(info["demotape"]["action_source"], "next_state");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&ds])).unwrap();
+    assert_eq!(checked["episodes"], 3);
+    assert!(
+        checked["images_checked"].as_u64().unwrap() > 50,
+        "{checked}"
+    );
+    assert_eq!(checked["tasks"], serde_json::json!(["pick and place"]));
+    doctor(&ds);
+
+    // the outcomes the annotator gave decide the selection
+    let outcomes: Vec<String> = eps
+        .iter()
+        .map(|(s, _)| {
+            let side = s.path.with_extension("annotations.json");
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(side).unwrap()).unwrap();
+            v["outcome"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let successes = outcomes.iter().filter(|o| *o == "success").count();
+    let sel = dir.path().join("sel");
+    let (code, rep, err) = demotape(
+        &[
+            "export",
+            "lerobot",
+            "--json",
+            "--no-images",
+            "--outcome",
+            "success",
+            "--out",
+        ],
+        &[&sel, &eps_dir],
+    );
+    if successes == 0 {
+        assert_eq!(code, 1, "nothing to export is an error: {err}");
+    } else {
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(rep["kept"].as_array().unwrap().len(), successes);
+        let excluded = rep["excluded"].as_array().unwrap();
+        assert_eq!(excluded.len(), 3 - successes);
+        for e in excluded {
+            assert!(e["reason"].as_str().unwrap().starts_with("outcome "));
+        }
+        for k in rep["kept"].as_array().unwrap() {
+            assert_eq!(k["outcome"], "success");
+        }
+    }
+
+    // video, then import it and export again: state and action come back exactly
+    let dsv = dir.path().join("dsv");
+    let (code, _, err) = demotape(
+        &["export", "lerobot", "--video", "--out"],
+        &[&dsv, &eps_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&dsv])).unwrap();
+    assert!(checked["video_frames_checked"].as_u64().unwrap() > 300);
+    doctor(&dsv);
+    let imported = dir.path().join("imported");
+    let (code, rep, err) = demotape(
+        &["import", "lerobot", "--json", "--out"],
+        &[&imported, &dsv],
+    );
+    // clap: DIR is positional, --out takes the next value
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["episodes"].as_array().unwrap().len(), 3);
+    let again = dir.path().join("again");
+    let (code, rep, err) = demotape(
+        &["export", "lerobot", "--json", "--out"],
+        &[&again, &imported],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["action_source"], "topic /joint_commands");
+    let same = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys, numpy as np, pyarrow.parquet as pq\n\
+             a = pq.read_table(sys.argv[1] + '/data/chunk-000/file-000.parquet').to_pandas()\n\
+             b = pq.read_table(sys.argv[2] + '/data/chunk-000/file-000.parquet').to_pandas()\n\
+             assert len(a) == len(b), (len(a), len(b))\n\
+             for k in ['observation.state', 'action']:\n\
+             \x20   assert np.array_equal(np.stack(a[k].to_numpy()), np.stack(b[k].to_numpy())), k\n\
+             assert list(a['task_index']) == list(b['task_index'])\n\
+             print(len(a))",
+        )
+        .arg(&dsv)
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        same.status.success(),
+        "re-export differs: {}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+}
+
+#[test]
+fn bad_inputs_are_named_and_gate_failures_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let eps_dir = dir.path().join("episodes");
+    record_sim(&eps_dir, "small", 4, 0, 1, 4.0);
+    // a broken file and an episode failing its gates (min duration above its length)
+    std::fs::write(eps_dir.join("broken.mcap"), b"not an mcap").unwrap();
+    let cfg = dir.path().join("strict.toml");
+    std::fs::write(&cfg, "[gates]\nmin_duration_s = 1000.0\n").unwrap();
+    let (code, _, err) = demotape(&["annotate", "--config"], &[&cfg, &eps_dir]);
+    assert_eq!(code, 1, "the broken file fails annotate: {err}");
+    let ds = dir.path().join("ds");
+    let (code, rep, err) = demotape(&["export", "lerobot", "--json", "--out"], &[&ds, &eps_dir]);
+    assert_eq!(code, 1, "nothing exportable: {err}");
+    assert!(
+        err.contains("broken.mcap") && err.contains("not an MCAP file"),
+        "{err}"
+    );
+    assert!(err.contains("quality gates failed: duration"), "{err}");
+    assert_eq!(rep, serde_json::Value::Null);
+    assert!(!ds.exists() && !dir.path().join("ds.partial").exists());
+    // --gates ignore exports it, and the broken file still makes the exit code 1
+    let (code, rep, err) = demotape(
+        &["export", "lerobot", "--json", "--gates", "ignore", "--out"],
+        &[&ds, &eps_dir],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rep["kept"].as_array().unwrap().len(), 1);
+    assert_eq!(rep["excluded"][0]["error"], true);
+    // an existing non-empty output is not overwritten without --force
+    let (code, _, err) = demotape(
+        &["export", "lerobot", "--gates", "ignore", "--out"],
+        &[&ds, &eps_dir],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--force"), "{err}");
+    // import of something that is not a dataset names the file
+    let (code, _, err) = demotape(
+        &["import", "lerobot", "--out"],
+        &[&dir.path().join("x"), &eps_dir],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("meta/info.json"), "{err}");
+}
