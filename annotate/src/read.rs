@@ -64,6 +64,12 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
     let mut f = std::fs::File::open(path).map_err(|e| err(path, e))?;
     let len = f.metadata().map_err(|e| err(path, e))?.len();
     let mut magic = [0u8; 8];
+    if len < 8 {
+        return Err(err(
+            path,
+            format!("not an MCAP file ({len} bytes, shorter than the magic)"),
+        ));
+    }
     f.read_exact(&mut magic).map_err(|e| err(path, e))?;
     if &magic != MAGIC {
         return Err(err(path, "not an MCAP file (bad magic at byte 0)"));

@@ -1,0 +1,67 @@
+//! `demotape view --save` on a humanoid-ref episode (3 RGB + 2 depth cameras 640x480 at 30 Hz,
+//! 32 joints at 500 Hz, 2 wrenches at 1 kHz, 10 tactile pads at 200 Hz): the real-time factor
+//! (episode seconds converted per wall second), median of 3 runs.
+//!
+//! Run: `cargo build --release -p demotape-recorder && cargo bench -p demotape-annotate --bench view`
+//! (`-- --episode FILE` to use an existing episode). Last line: JSON.
+
+use annotate::view::{Sink, view};
+use std::path::PathBuf;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let episode = match args.iter().position(|a| a == "--episode") {
+        Some(i) => PathBuf::from(&args[i + 1]),
+        None => {
+            let exe = std::env::current_exe().expect("exe");
+            let rec = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .expect("target dir")
+                .join("demotape-recorder");
+            assert!(
+                rec.exists(),
+                "{} not built: cargo build --release -p demotape-recorder",
+                rec.display()
+            );
+            let st = std::process::Command::new(&rec)
+                .args(["sim", "--episodes", "1", "--duration", "10", "--out"])
+                .arg(tmp.path().join("eps"))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("recording");
+            assert!(st.success());
+            annotate::label::collect(&[tmp.path().join("eps")])
+                .into_iter()
+                .next()
+                .expect("an episode")
+        }
+    };
+    let size_mb = std::fs::metadata(&episode).map_or(0.0, |m| m.len() as f64 / 1e6);
+    let mut secs = Vec::new();
+    let mut last = None;
+    for run in 0..3 {
+        let out = tmp.path().join(format!("v{run}.rrd"));
+        let r = view(&episode, Sink::Save(&out), None, false).expect("view");
+        let rrd_mb = std::fs::metadata(&out).map_or(0.0, |m| m.len() as f64 / 1e6);
+        println!(
+            "run {run}: {:.2} s for {:.1} s of episode ({} messages) → {rrd_mb:.0} MB .rrd",
+            r.seconds, r.duration_s, r.messages
+        );
+        secs.push(r.seconds);
+        last = Some((r, rrd_mb));
+        let _ = std::fs::remove_file(&out);
+    }
+    secs.sort_by(f64::total_cmp);
+    let (r, rrd_mb) = last.expect("ran");
+    let median = secs[1];
+    let rtf = r.duration_s / median;
+    println!("episode {size_mb:.0} MB, median {median:.2} s, real-time factor {rtf:.2}");
+    println!(
+        "{}",
+        serde_json::json!({"bench": "view", "episode_mb": size_mb, "episode_s": r.duration_s,
+            "messages": r.messages, "median_s": median, "realtime_factor": rtf, "rrd_mb": rrd_mb,
+            "entities": r.rows.len()})
+    );
+}
