@@ -8,7 +8,6 @@
 //! Last line: JSON.
 
 use annotate::lerobot::export::{ExportOptions, export};
-use std::path::PathBuf;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -16,37 +15,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+mod common;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let episode = match args.iter().position(|a| a == "--episode") {
-        Some(i) => PathBuf::from(&args[i + 1]),
-        None => {
-            // target/release/deps/export-… → target/release/demotape-recorder
-            let exe = std::env::current_exe().expect("exe");
-            let rec = exe
-                .parent()
-                .and_then(|d| d.parent())
-                .expect("target dir")
-                .join("demotape-recorder");
-            assert!(
-                rec.exists(),
-                "{} not built: cargo build --release -p demotape-recorder",
-                rec.display()
-            );
-            let st = std::process::Command::new(&rec)
-                .args(["sim", "--episodes", "1", "--duration", "10", "--out"])
-                .arg(tmp.path().join("eps"))
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("recording");
-            assert!(st.success());
-            annotate::label::collect(&[tmp.path().join("eps")])
-                .into_iter()
-                .next()
-                .expect("an episode")
-        }
-    };
+    let episode = common::episode(tmp.path());
     let size_mb = std::fs::metadata(&episode).map_or(0.0, |m| m.len() as f64 / 1e6);
     let video = annotate::lerobot::video::check_available().is_ok();
     let mut variants = vec![("images", false, false), ("state_only", false, true)];

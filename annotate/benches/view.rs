@@ -6,38 +6,12 @@
 //! (`-- --episode FILE` to use an existing episode). Last line: JSON.
 
 use annotate::view::{Sink, view};
-use std::path::PathBuf;
+
+mod common;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let episode = match args.iter().position(|a| a == "--episode") {
-        Some(i) => PathBuf::from(&args[i + 1]),
-        None => {
-            let exe = std::env::current_exe().expect("exe");
-            let rec = exe
-                .parent()
-                .and_then(|d| d.parent())
-                .expect("target dir")
-                .join("demotape-recorder");
-            assert!(
-                rec.exists(),
-                "{} not built: cargo build --release -p demotape-recorder",
-                rec.display()
-            );
-            let st = std::process::Command::new(&rec)
-                .args(["sim", "--episodes", "1", "--duration", "10", "--out"])
-                .arg(tmp.path().join("eps"))
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("recording");
-            assert!(st.success());
-            annotate::label::collect(&[tmp.path().join("eps")])
-                .into_iter()
-                .next()
-                .expect("an episode")
-        }
-    };
+    let episode = common::episode(tmp.path());
     let size_mb = std::fs::metadata(&episode).map_or(0.0, |m| m.len() as f64 / 1e6);
     let mut secs = Vec::new();
     let mut last = None;

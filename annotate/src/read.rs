@@ -177,6 +177,45 @@ pub fn read_chunk(
     })
 }
 
+/// One message record inside decompressed chunk bytes, its payload borrowed.
+pub struct RawMessage<'a> {
+    /// Offset of the record in the decompressed chunk.
+    pub at: usize,
+    pub channel: u16,
+    pub log_time: u64,
+    pub data: &'a [u8],
+}
+
+/// The message records of a decompressed chunk (other records skipped), in chunk order,
+/// without copying payloads. Errors name the file and the chunk's byte offset.
+pub fn chunk_messages<'a>(
+    path: &'a Path,
+    ci: &'a mcap::records::ChunkIndex,
+    plain: &'a [u8],
+) -> impl Iterator<Item = anyhow::Result<RawMessage<'a>>> + 'a {
+    RecordWalker::new(plain).filter_map(move |item| {
+        let (at, op, body) = match item {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Err(err(
+                    path,
+                    format!("chunk at byte {}: {e}", ci.chunk_start_offset),
+                )));
+            }
+        };
+        // Message: channel_id u16, sequence u32, log_time u64, publish_time u64, data
+        if op != 0x05 || body.len() < 22 {
+            return None;
+        }
+        Some(Ok(RawMessage {
+            at,
+            channel: u16::from_le_bytes([body[0], body[1]]),
+            log_time: u64::from_le_bytes(body[6..14].try_into().expect("8 bytes")),
+            data: &body[22..],
+        }))
+    })
+}
+
 /// Log times of every message of `channel` in a chunk, from the chunk's message index (no
 /// decompression). Errors when the file has no message index for it.
 pub fn message_times(

@@ -18,10 +18,9 @@
 //! The file is streamed chunk by chunk in time order: memory is bounded by one chunk, not by
 //! the episode's length.
 
-use crate::inspect::RecordWalker;
 use crate::lerobot::cdr::decode;
 use crate::lerobot::export::load_labels;
-use crate::read::{read_chunk, read_summary};
+use crate::read::{chunk_messages, read_chunk, read_summary};
 use hal::kinematics::ArmModel;
 use hal::msgs::{
     ClockObservations, CompressedImage, EpisodeEvent, Image, JointState, TactileArray,
@@ -150,19 +149,9 @@ pub fn view(
     let mut raw = Vec::new();
     for ci in &chunk_index {
         let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
-        for item in RecordWalker::new(&plain) {
-            let (_, op, body) = item.map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: chunk at byte {}: {e}",
-                    path.display(),
-                    ci.chunk_start_offset
-                )
-            })?;
-            if op != 0x05 || body.len() < 22 {
-                continue;
-            }
-            let ch = u16::from_le_bytes([body[0], body[1]]);
-            let t = u64::from_le_bytes(body[6..14].try_into().expect("8 bytes"));
+        for m in chunk_messages(path, ci, &plain) {
+            let m = m?;
+            let (ch, t) = (m.channel, m.log_time);
             let Some(c) = channels.get(&ch) else { continue };
             let schema = schemas.get(&c.schema_id).map_or("", String::as_str);
             t_min = t_min.min(t);
@@ -175,7 +164,7 @@ pub fn view(
             };
             cx.rec.set_timestamp_nanos_since_epoch(TIMELINE, t as i64);
             cx.rec.set_time_sequence("frame", frame);
-            if let Err(e) = message(&mut cx, &c.topic, schema, t, &body[22..]) {
+            if let Err(e) = message(&mut cx, &c.topic, schema, t, m.data) {
                 cx.report.skipped += 1;
                 tracing::debug!(topic = %c.topic, "skipped: {e}");
             }

@@ -20,8 +20,9 @@ use super::cdr::{Rgb, decode, encode_png, image_to_rgb};
 use super::stats::FeatureStats;
 use super::video::Encoder;
 use super::{OUTCOMES, PHASES, SOURCES, camera_key, data_path, grid_offset_ns, video_path};
-use crate::inspect::RecordWalker;
-use crate::read::{Selection, message_times, read_chunk, read_selected, read_summary};
+use crate::read::{
+    RawMessage, Selection, chunk_messages, message_times, read_chunk, read_selected, read_summary,
+};
 use hal::msgs::{CompressedImage, Image, JointState, RosMessage, TactileArray, WrenchStamped};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -996,26 +997,19 @@ fn episode(
         let mut raw = Vec::new();
         for ci in order {
             let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
-            for item in RecordWalker::new(&plain) {
-                let (at, op, body) = item.map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: chunk at byte {}: {e}",
-                        path.display(),
-                        ci.chunk_start_offset
-                    )
-                })?;
-                if op != 0x05 || body.len() < 22 {
-                    continue;
-                }
-                let ch = u16::from_le_bytes([body[0], body[1]]);
-                let Some(ci_cam) = cam_ids.iter().position(|&x| x == ch) else {
+            for m in chunk_messages(path, ci, &plain) {
+                let RawMessage {
+                    at,
+                    channel,
+                    log_time,
+                    data,
+                } = m?;
+                let Some(ci_cam) = cam_ids.iter().position(|&x| x == channel) else {
                     continue;
                 };
-                let log_time = u64::from_le_bytes(body[6..14].try_into().expect("8 bytes"));
                 let Some(ks) = wanted_at[ci_cam].remove(&log_time) else {
                     continue;
                 };
-                let data = &body[22..];
                 let rgb = camera_frame(&st.cameras[ci_cam].3, data).map_err(|e| {
                     anyhow::anyhow!(
                         "{}: {} message at byte {} of the chunk at {}: {e}",
