@@ -138,6 +138,18 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Run `demotape ARGS PATHS...`: exit code, stdout parsed as JSON (Null if it is not), stderr.
+pub fn demotape(args: &[&str], paths: &[&Path]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(bin("demotape"))
+        .args(args)
+        .args(paths)
+        .output()
+        .expect("running demotape");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
 /// Record simulated episodes in-process (the same code path as `demotape-recorder sim`).
 pub fn record_sim(
     out: &Path,

@@ -7,20 +7,9 @@
 //! The `lerobot` 0.4.4 load check (`tests/python/lerobot_load.py`) needs torch (an 8 GB venv)
 //! and is documented in README.md rather than run here.
 
-use demotape_e2e::{bin, python, record_sim, run_python};
+use demotape_e2e::{demotape, python, record_sim, run_python};
 use std::path::Path;
 use std::process::Command;
-
-fn demotape(args: &[&str], paths: &[&Path]) -> (i32, serde_json::Value, String) {
-    let out = Command::new(bin("demotape"))
-        .args(args)
-        .args(paths)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.code().unwrap_or(-1), v, stderr)
-}
 
 fn doctor(dataset: &Path) {
     let exe = python().parent().unwrap().join("lerobot-doctor");
