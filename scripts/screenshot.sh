@@ -11,11 +11,15 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${HOME}/.cache/demotape"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 TMP=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+RERUN_PID=
+# the `rerun` wrapper starts the real server as a child, which would keep running (and
+# burning a core): run it in its own process group and stop the whole group
+trap '[ -n "$RERUN_PID" ] && kill -- -"$RERUN_PID" 2>/dev/null; rm -rf "$TMP"' EXIT
 (cd "$ROOT" && cargo build --release -q -p demotape-annotate)
 "$CARGO_TARGET_DIR/release/demotape" view "$EP" --save "$TMP/ep.rrd"
 [ -d "$CACHE/pw/node_modules/playwright-core" ] || (mkdir -p "$CACHE/pw" && cd "$CACHE/pw" && npm i -s playwright-core@1)
-RERUN_ANALYTICS=0 "$CACHE/venv/bin/rerun" --serve-web --web-viewer-port 9090 --port 9876 "$TMP/ep.rrd" >"$TMP/rerun.log" 2>&1 &
+RERUN_ANALYTICS=0 setsid "$CACHE/venv/bin/rerun" --serve-web --web-viewer-port 9090 --port 9876 "$TMP/ep.rrd" >"$TMP/rerun.log" 2>&1 &
+RERUN_PID=$!
 sleep 8
 NODE_PATH="$CACHE/pw/node_modules" node "$ROOT/scripts/screenshot/shot.js" \
   "http://127.0.0.1:9090/?url=rerun%2Bhttp%3A%2F%2F127.0.0.1%3A9876%2Fproxy" "$OUT" "$WAIT"
