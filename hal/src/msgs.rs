@@ -271,6 +271,76 @@ impl RosMessage for Annotation {
     const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
+/// Decode a CDR payload with its 4-byte encapsulation header (XCDR1, either byte order).
+///
+/// Safe on untrusted bytes: `cdr-encoding` checks every sequence length against the remaining
+/// input, so a hostile length is an error, not a giant allocation.
+pub fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, String> {
+    if data.len() < 4 {
+        return Err(format!(
+            "payload of {} bytes has no encapsulation header",
+            data.len()
+        ));
+    }
+    let r = match data[1] {
+        1 => cdr_encoding::from_bytes::<T, byteorder::LittleEndian>(&data[4..]),
+        0 => cdr_encoding::from_bytes::<T, byteorder::BigEndian>(&data[4..]),
+        k => return Err(format!("unsupported CDR representation {k:#04x}")),
+    };
+    r.map(|(v, _)| v).map_err(|e| e.to_string())
+}
+
+impl Image {
+    /// Bytes per pixel of the encodings we can resample (`None` for others, e.g. Bayer).
+    pub fn bytes_per_pixel(&self) -> Option<usize> {
+        Some(match self.encoding.as_str() {
+            "mono8" | "8UC1" => 1,
+            "16UC1" | "mono16" => 2,
+            "rgb8" | "bgr8" | "8UC3" => 3,
+            "rgba8" | "bgra8" | "32FC1" | "8UC4" => 4,
+            _ => return None,
+        })
+    }
+
+    /// Every `stride`-th pixel of every `stride`-th row (nearest-neighbour decimation: depth
+    /// values stay real measurements, never averages across an edge). Returns `None` when the
+    /// encoding is unknown or the buffer is shorter than `step * height`; `stride <= 1` is a
+    /// plain copy.
+    pub fn downsampled(&self, stride: u32) -> Option<Image> {
+        let bpp = self.bytes_per_pixel()?;
+        let (w, h, step) = (
+            self.width as usize,
+            self.height as usize,
+            self.step as usize,
+        );
+        if step < w.checked_mul(bpp)? || self.data.len() < step.checked_mul(h)? {
+            return None;
+        }
+        let s = stride.max(1) as usize;
+        let (nw, nh) = (w.div_ceil(s), h.div_ceil(s));
+        let mut data = Vec::with_capacity(nw * nh * bpp);
+        for r in (0..h).step_by(s) {
+            let row = &self.data[r * step..r * step + w * bpp];
+            if s == 1 {
+                data.extend_from_slice(row);
+            } else {
+                for px in row.chunks_exact(bpp).step_by(s) {
+                    data.extend_from_slice(px);
+                }
+            }
+        }
+        Some(Image {
+            header: self.header.clone(),
+            height: nh as u32,
+            width: nw as u32,
+            encoding: self.encoding.clone(),
+            is_bigendian: self.is_bigendian,
+            step: (nw * bpp) as u32,
+            data,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +406,52 @@ mod tests {
         assert_eq!(t.sec, 1_700_000_000);
         assert_eq!(t.nanosec, 123_456_789);
         assert_eq!(t.as_nanos(), 1_700_000_000_123_456_789);
+    }
+    #[test]
+    fn downsampled_takes_every_nth_pixel_of_every_nth_row() {
+        // 3x2 rgb8 with 2 bytes of row padding
+        let img = Image {
+            height: 2,
+            width: 3,
+            encoding: "rgb8".into(),
+            step: 11,
+            data: (0u8..22).collect(),
+            ..Default::default()
+        };
+        let d = img.downsampled(2).unwrap();
+        assert_eq!((d.width, d.height, d.step), (2, 1, 6));
+        assert_eq!(d.data, vec![0, 1, 2, 6, 7, 8]);
+        assert_eq!(img.downsampled(1).unwrap().data.len(), 18);
+        let short = Image {
+            data: vec![0; 10],
+            ..img.clone()
+        };
+        assert!(short.downsampled(2).is_none());
+        let bayer = Image {
+            encoding: "bayer_rggb8".into(),
+            ..img
+        };
+        assert!(bayer.downsampled(2).is_none());
+    }
+
+    #[test]
+    fn checked_decode_reads_both_byte_orders_and_refuses_hostile_lengths() {
+        let m = Image {
+            height: 1,
+            width: 2,
+            encoding: "mono8".into(),
+            step: 2,
+            data: vec![7, 9],
+            ..Default::default()
+        };
+        let le = m.encode().unwrap();
+        assert_eq!(decode::<Image>(&le).unwrap(), m);
+        let be = cdr::serialize::<_, _, cdr::CdrBe>(&m, cdr::Infinite).unwrap();
+        assert_eq!(decode::<Image>(&be).unwrap(), m);
+        let mut bad = le.clone();
+        let n = bad.len();
+        bad[n - 6..n - 2].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode::<Image>(&bad).is_err());
+        assert!(decode::<Image>(&le[..2]).is_err());
     }
 }

@@ -296,6 +296,7 @@ fn run_pipeline(
             bytes: queue_bytes,
         },
         CancellationToken::new(),
+        None,
     )
     .expect("record");
     let wall = t.elapsed().as_secs_f64();

@@ -110,6 +110,17 @@ split_max_s = 0.0
 min_free_mb = 1024
 status_period_ms = 1000
 
+[live]
+# A decimated copy of every stream on <control.key_prefix>/<robot_id>/live/<topic> for
+# `demotape view --live` (Rerun). Costs nothing until a viewer subscribes; never slows the
+# recording (copies that cannot be sent at once are dropped and counted in status.live).
+# `run` publishes it whenever enabled; `sim` only with --live. Times are receive times.
+enabled = true
+image_hz = 5.0                # camera/depth frames per second and stream
+signal_hz = 30.0              # joint state, wrench, tactile messages per second and stream
+image_stride = 2              # keep every n-th pixel of every n-th row (1 = full resolution)
+queue_messages = 16           # copies waiting for the publisher thread
+
 # Real serial sensor boards (demotape board protocol, see firmware-bridge/PROTOCOL.md), one
 # [[serial]] table each. None by default. Example:
 #
@@ -135,6 +146,7 @@ pub struct Config {
     pub zenoh: hal::zenoh::SessionConfig,
     pub ros: hal::zenoh::TopicsConfig,
     pub control: crate::service::ControlConfig,
+    pub live: crate::live::LiveConfig,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,6 +287,7 @@ impl Config {
         }
         self.ros.validate()?;
         self.control.validate()?;
+        self.live.validate()?;
         if !["peer", "client", "router"].contains(&self.zenoh.mode.as_str()) {
             return Err(format!(
                 "zenoh.mode = {:?}: expected peer, client or router",

@@ -7,10 +7,12 @@
 //! - [`sim`]: the `demotape-recorder sim` job (simulated robot, N episodes).
 //! - [`service`]: the `demotape-recorder run` service (Zenoh control, pre-roll, split, status).
 //! - [`ctl`]: the operator's client for the service.
+//! - [`live`]: the decimated live copy over Zenoh for `demotape view --live`.
 
 pub mod audit;
 pub mod config;
 pub mod ctl;
+pub mod live;
 pub mod queue;
 pub mod service;
 pub mod sim;
@@ -25,14 +27,19 @@ use tokio_util::sync::CancellationToken;
 use writer::{EpisodeMeta, EpisodeSummary, EpisodeWriter, WriterOptions};
 
 /// Shifts a source's stream indices to its place in the episode's stream list.
+/// Also offers each sample to the live copy, if any ([`live::LiveTap::offer`] never blocks).
 pub(crate) struct OffsetSink {
     pub(crate) inner: Arc<CaptureQueue>,
     pub(crate) offset: usize,
+    pub(crate) live: Option<Arc<live::LiveTap>>,
 }
 
 impl hal::SampleSink for OffsetSink {
     fn push(&self, mut sample: hal::Sample) -> bool {
         sample.stream += self.offset;
+        if let Some(l) = &self.live {
+            l.offer(&sample);
+        }
         self.inner.push(sample)
     }
     fn event(&self, event: hal::SourceEvent) {
@@ -52,7 +59,8 @@ pub struct QueueLimits {
 ///
 /// The writer runs on its own thread; sources only ever push into the bounded queue.
 /// If writing fails (disk full, I/O error) the sources are stopped, what was written stays
-/// readable, and the error is returned.
+/// readable, and the error is returned. With `live`, a decimated copy also goes to viewers.
+#[allow(clippy::too_many_arguments)]
 pub fn record_episode(
     rt: &tokio::runtime::Runtime,
     sources: Vec<Box<dyn Source>>,
@@ -61,6 +69,7 @@ pub fn record_episode(
     meta: &EpisodeMeta,
     limits: QueueLimits,
     stop: CancellationToken,
+    live: Option<&live::LiveHub>,
 ) -> anyhow::Result<EpisodeSummary> {
     let mut streams = Vec::new();
     let mut offsets = Vec::new();
@@ -68,6 +77,7 @@ pub fn record_episode(
         offsets.push(streams.len());
         streams.extend(s.streams());
     }
+    let tap = live.map(|h| h.tap(&streams)).transpose()?;
     let (queue, rx) = CaptureQueue::new(streams.len(), limits.messages, limits.bytes);
     let stats = queue.stats.clone();
     let mut writer = EpisodeWriter::create(path, &streams, opts, meta)?;
@@ -121,6 +131,7 @@ pub fn record_episode(
             let sink: Arc<dyn hal::SampleSink> = Arc::new(OffsetSink {
                 inner: queue.clone(),
                 offset,
+                live: tap.clone(),
             });
             src.run(sink, source_stop.clone())
         })

@@ -68,6 +68,11 @@ enum Command {
         /// Example: --board-fault ft_right:unplug:1@3 --board-fault tactile_left:reboot@5
         #[arg(long = "board-fault", value_name = "FAULT")]
         board_faults: Vec<recorder::sim::BoardFault>,
+        /// Also publish a decimated live copy over Zenoh (peer mode per [zenoh]; tuned by
+        /// [live]) for `demotape view --live --spawn` in another terminal. Receive-time
+        /// stamped; the episode files are unchanged.
+        #[arg(long)]
+        live: bool,
     },
     /// The service: record the sources of the config (ROS 2 topics over Zenoh, serial
     /// boards), controlled by operators over Zenoh.
@@ -228,6 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             boards,
             board_faults,
+            live,
         } => {
             let mut cfg = match &config {
                 Some(p) => Config::load(p)?,
@@ -276,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 first_index,
                 load,
                 board_faults,
+                live,
             };
             if !json {
                 println!(

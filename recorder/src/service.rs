@@ -172,6 +172,8 @@ pub struct Status {
     pub last_episode: Option<serde_json::Value>,
     /// Why the last episode stopped on its own (disk low, write error), if it did.
     pub last_error: Option<String>,
+    /// The live copy for viewers (`[live]`), when enabled.
+    pub live: Option<crate::live::LiveCounters>,
 }
 
 /// Free bytes available to us on the filesystem holding `path`.
@@ -773,6 +775,18 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
             .collect(),
         ..Default::default()
     }));
+    let live = if cfg.live.enabled {
+        let hub = crate::live::LiveHub::start(
+            session.clone(),
+            &cfg.control.key_prefix,
+            &robot,
+            cfg.live.clone(),
+        )?;
+        let tap = tokio::task::block_in_place(|| hub.tap(&streams))?;
+        Some((Arc::new(hub), tap))
+    } else {
+        None
+    };
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(16);
     let mut manager = Manager::new(
         cfg.clone(),
@@ -792,6 +806,7 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
         let sink: Arc<dyn hal::SampleSink> = Arc::new(OffsetSink {
             inner: queue.clone(),
             offset,
+            live: live.as_ref().map(|l| l.1.clone()),
         });
         runs.push(tokio::spawn(src.run(sink, source_stop.clone())));
     }
@@ -821,6 +836,7 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
         let stop = stop.clone();
         let session = session.clone();
         let status = status.clone();
+        let hub = live.as_ref().map(|l| l.0.clone());
         let period = std::time::Duration::from_millis(cfg.control.status_period_ms);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -845,6 +861,7 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
                         }
                     }
                     prev = Some((now, cur));
+                    st.live = hub.as_ref().map(|h| h.counters());
                     // the Zenoh source's streams come first
                     if let Some(ns) = &net_stats {
                         use std::sync::atomic::Ordering::Relaxed;

@@ -19,6 +19,8 @@ pub struct SimJob {
     pub load: String,
     /// Faults to inject into simulated boards (with `sim.boards`), in every episode.
     pub board_faults: Vec<BoardFault>,
+    /// Also publish the live copy ([`crate::live`]) over a Zenoh session per `[zenoh]`.
+    pub live: bool,
 }
 
 /// A fault on a simulated board, `at_s` seconds into each episode.
@@ -244,6 +246,20 @@ pub fn run(
         .with_context(|| format!("creating output directory {}", dir.display()))?;
     let opts = WriterOptions::from_config(r);
     let config_toml = toml::to_string(cfg).unwrap_or_default();
+    let live = if job.live {
+        let session = rt
+            .block_on(cfg.zenoh.open())
+            .context("opening the Zenoh session for --live (see [zenoh] in the config)")?;
+        tracing::info!(zid = %session.zid(), mode = %cfg.zenoh.mode, "zenoh session open");
+        Some(crate::live::LiveHub::start(
+            session,
+            &cfg.control.key_prefix,
+            &r.robot_id,
+            cfg.live.clone(),
+        )?)
+    } else {
+        None
+    };
     let boards = if cfg.sim.boards {
         let probe = SimEpisode::new(&cfg.sim, job.first_index, 0.1, now_ns());
         Some(start_boards(cfg, &probe)?)
@@ -348,6 +364,7 @@ pub fn run(
                 bytes: r.queue_max_bytes,
             },
             stop.clone(),
+            live.as_ref(),
         )
         .with_context(|| format!("recording episode {}", path.display()));
         if let Some((t, h)) = fault_timer {
@@ -362,6 +379,9 @@ pub fn run(
             .with_context(|| format!("writing {}", truth_path.display()))?;
         on_episode(&summary, &truth);
         out.push(summary);
+    }
+    if let Some(l) = &live {
+        tracing::info!(counters = ?l.counters(), "live copy");
     }
     Ok(out)
 }

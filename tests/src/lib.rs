@@ -187,6 +187,7 @@ pub fn record_sim_with(
         first_index,
         load: load.into(),
         board_faults: Vec::new(),
+        live: false,
     };
     let mut truths = Vec::new();
     let sums = recorder::sim::run(

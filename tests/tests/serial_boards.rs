@@ -30,6 +30,7 @@ fn unplug_and_reboot_mid_episode_are_recorded_and_lose_nothing_before() {
             "ft_right:unplug:1@2".parse::<BoardFault>().unwrap(),
             "tactile_left:reboot@4.5".parse().unwrap(),
         ],
+        live: false,
     };
     let mut truth = None;
     let sums = recorder::sim::run(

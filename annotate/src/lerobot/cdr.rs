@@ -1,23 +1,7 @@
 //! Checked CDR decoding of recorded messages (`cdr-encoding` checks every length against the
 //! remaining input, so a hostile payload is an error, not a giant allocation).
 
-use serde::de::DeserializeOwned;
-
-/// Decode a CDR payload with its 4-byte encapsulation header (XCDR1, either byte order).
-pub fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, String> {
-    if data.len() < 4 {
-        return Err(format!(
-            "payload of {} bytes has no encapsulation header",
-            data.len()
-        ));
-    }
-    let r = match data[1] {
-        1 => cdr_encoding::from_bytes::<T, byteorder::LittleEndian>(&data[4..]),
-        0 => cdr_encoding::from_bytes::<T, byteorder::BigEndian>(&data[4..]),
-        k => return Err(format!("unsupported CDR representation {k:#04x}")),
-    };
-    r.map(|(v, _)| v).map_err(|e| e.to_string())
-}
+pub use hal::msgs::decode;
 
 /// An RGB frame, whatever it was recorded as.
 #[derive(Debug)]
