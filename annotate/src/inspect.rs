@@ -537,11 +537,10 @@ fn commit(ins: &mut Inspection, channels: &mut BTreeMap<u16, ChannelInfo>, p: Pe
 
 /// Decode an event with a decoder that checks every length against the remaining input.
 fn decode_event(events: Option<u16>, channel: u16, log: u64, data: &[u8]) -> Option<EventInfo> {
-    if events != Some(channel) || data.len() < 4 || data[1] != 1 {
+    if events != Some(channel) {
         return None;
     }
-    let (ev, _) =
-        cdr_encoding::from_bytes::<EpisodeEvent, byteorder::LittleEndian>(&data[4..]).ok()?;
+    let ev: EpisodeEvent = hal::msgs::decode(data).ok()?;
     Some(EventInfo {
         log_ns: log,
         kind: ev.kind,

@@ -77,18 +77,27 @@ enum Command {
     #[command(subcommand)]
     Import(lerobot_cmd::ImportCmd),
     /// Show an episode in Rerun: cameras, depth, joints, the arm, forces, touch, events,
-    /// sync quality and the phase/outcome labels, on the synchronized capture_time timeline.
+    /// sync quality and the phase/outcome labels, on the synchronized capture_time timeline,
+    /// with a default layout. Or, with --live, what a recorder is capturing right now.
     ///
     /// Streams the file chunk by chunk (bounded memory). Labels from `demotape annotate`
     /// (and `demotape review` corrections) are shown when their sidecar is found.
+    ///
+    /// --live subscribes to the recorder's decimated live copy over Zenoh
+    /// (<prefix>/<robot>/live/**, see [live] in the recorder's config) and its status, on a
+    /// receive_time timeline; peer mode finds recorders on the LAN by multicast, or give
+    /// --zenoh ENDPOINT. Runs until Ctrl-C or --for SECS.
     ///
     /// Examples:
     ///   demotape view episode.mcap --save episode.rrd   (then: rerun episode.rrd)
     ///   demotape view episode.mcap --spawn               (needs `rerun` on the PATH)
     ///   demotape view episode.mcap --connect rerun+http://127.0.0.1:9876/proxy
+    ///   demotape view --live --robot arm-1 --spawn
+    ///   demotape view --live --recorder-config robot.toml --zenoh tcp/10.0.0.5:7448 --spawn
     View {
-        /// The episode (MCAP).
-        file: PathBuf,
+        /// The episode (MCAP); not with --live.
+        #[arg(required_unless_present = "live", conflicts_with = "live")]
+        file: Option<PathBuf>,
         /// Write an .rrd file.
         #[arg(long, group = "sink")]
         save: Option<PathBuf>,
@@ -99,11 +108,26 @@ enum Command {
         #[arg(long, group = "sink")]
         connect: Option<String>,
         /// Where `demotape annotate --out` wrote the label sidecars.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "live")]
         labels: Option<PathBuf>,
         /// Print the report (rows per entity) as JSON.
         #[arg(long)]
         json: bool,
+        /// Watch a running recorder's live copy instead of a file.
+        #[arg(long)]
+        live: bool,
+        /// Robot id of the recorder to watch (its recorder.robot_id).
+        #[arg(long, requires = "live")]
+        robot: Option<String>,
+        /// Take robot id, key prefix and [zenoh] settings from the recorder's TOML config.
+        #[arg(long, requires = "live")]
+        recorder_config: Option<PathBuf>,
+        /// Zenoh endpoint to connect to, e.g. tcp/192.168.1.20:7448 (repeatable).
+        #[arg(long = "zenoh", value_name = "ENDPOINT", requires = "live")]
+        zenoh: Vec<String>,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long = "for", value_name = "SECS", requires = "live")]
+        for_s: Option<f64>,
     },
     /// The human review queue and corrections (a layer that overrides the automatic one).
     #[command(subcommand)]
@@ -193,6 +217,11 @@ fn main() -> ExitCode {
             connect,
             labels,
             json,
+            live,
+            robot,
+            recorder_config,
+            zenoh,
+            for_s,
         } => {
             use std::io::IsTerminal;
             let sink = match (&save, spawn, connect) {
@@ -205,17 +234,34 @@ fn main() -> ExitCode {
                 }
             };
             let progress = !json && std::io::stderr().is_terminal();
-            match annotate::view::view(&file, sink, labels.as_deref(), progress) {
-                Ok(r) => {
+            let result = if live {
+                let opts = match live_options(robot, recorder_config, zenoh, for_s) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                on_ctrl_c(stop.clone());
+                annotate::view::view_live(&opts, sink, &stop, progress)
+                    .map(|r| (format!("live {}", opts.robot), r))
+            } else {
+                let file = file.expect("clap requires FILE without --live");
+                annotate::view::view(&file, sink, labels.as_deref(), progress)
+                    .map(|r| (file.display().to_string(), r))
+            };
+            match result {
+                Ok((what, r)) => {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
                     } else {
                         println!(
-                            "{}: {} messages ({:.1} s of episode) → {} entities in {:.1} s ({:.1}x real time){}",
-                            file.display(),
+                            "{what}: {} messages ({:.1} s of data) → {} entities, {} views in {:.1} s ({:.1}x real time){}",
                             r.messages,
                             r.duration_s,
                             r.rows.len(),
+                            r.layout.len(),
                             r.seconds,
                             r.duration_s / r.seconds.max(1e-9),
                             if r.skipped > 0 {
@@ -537,4 +583,87 @@ fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `view --live` settings: defaults, then the recorder's TOML (`[recorder].robot_id`,
+/// `[control].key_prefix`, `[zenoh]`), then the flags.
+fn live_options(
+    robot: Option<String>,
+    recorder_config: Option<PathBuf>,
+    zenoh: Vec<String>,
+    for_s: Option<f64>,
+) -> anyhow::Result<annotate::view::LiveOptions> {
+    use anyhow::Context;
+    let mut o = annotate::view::LiveOptions {
+        session: hal::zenoh::SessionConfig::default(),
+        prefix: "demotape".into(),
+        robot: "sim-robot".into(),
+        duration: None,
+    };
+    if let Some(p) = &recorder_config {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let v: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+        if let Some(r) = v
+            .get("recorder")
+            .and_then(|r| r.get("robot_id"))
+            .and_then(|r| r.as_str())
+        {
+            o.robot = r.to_string();
+        }
+        if let Some(k) = v
+            .get("control")
+            .and_then(|c| c.get("key_prefix"))
+            .and_then(|k| k.as_str())
+        {
+            o.prefix = k.to_string();
+        }
+        if let Some(z) = v.get("zenoh") {
+            o.session = z
+                .clone()
+                .try_into()
+                .with_context(|| format!("{}: [zenoh]", p.display()))?;
+            // the recorder listens where we connect: a viewer does not take its listen list
+            o.session.listen.clear();
+        }
+    }
+    if let Some(r) = robot {
+        o.robot = r;
+    }
+    if !zenoh.is_empty() {
+        o.session.connect = zenoh;
+    }
+    if let Some(s) = for_s {
+        anyhow::ensure!(
+            s > 0.0 && s.is_finite(),
+            "--for must be a positive number of seconds"
+        );
+        o.duration = Some(std::time::Duration::from_secs_f64(s));
+    }
+    Ok(o)
+}
+
+/// Ctrl-C / SIGTERM set `stop` (the viewer then flushes and exits 0).
+fn on_ctrl_c(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
 }

@@ -47,9 +47,7 @@ pub fn offline_times(path: &Path) -> anyhow::Result<BTreeMap<String, DeviceTimes
             continue;
         }
         // checked decoding: every length against the remaining input
-        let Ok((c, _)) =
-            cdr_encoding::from_bytes::<ClockObservations, byteorder::LittleEndian>(&m.data[4..])
-        else {
+        let Ok(c) = hal::msgs::decode::<ClockObservations>(&m.data) else {
             anyhow::bail!(
                 "{}: undecodable clock observations on {}",
                 path.display(),

@@ -115,12 +115,7 @@ struct TactileLite {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(data: &[u8]) -> Option<T> {
-    if data.len() < 4 || data[1] != 1 {
-        return None; // only little-endian CDR
-    }
-    cdr_encoding::from_bytes::<T, byteorder::LittleEndian>(&data[4..])
-        .ok()
-        .map(|(v, _)| v)
+    hal::msgs::decode(data).ok()
 }
 
 /// The episode's metadata records, by name.

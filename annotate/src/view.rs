@@ -3,7 +3,7 @@
 //! Timelines: `capture_time` (the synchronized reference clock: each message's MCAP
 //! `log_time`) and `frame` (the index of the message on its own stream). Entities:
 //! - `camera/<name>/rgb` (Image), `camera/<name>/depth` (DepthImage, meter = 1000 for 16UC1 mm)
-//! - `joints/<joint>/{position,velocity,effort}` (Scalars)
+//! - `joints/{position,velocity,effort}/<joint>` (Scalars; one plot per field)
 //! - `world/arm` (link polyline from forward kinematics), `world/arm/ee` (Transform3D of the
 //!   tool), `world/arm/ee/gripper` (finger segments at the measured aperture),
 //!   `world/force` (the right wrist's force as an arrow at the tool, 1 cm per N, in the
@@ -17,6 +17,17 @@
 //!
 //! The file is streamed chunk by chunk in time order: memory is bounded by one chunk, not by
 //! the episode's length.
+//!
+//! A default layout (blueprint) goes with the data: cameras and depth in a grid, tactile
+//! pads, the arm in 3D, tabs of time series (joint positions/velocities/efforts, wrench per
+//! wrist, sync latency, phase) and one log of events and labels. It is built from the
+//! entities actually logged, sent once the first second of data is in and again only if new
+//! views appear.
+//!
+//! [`view_live`] draws the recorder's live copy (`demotape-recorder`'s `[live]`, over Zenoh)
+//! the same way, on a `receive_time` timeline (the live copy is stamped with host receive
+//! times, not the synchronized clock), plus the recorder's status (state, per-channel drops
+//! and rates) under `recorder/`.
 
 use crate::lerobot::cdr::decode;
 use crate::lerobot::export::load_labels;
@@ -26,8 +37,10 @@ use hal::msgs::{
     ClockObservations, CompressedImage, EpisodeEvent, Image, JointState, TactileArray,
     WrenchStamped,
 };
-use std::collections::BTreeMap;
+use rerun::blueprint as bp;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where the recording goes.
 pub enum Sink<'a> {
@@ -42,32 +55,271 @@ pub struct ViewReport {
     /// Rows logged per entity path.
     pub rows: BTreeMap<String, u64>,
     pub skipped: u64,
+    /// Seconds of data covered (capture time for a file, receive time live).
     pub duration_s: f64,
     pub seconds: f64,
+    /// The views of the default layout sent with the data (one per name).
+    pub layout: Vec<String>,
 }
 
-const TIMELINE: &str = "capture_time";
+/// The synchronized reference clock (each message's MCAP `log_time`).
+const CAPTURE_TIME: &str = "capture_time";
+/// Host receive time, for the live copy.
+const RECEIVE_TIME: &str = "receive_time";
 /// Arm drawing rate (Hz): joint states arrive at 500 Hz; 30 Hz is enough to see the motion.
 const ARM_HZ: u64 = 30;
 
 struct Ctx {
     rec: rerun::RecordingStream,
+    timeline: &'static str,
     report: ViewReport,
     arm: ArmModel,
     arm_joints: Vec<String>,
     gripper_joint: String,
     last_arm_ns: u64,
-    frames: BTreeMap<u16, i64>,
+    /// Least time between two drawings of the arm (0 for the live copy: already decimated).
+    arm_period_ns: u64,
+    frames: BTreeMap<String, i64>,
     joint_idx: Option<(Vec<usize>, Option<usize>)>,
     last_force: Option<[f64; 3]>,
+    /// The view groups of the layout last sent.
+    laid_out: BTreeSet<String>,
 }
 
 impl Ctx {
+    fn new(rec: rerun::RecordingStream, timeline: &'static str) -> Ctx {
+        let cfg = crate::signals::SignalConfig::default();
+        Ctx {
+            rec,
+            timeline,
+            report: ViewReport::default(),
+            arm: ArmModel::sim_default("right_arm_"),
+            arm_joints: cfg.arm_joints.clone(),
+            gripper_joint: cfg.gripper_joint.clone(),
+            last_arm_ns: 0,
+            arm_period_ns: if timeline == CAPTURE_TIME {
+                1_000_000_000 / ARM_HZ
+            } else {
+                0
+            },
+            frames: BTreeMap::new(),
+            joint_idx: None,
+            last_force: None,
+            laid_out: BTreeSet::new(),
+        }
+    }
+
     fn log<A: rerun::AsComponents + ?Sized>(&mut self, path: &str, a: &A) -> anyhow::Result<()> {
         self.rec.log(path, a)?;
         *self.report.rows.entry(path.to_string()).or_default() += 1;
         Ok(())
     }
+
+    fn at(&self, t_ns: u64) {
+        self.rec
+            .set_timestamp_nanos_since_epoch(self.timeline, t_ns as i64);
+    }
+
+    /// One message of `topic` at `t`, on its stream's `frame` timeline.
+    fn message(&mut self, topic: &str, schema: &str, t: u64, data: &[u8]) {
+        self.report.messages += 1;
+        let frame = {
+            let f = self.frames.entry(topic.to_string()).or_default();
+            *f += 1;
+            *f - 1
+        };
+        self.at(t);
+        self.rec.set_time_sequence("frame", frame);
+        if let Err(e) = message(self, topic, schema, t, data) {
+            self.report.skipped += 1;
+            tracing::debug!(%topic, "skipped: {e}");
+        }
+    }
+
+    /// Send the default layout if the logged entities call for views it does not have yet.
+    fn send_layout(&mut self) -> anyhow::Result<()> {
+        let groups: BTreeSet<String> = self
+            .report
+            .rows
+            .keys()
+            .filter_map(|p| view_group(p))
+            .collect();
+        if groups.is_empty() || groups.is_subset(&self.laid_out) {
+            return Ok(());
+        }
+        let (blueprint, names) = layout(&groups, self.timeline);
+        blueprint.send(
+            &self.rec,
+            bp::BlueprintActivation {
+                make_active: true,
+                make_default: true,
+            },
+        )?;
+        tracing::debug!(views = ?names, "layout sent");
+        self.report.layout = names;
+        self.laid_out = groups;
+        Ok(())
+    }
+}
+
+/// Which view of the default layout shows entity `path` (`None`: no view of its own).
+fn view_group(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    Some(match parts.as_slice() {
+        ["camera", _, "rgb" | "depth"] | ["tactile", _] => path.to_string(),
+        ["world", ..] => "world".into(),
+        ["joints" | "wrench" | "recorder", kind, _, ..] => format!("{}/{kind}", parts[0]),
+        ["sync", ..] => "sync".into(),
+        ["annotations", "phase_index"] => path.to_string(),
+        ["events"] | ["annotations", "phases" | "outcome"] | ["recorder", "state"] => "log".into(),
+        _ => return None,
+    })
+}
+
+/// The default layout for `groups` (from [`view_group`]): images on the left (cameras, then
+/// tactile pads), the arm in 3D, tabs of plots and the log on the right. Returns the
+/// blueprint and its view names.
+fn layout(groups: &BTreeSet<String>, timeline: &str) -> (bp::Blueprint, Vec<String>) {
+    let mut names = Vec::new();
+    let mut name = |n: String| {
+        names.push(n.clone());
+        n
+    };
+    let title = |g: &str| g.split('/').skip(1).collect::<Vec<_>>().join(" ");
+    let mut cams: Vec<bp::ContainerLike> = Vec::new();
+    let mut pads: Vec<bp::ContainerLike> = Vec::new();
+    let mut plots: Vec<bp::ContainerLike> = Vec::new();
+    let mut right: Vec<bp::ContainerLike> = Vec::new();
+    // cameras: rgb before depth, camera by camera
+    let mut cam_groups: Vec<&String> = groups.iter().filter(|g| g.starts_with("camera/")).collect();
+    cam_groups.sort_by_key(|g| {
+        (
+            g.split('/').nth(1).map(str::to_string),
+            g.ends_with("depth"),
+        )
+    });
+    for g in cam_groups {
+        cams.push(
+            bp::Spatial2DView::new(name(title(g)))
+                .with_origin(g.as_str())
+                .into(),
+        );
+    }
+    for g in groups.iter().filter(|g| g.starts_with("tactile/")) {
+        pads.push(
+            bp::Spatial2DView::new(name(format!("tactile {}", title(g))))
+                .with_origin(g.as_str())
+                .into(),
+        );
+    }
+    if groups.contains("world") {
+        right.push(
+            bp::Spatial3DView::new(name("arm (forward kinematics)".into()))
+                .with_origin("world")
+                .into(),
+        );
+    }
+    let plot_order = [
+        ("joints/position", "joint positions (rad, m)"),
+        ("joints/velocity", "joint velocities"),
+        ("joints/effort", "joint efforts"),
+    ];
+    for (g, label) in plot_order {
+        if groups.contains(g) {
+            plots.push(
+                bp::TimeSeriesView::new(name(label.into()))
+                    .with_origin(g)
+                    .into(),
+            );
+        }
+    }
+    for g in groups.iter().filter(|g| g.starts_with("wrench/")) {
+        plots.push(
+            bp::TimeSeriesView::new(name(format!("wrench {} (N, N·m)", title(g))))
+                .with_origin(g.as_str())
+                .into(),
+        );
+    }
+    if groups.contains("sync") {
+        plots.push(
+            bp::TimeSeriesView::new(name("sync: receive − capture (ms)".into()))
+                .with_origin("sync")
+                .into(),
+        );
+    }
+    if groups.contains("annotations/phase_index") {
+        plots.push(
+            bp::TimeSeriesView::new(name("phase index".into()))
+                .with_origin("annotations/phase_index")
+                .into(),
+        );
+    }
+    for g in groups.iter().filter(|g| g.starts_with("recorder/")) {
+        plots.push(
+            bp::TimeSeriesView::new(name(format!("recorder {}", title(g))))
+                .with_origin(g.as_str())
+                .into(),
+        );
+    }
+    if !plots.is_empty() {
+        right.push(bp::Tabs::new(plots).into());
+    }
+    if groups.contains("log") {
+        right.push(
+            bp::TextLogView::new(name("events and labels".into()))
+                .with_contents(["/events", "/annotations/**", "/recorder/state"])
+                .into(),
+        );
+    }
+    let mut left: Vec<bp::ContainerLike> = Vec::new();
+    let (has_cams, has_pads) = (!cams.is_empty(), !pads.is_empty());
+    if has_cams {
+        left.push(bp::Grid::new(cams).into());
+    }
+    if has_pads {
+        left.push(bp::Grid::new(pads).into());
+    }
+    let left_shares: Vec<f32> = match (has_cams, has_pads) {
+        (true, true) => vec![3.0, 1.0],
+        _ => vec![1.0],
+    };
+    let right_shares: Vec<f32> = (0..right.len())
+        .map(|i| {
+            if i + 1 == right.len() && groups.contains("log") {
+                1.0
+            } else {
+                2.0
+            }
+        })
+        .collect();
+    let mut cols: Vec<bp::ContainerLike> = Vec::new();
+    let mut col_shares = Vec::new();
+    if !left.is_empty() {
+        cols.push(bp::Vertical::new(left).with_row_shares(left_shares).into());
+        col_shares.push(3.0);
+    }
+    if !right.is_empty() {
+        cols.push(
+            bp::Vertical::new(right)
+                .with_row_shares(right_shares)
+                .into(),
+        );
+        col_shares.push(2.0);
+    }
+    let root = bp::Horizontal::new(cols).with_column_shares(col_shares);
+    let blueprint = bp::Blueprint::new(root)
+        .with_auto_views(false)
+        .with_time_panel(bp::TimePanel::new().with_timeline(timeline));
+    (blueprint, names)
+}
+
+fn open(id: String, sink: Sink<'_>) -> anyhow::Result<rerun::RecordingStream> {
+    let builder = rerun::RecordingStreamBuilder::new("demotape").recording_name(id);
+    Ok(match sink {
+        Sink::Save(p) => builder.save(p)?,
+        Sink::Spawn => builder.spawn()?,
+        Sink::Connect(url) => builder.connect_grpc_opts(url)?,
+    })
 }
 
 /// Convert `path` (and its labels, when `demotape annotate` wrote them) into Rerun.
@@ -87,28 +339,11 @@ pub fn view(
         .and_then(|m| m.get("episode_id"))
         .cloned()
         .unwrap_or_else(|| path.display().to_string());
-    let builder = rerun::RecordingStreamBuilder::new("demotape").recording_name(id);
-    let rec = match sink {
-        Sink::Save(p) => builder.save(p)?,
-        Sink::Spawn => builder.spawn()?,
-        Sink::Connect(url) => builder.connect_grpc_opts(url)?,
-    };
-    let cfg = crate::signals::SignalConfig::default();
-    let mut cx = Ctx {
-        rec,
-        report: ViewReport::default(),
-        arm: ArmModel::sim_default("right_arm_"),
-        arm_joints: cfg.arm_joints.clone(),
-        gripper_joint: cfg.gripper_joint.clone(),
-        last_arm_ns: 0,
-        frames: BTreeMap::new(),
-        joint_idx: None,
-        last_force: None,
-    };
+    let mut cx = Ctx::new(open(id, sink)?, CAPTURE_TIME);
     // annotation layers first (they are small)
     let labels = load_labels(path, labels_dir, &meta)?;
     for (i, (phase, a, _)) in labels.phases.iter().enumerate() {
-        cx.rec.set_timestamp_nanos_since_epoch(TIMELINE, *a as i64);
+        cx.at(*a);
         cx.log(
             "annotations/phases",
             &rerun::TextLog::new(format!("{phase} ({})", labels.source)).with_level("INFO"),
@@ -119,14 +354,12 @@ pub fn view(
             .map_or(-1.0, |x| x as f64);
         cx.log("annotations/phase_index", &rerun::Scalars::single(idx))?;
         if i + 1 == labels.phases.len() {
-            cx.rec
-                .set_timestamp_nanos_since_epoch(TIMELINE, labels.phases[i].2 as i64);
+            cx.at(labels.phases[i].2);
             cx.log("annotations/phase_index", &rerun::Scalars::single(idx))?;
         }
     }
     if let (Some(o), Some(last)) = (&labels.outcome, labels.phases.last()) {
-        cx.rec
-            .set_timestamp_nanos_since_epoch(TIMELINE, last.1 as i64);
+        cx.at(last.1);
         cx.log(
             "annotations/outcome",
             &rerun::TextLog::new(format!("outcome: {o} ({})", labels.source))
@@ -147,6 +380,7 @@ pub fn view(
         indicatif::ProgressBar::hidden()
     };
     let mut raw = Vec::new();
+    let mut laid_out_at = None;
     for ci in &chunk_index {
         let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
         for m in chunk_messages(path, ci, &plain) {
@@ -156,28 +390,179 @@ pub fn view(
             let schema = schemas.get(&c.schema_id).map_or("", String::as_str);
             t_min = t_min.min(t);
             t_max = t_max.max(t);
-            cx.report.messages += 1;
-            let frame = {
-                let f = cx.frames.entry(ch).or_default();
-                *f += 1;
-                *f - 1
-            };
-            cx.rec.set_timestamp_nanos_since_epoch(TIMELINE, t as i64);
-            cx.rec.set_time_sequence("frame", frame);
-            if let Err(e) = message(&mut cx, &c.topic, schema, t, m.data) {
-                cx.report.skipped += 1;
-                tracing::debug!(topic = %c.topic, "skipped: {e}");
-            }
+            cx.message(&c.topic, schema, t, m.data);
+        }
+        // the layout once a second of data is in (every stream has shown up by then)
+        if laid_out_at.is_none() && t_max >= t_min.saturating_add(1_000_000_000) {
+            cx.send_layout()?;
+            laid_out_at = Some(t_max);
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
+    cx.send_layout()?;
     cx.rec.flush_blocking()?;
     if t_max > t_min {
         cx.report.duration_s = (t_max - t_min) as f64 / 1e9;
     }
     cx.report.seconds = started.elapsed().as_secs_f64();
     Ok(cx.report)
+}
+
+/// Where to find the recorder's live copy.
+pub struct LiveOptions {
+    pub session: hal::zenoh::SessionConfig,
+    /// The recorder's `control.key_prefix`.
+    pub prefix: String,
+    /// The recorder's `recorder.robot_id`.
+    pub robot: String,
+    /// Stop after this long (None: until `stop`).
+    pub duration: Option<std::time::Duration>,
+}
+
+/// Draw the recorder's live copy ([`LiveOptions`]) until `stop` is set or the duration is
+/// over. Messages that cannot be drawn are counted in `skipped`, never fatal.
+pub fn view_live(
+    opts: &LiveOptions,
+    sink: Sink<'_>,
+    stop: &AtomicBool,
+    progress: bool,
+) -> anyhow::Result<ViewReport> {
+    use zenoh::Wait;
+    let started = std::time::Instant::now();
+    let robot = sanitize_robot(&opts.robot);
+    let base = format!("{}/{robot}", opts.prefix);
+    let session = zenoh::open(opts.session.to_zenoh()?)
+        .wait()
+        .map_err(|e| anyhow::anyhow!("opening the Zenoh session: {e}"))?;
+    // newest first: a slow viewer skips frames instead of falling behind
+    let data = session
+        .declare_subscriber(format!("{base}/live/**"))
+        .with(zenoh::handlers::RingChannel::new(512))
+        .wait()
+        .map_err(|e| anyhow::anyhow!("subscribing to {base}/live/**: {e}"))?;
+    let status = session
+        .declare_subscriber(format!("{base}/status"))
+        .with(zenoh::handlers::RingChannel::new(4))
+        .wait()
+        .map_err(|e| anyhow::anyhow!("subscribing to {base}/status: {e}"))?;
+    tracing::info!(keys = %format!("{base}/live/**"), "waiting for the recorder's live copy");
+    let mut cx = Ctx::new(open(format!("{robot} (live)"), sink)?, RECEIVE_TIME);
+    let bar = if progress {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(format!("live from {base} (Ctrl-C to stop)"));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    let mut last_state = String::new();
+    let mut next_layout = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| started.elapsed() < d) {
+        if let Ok(Some(s)) = data.recv_timeout(std::time::Duration::from_millis(50)) {
+            match live_meta(&s) {
+                Ok((topic, schema, t)) => {
+                    t_min = t_min.min(t);
+                    t_max = t_max.max(t);
+                    cx.message(&topic, &schema, t, &s.payload().to_bytes());
+                }
+                Err(e) => {
+                    cx.report.skipped += 1;
+                    tracing::debug!(key = %s.key_expr(), "skipped: {e}");
+                }
+            }
+            bar.set_position(cx.report.messages);
+        }
+        while let Ok(Some(s)) = status.try_recv() {
+            if let Err(e) = log_status(&mut cx, &s.payload().to_bytes(), &mut last_state) {
+                tracing::debug!("status skipped: {e}");
+            }
+        }
+        if std::time::Instant::now() >= next_layout {
+            cx.send_layout()?;
+            next_layout = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        }
+        bar.tick();
+    }
+    bar.finish_and_clear();
+    cx.send_layout()?;
+    cx.rec.flush_blocking()?;
+    let _ = session.close().wait();
+    if t_max > t_min {
+        cx.report.duration_s = (t_max - t_min) as f64 / 1e9;
+    }
+    cx.report.seconds = started.elapsed().as_secs_f64();
+    Ok(cx.report)
+}
+
+/// The recorder's sanitizing of robot ids (`[A-Za-z0-9_-]`), so `--robot` matches its keys.
+fn sanitize_robot(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() { "robot".into() } else { out }
+}
+
+/// Topic, type and receive time of a live message (from its attachment).
+fn live_meta(s: &zenoh::sample::Sample) -> Result<(String, String, u64), String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        topic: String,
+        schema: String,
+        receive_ns: u64,
+    }
+    let att = s
+        .attachment()
+        .ok_or("no attachment (not a demotape live message)")?;
+    let m: Meta =
+        serde_json::from_slice(&att.to_bytes()).map_err(|e| format!("attachment: {e}"))?;
+    Ok((m.topic, m.schema, m.receive_ns))
+}
+
+/// The recorder's status (`<prefix>/<robot>/status`): state changes as a log line,
+/// per-channel drops and rates as plots.
+fn log_status(cx: &mut Ctx, json: &[u8], last_state: &mut String) -> anyhow::Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(json)?;
+    let t = v["t_ns"]
+        .as_u64()
+        .filter(|t| *t > 0)
+        .unwrap_or_else(hal::sim::now_ns);
+    cx.at(t);
+    let state = format!(
+        "{}{}",
+        v["state"].as_str().unwrap_or("?"),
+        v["episode"]["episode_id"]
+            .as_str()
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default()
+    );
+    if state != *last_state {
+        cx.log(
+            "recorder/state",
+            &rerun::TextLog::new(format!("recorder: {state}")).with_level("INFO"),
+        )?;
+        *last_state = state;
+    }
+    for c in v["channels"].as_array().into_iter().flatten() {
+        let name = crate::lerobot::sanitize(c["topic"].as_str().unwrap_or("?").trim_matches('/'));
+        for field in ["drops", "rate_hz"] {
+            if let Some(x) = c[field].as_f64() {
+                cx.log(
+                    &format!("recorder/{field}/{name}"),
+                    &rerun::Scalars::single(x),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn name_of(topic: &str, prefix: &str, suffix: &str) -> String {
@@ -189,6 +574,7 @@ fn name_of(topic: &str, prefix: &str, suffix: &str) -> String {
     )
 }
 
+/// Log one decoded message under its entities.
 fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyhow::Result<()> {
     let e = |s: String| anyhow::anyhow!(s);
     match schema {
@@ -241,7 +627,7 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
                     ("effort", &js.effort),
                 ] {
                     if let Some(x) = v.get(i) {
-                        cx.log(&format!("joints/{n}/{field}"), &rerun::Scalars::single(*x))?;
+                        cx.log(&format!("joints/{field}/{n}"), &rerun::Scalars::single(*x))?;
                     }
                 }
             }
@@ -314,7 +700,7 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
     Ok(())
 }
 
-/// The arm from forward kinematics, decimated to [`ARM_HZ`].
+/// The arm from forward kinematics, decimated to [`ARM_HZ`] in files.
 fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
     if cx.joint_idx.is_none() {
         let find = |n: &str| js.name.iter().position(|x| x == n);
@@ -324,7 +710,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
             None => return Ok(()), // not the simulated arm: scalars only
         }
     }
-    if t < cx.last_arm_ns + 1_000_000_000 / ARM_HZ {
+    if cx.last_arm_ns > 0 && t < cx.last_arm_ns + cx.arm_period_ns {
         return Ok(());
     }
     cx.last_arm_ns = t;

@@ -12,6 +12,9 @@
 //!    lz4), for the CPU ratio.
 //! 4. Capacity: the same stream unpaced into a discarding sink (`/dev/null`), as fast as the
 //!    pipeline goes.
+//! 5. The live copy's cost: capacity again, and humanoid-ref ×1 on tmpfs, with the live copy
+//!    ([`recorder::live`], defaults: 5 Hz images at stride 2, 30 Hz signals) published to a
+//!    real Zenoh subscriber in the same process, next to the same runs without it.
 //!
 //! Figures: sustained MB/s and messages/s, drops, writer-thread CPU seconds per GB, peak RSS
 //! of the process during the run (it includes the ~60 MB frame pool), the medium's bandwidth
@@ -248,6 +251,7 @@ fn run_pipeline(
     unpaced_msgs: Option<u64>,
     queue_bytes: usize,
     compression: Compression,
+    live: Option<&recorder::live::LiveHub>,
 ) -> RunResult {
     let _ = std::fs::remove_file(path);
     let opts = WriterOptions {
@@ -296,7 +300,7 @@ fn run_pipeline(
             bytes: queue_bytes,
         },
         CancellationToken::new(),
-        None,
+        live,
     )
     .expect("record");
     let wall = t.elapsed().as_secs_f64();
@@ -481,7 +485,17 @@ fn main() {
     let mut bare_cache: std::collections::BTreeMap<String, (f64, u64)> = Default::default();
     for (sink, path, scale, bw) in &plan {
         eprintln!("humanoid-ref x{scale} -> {sink} for {secs} s ...");
-        let r = run_pipeline(&rt, &pool, path, *scale, dur, None, queue, Compression::Lz4);
+        let r = run_pipeline(
+            &rt,
+            &pool,
+            path,
+            *scale,
+            dur,
+            None,
+            queue,
+            Compression::Lz4,
+            None,
+        );
         // bare writer on the same number of messages, same medium
         let key = format!("{sink}-{}", r.msgs);
         let (bare_cpu, bare_bytes) = *bare_cache
@@ -515,7 +529,7 @@ fn main() {
     // capacity: ~12 s of humanoid-ref (~1.5 GB), unpaced into /dev/null
     eprintln!("capacity: unpaced into /dev/null ...");
     let msgs = 12 * 4650;
-    let capacity = |c| {
+    let capacity = |c, live| {
         run_pipeline(
             &rt,
             &pool,
@@ -525,11 +539,63 @@ fn main() {
             Some(msgs),
             4 << 30,
             c,
+            live,
         )
     };
-    let cap = capacity(Compression::Lz4);
+    let cap = capacity(Compression::Lz4, None);
     // the same without compression: what the pipeline costs beyond lz4
-    let cap_none = capacity(Compression::None);
+    let cap_none = capacity(Compression::None, None);
+
+    // the live copy, watched by a real subscriber in this process
+    eprintln!("live copy: capacity and x1 on tmpfs, with a subscribed viewer ...");
+    use zenoh::Wait;
+    let zc = hal::zenoh::SessionConfig {
+        multicast_scouting: false,
+        ..Default::default()
+    };
+    let session = zenoh::open(zc.to_zenoh().unwrap()).wait().unwrap();
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rc = received.clone();
+    let _sub = session
+        .declare_subscriber("bench/bench/live/**")
+        .callback(move |_| {
+            rc.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .wait()
+        .unwrap();
+    let hub = recorder::live::LiveHub::start(
+        session.clone(),
+        "bench",
+        "bench",
+        recorder::live::LiveConfig::default(),
+    )
+    .unwrap();
+    let cap_live = capacity(Compression::Lz4, Some(&hub));
+    let tmp = tmpfs.join("demotape-bench.mcap");
+    let x1 = run_pipeline(
+        &rt,
+        &pool,
+        &tmp,
+        1.0,
+        dur,
+        None,
+        queue,
+        Compression::Lz4,
+        None,
+    );
+    let x1_live = run_pipeline(
+        &rt,
+        &pool,
+        &tmp,
+        1.0,
+        dur,
+        None,
+        queue,
+        Compression::Lz4,
+        Some(&hub),
+    );
+    let live_counters = hub.counters();
+    let live_received = received.load(std::sync::atomic::Ordering::Relaxed);
     let (bare_cpu, bare_bytes) = bare_mcap(&pool, Path::new("/dev/null"), cap.msgs);
     let bare_mb_s = bare_bytes as f64 / 1e6 / bare_cpu;
     table.push(format!(
@@ -572,9 +638,33 @@ fn main() {
         cap.mb_per_s, cap.drops, cap_none.mb_per_s, cap_none.drops
     );
     println!(
+        "live copy (viewer subscribed): capacity {:.0} MB/s vs {:.0} without (ratio {:.3}); x1 tmpfs {:.1} MB/s, {} drops, process CPU {:.2} s/GB vs {:.2} without; {} copies published, {} received, {} dropped busy",
+        cap_live.mb_per_s,
+        cap.mb_per_s,
+        cap_live.mb_per_s / cap.mb_per_s,
+        x1_live.mb_per_s,
+        x1_live.drops,
+        x1_live.process_cpu_s_per_gb,
+        x1.process_cpu_s_per_gb,
+        live_counters.published,
+        live_received,
+        live_counters.dropped_busy
+    );
+    println!(
         "{}",
         serde_json::json!({
             "bench": "recorder-throughput",
+            "live": {
+                "capacity_mb_per_s": cap_live.mb_per_s,
+                "capacity_ratio_to_without": cap_live.mb_per_s / cap.mb_per_s,
+                "x1_tmpfs_drops": x1_live.drops,
+                "x1_tmpfs_mb_per_s": x1_live.mb_per_s,
+                "x1_tmpfs_process_cpu_s_per_gb": x1_live.process_cpu_s_per_gb,
+                "x1_tmpfs_process_cpu_s_per_gb_without": x1.process_cpu_s_per_gb,
+                "published": live_counters.published,
+                "received": live_received,
+                "dropped_busy": live_counters.dropped_busy,
+            },
             "capacity_mb_per_s": cap.mb_per_s,
             "capacity_drops": cap.drops,
             "capacity_uncompressed_mb_per_s": cap_none.mb_per_s,

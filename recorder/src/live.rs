@@ -132,6 +132,13 @@ pub struct LiveHub {
     topics: Mutex<BTreeMap<String, Arc<Topic>>>,
     tx: crossbeam_channel::Sender<Copy>,
     stats: Arc<Stats>,
+    /// Type name → ros2msg schema text of every live topic (served on `.../schemas`).
+    schemas: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+/// The key of the schema queryable.
+pub fn schemas_key(prefix: &str, robot: &str) -> String {
+    format!("{prefix}/{}/schemas", sanitize(robot))
 }
 
 impl LiveHub {
@@ -141,8 +148,25 @@ impl LiveHub {
         prefix: &str,
         robot: &str,
         cfg: LiveConfig,
-    ) -> std::io::Result<LiveHub> {
+    ) -> anyhow::Result<LiveHub> {
         let (tx, rx) = crossbeam_channel::bounded::<Copy>(cfg.queue_messages);
+        let schemas: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+        let key = schemas_key(prefix, robot);
+        let served = schemas.clone();
+        session
+            .declare_queryable(key.clone())
+            .callback(move |q| {
+                let body = {
+                    let m = served.lock().unwrap_or_else(|e| e.into_inner());
+                    serde_json::to_string(&*m).unwrap_or_default()
+                };
+                if let Err(e) = q.reply(q.key_expr().clone(), body).wait() {
+                    tracing::debug!("answering a schema query: {e}");
+                }
+            })
+            .background()
+            .wait()
+            .map_err(|e| anyhow::anyhow!("declaring the schema queryable {key}: {e}"))?;
         let stats = Arc::new(Stats::default());
         let st = stats.clone();
         let stride = cfg.image_stride;
@@ -157,6 +181,7 @@ impl LiveHub {
             topics: Mutex::new(BTreeMap::new()),
             tx,
             stats,
+            schemas,
         })
     }
 
@@ -166,6 +191,13 @@ impl LiveHub {
     pub fn tap(&self, streams: &[StreamSpec]) -> anyhow::Result<Arc<LiveTap>> {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(streams.len());
+        {
+            let mut m = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
+            for s in streams {
+                m.entry(s.modality.type_name().to_string())
+                    .or_insert_with(|| s.modality.schema_text());
+            }
+        }
         for s in streams {
             if let Some(t) = topics.get(&s.topic) {
                 out.push(t.clone());

@@ -776,13 +776,16 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
         ..Default::default()
     }));
     let live = if cfg.live.enabled {
-        let hub = crate::live::LiveHub::start(
-            session.clone(),
-            &cfg.control.key_prefix,
-            &robot,
-            cfg.live.clone(),
-        )?;
-        let tap = tokio::task::block_in_place(|| hub.tap(&streams))?;
+        let (hub, tap) = tokio::task::block_in_place(|| {
+            let hub = crate::live::LiveHub::start(
+                session.clone(),
+                &cfg.control.key_prefix,
+                &robot,
+                cfg.live.clone(),
+            )?;
+            let tap = hub.tap(&streams)?;
+            anyhow::Ok((hub, tap))
+        })?;
         Some((Arc::new(hub), tap))
     } else {
         None
