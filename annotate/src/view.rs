@@ -539,7 +539,7 @@ fn log_status(cx: &mut Ctx, json: &[u8], last_state: &mut String) -> anyhow::Res
     let state = format!(
         "{}{}",
         v["state"].as_str().unwrap_or("?"),
-        v["episode"]["episode_id"]
+        v["episode"]["id"]
             .as_str()
             .map(|e| format!(" {e}"))
             .unwrap_or_default()

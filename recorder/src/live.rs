@@ -314,14 +314,15 @@ fn publish_loop(rx: crossbeam_channel::Receiver<Copy>, stats: &Stats, stride: u3
     let mut warned = false;
     let mut buf = Vec::new();
     for (topic, sample) in rx {
-        let r = encode(&topic, sample, stride, &mut buf).and_then(|(att, _)| {
-            topic
-                .publisher
-                .put(std::mem::take(&mut buf))
-                .attachment(att)
-                .wait()
-                .map_err(|e| format!("put on {}: {e}", topic.publisher.key_expr()))
-        });
+        let r =
+            encode(&topic.topic, topic.modality, sample, stride, &mut buf).and_then(|(att, _)| {
+                topic
+                    .publisher
+                    .put(std::mem::take(&mut buf))
+                    .attachment(att)
+                    .wait()
+                    .map_err(|e| format!("put on {}: {e}", topic.publisher.key_expr()))
+            });
         match r {
             Ok(()) => stats.published.fetch_add(1, Relaxed),
             Err(e) => {
@@ -339,14 +340,15 @@ fn publish_loop(rx: crossbeam_channel::Receiver<Copy>, stats: &Stats, stride: u3
 /// stamped with the receive time (raw network messages keep the publisher's stamp).
 /// Returns the attachment and the stride actually applied.
 fn encode(
-    topic: &Topic,
+    topic: &str,
+    modality: Modality,
     mut s: Sample,
     stride: u32,
     out: &mut Vec<u8>,
 ) -> Result<(String, u32), String> {
     let t = s.host_receive_ns;
     let mut applied = 1;
-    if matches!(topic.modality, Modality::Rgb | Modality::Depth) && stride > 1 {
+    if matches!(modality, Modality::Rgb | Modality::Depth) && stride > 1 {
         let img = match &s.payload {
             Payload::Image(img) => Some(img.downsampled(stride)),
             Payload::Raw(b) => hal::msgs::decode::<hal::msgs::Image>(b)
@@ -370,10 +372,10 @@ fn encode(
     out.clear();
     s.payload
         .encode_into(out)
-        .map_err(|e| format!("encoding {}: {e}", topic.topic))?;
+        .map_err(|e| format!("encoding {topic}: {e}"))?;
     let att = serde_json::json!({
-        "topic": topic.topic,
-        "schema": topic.modality.type_name(),
+        "topic": topic,
+        "schema": modality.type_name(),
         "receive_ns": t,
         "sequence": s.sequence,
         "stride": applied,
@@ -407,6 +409,41 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("live.image_hz"));
         assert!(LiveConfig::default().validate().is_ok());
     }
+    /// A network image (raw CDR, big-endian even) is decoded, decimated and re-encoded, its
+    /// publisher's stamp kept; an encoding we cannot resample goes out untouched.
+    #[test]
+    fn raw_images_are_decimated_too() {
+        use hal::msgs::{Image, RosMessage, Time};
+        let mut img = Image {
+            height: 6,
+            width: 8,
+            encoding: "mono8".into(),
+            step: 8,
+            data: (0u8..48).collect(),
+            ..Default::default()
+        };
+        img.header.stamp = Time::from_nanos(42);
+        let be = cdr::serialize::<_, _, cdr::CdrBe>(&img, cdr::Infinite).unwrap();
+        let raw = sample(0, 1_000, Payload::Raw(be.into()));
+        let mut out = Vec::new();
+        let (att, applied) = encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap();
+        assert_eq!(applied, 2, "{att}");
+        let back: Image = hal::msgs::decode(&out).unwrap();
+        assert_eq!(
+            (back.width, back.height, back.header.stamp.as_nanos()),
+            (4, 3, 42)
+        );
+        assert_eq!(back.data, img.downsampled(2).unwrap().data);
+        let bayer = Image {
+            encoding: "bayer_rggb8".into(),
+            ..img
+        };
+        let bytes = bayer.encode().unwrap();
+        let raw = sample(0, 1_000, Payload::Raw(bytes.clone().into()));
+        let (_, applied) = encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap();
+        assert_eq!((applied, &out), (1, &bytes));
+    }
+
     fn stream(topic: &str, modality: Modality) -> StreamSpec {
         StreamSpec {
             topic: topic.into(),

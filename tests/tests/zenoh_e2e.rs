@@ -112,7 +112,18 @@ rate_hz = 100.0
 "#,
     );
     let rec = RecorderProcess::start(&cfg);
+    // an engineer watches live meanwhile (`demotape view --live`, into an .rrd here)
+    let rrd = tmp.path().join("live.rrd");
+    let viewer = Command::new(bin("demotape"))
+        .args(["view", "--live", "--json", "--for", "7", "--robot", &robot])
+        .args(["--zenoh", &format!("tcp/127.0.0.1:{port}"), "--save"])
+        .arg(&rrd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = zenoh_peer("record", port, &robot, &[]);
+    let viewer = viewer.wait_with_output().unwrap();
     let log = rec.stop();
 
     assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
@@ -215,6 +226,28 @@ rate_hz = 100.0
     assert_eq!(last["channels"][1]["topic"], "/joint_states");
     assert_eq!(net["malformed"], 3, "{last}");
     assert_eq!(net["wrong_type"], 2, "{last}");
+
+    // the live viewer saw the network topics (raw CDR, images decimated) and the status
+    assert!(
+        viewer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&viewer.stderr)
+    );
+    let live: serde_json::Value = serde_json::from_slice(&viewer.stdout).unwrap();
+    let rows = |p: &str| live["rows"][p].as_u64().unwrap_or(0);
+    assert!(rows("camera/head/rgb") >= 3, "{live}");
+    assert!(rows("joints/position/j1") >= 20, "{live}");
+    assert!(rows("wrench/right/force_x") >= 5, "{live}");
+    assert!(rows("recorder/state") >= 2, "idle and recording: {live}");
+    assert!(rows("recorder/rate_hz/joint_states") >= 2, "{live}");
+    assert_eq!(live["skipped"], 0, "{live}");
+    let watched = statuses
+        .iter()
+        .filter_map(|s| s["live"]["published"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(watched > 0, "status.live: {last}");
+    assert_eq!(last["live"]["dropped_busy"], 0, "{last}");
 }
 
 fn hex(s: &str) -> Vec<u8> {
