@@ -24,6 +24,7 @@ pub enum ExportCmd {
     /// Examples:
     ///   demotape export lerobot episodes/ --out datasets/pick --fps 30
     ///   demotape export lerobot episodes/ --out datasets/pick-ok --outcome success --video
+    #[command(verbatim_doc_comment)]
     Lerobot(ExportArgs),
 }
 

@@ -94,6 +94,7 @@ enum Command {
     ///   demotape view episode.mcap --connect rerun+http://127.0.0.1:9876/proxy
     ///   demotape view --live --robot arm-1 --spawn
     ///   demotape view --live --recorder-config robot.toml --zenoh tcp/10.0.0.5:7448 --spawn
+    #[command(verbatim_doc_comment)]
     View {
         /// The episode (MCAP); not with --live.
         #[arg(required_unless_present = "live", conflicts_with = "live")]

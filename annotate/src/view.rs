@@ -457,6 +457,7 @@ pub fn view_live(
     };
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
     let mut last_state = String::new();
+    let mut warned = false;
     let mut next_layout = std::time::Instant::now() + std::time::Duration::from_millis(1500);
     while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| started.elapsed() < d) {
         if let Ok(Some(s)) = data.recv_timeout(std::time::Duration::from_millis(50)) {
@@ -477,6 +478,14 @@ pub fn view_live(
             if let Err(e) = log_status(&mut cx, &s.payload().to_bytes(), &mut last_state) {
                 tracing::debug!("status skipped: {e}");
             }
+        }
+        if !warned && cx.report.messages == 0 && started.elapsed().as_secs() >= 5 {
+            tracing::warn!(
+                "nothing on {base}/live/** after 5 s: is the recorder running with its live copy \
+                 (`run` with live.enabled, or `sim --live`), with robot id {robot:?}, and \
+                 reachable (multicast on this LAN, or --zenoh tcp/HOST:PORT)?"
+            );
+            warned = true;
         }
         if std::time::Instant::now() >= next_layout {
             cx.send_layout()?;

@@ -163,6 +163,13 @@ pub fn render(v: &serde_json::Value) -> String {
             if drops + bad > 0 { "  !" } else { "" }
         );
     }
+    if let Some(l) = v["live"].as_object() {
+        let _ = writeln!(
+            o,
+            "\nlive copy: {} topics watched   {} published   {} skipped (publisher busy)   {} errors",
+            l["topics_watched"], l["published"], l["dropped_busy"], l["errors"]
+        );
+    }
     if let Some(sync) = v["sync"].as_object().filter(|s| !s.is_empty()) {
         let _ = writeln!(
             o,
