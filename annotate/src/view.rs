@@ -780,3 +780,61 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities_map_to_the_views_that_show_them() {
+        for (path, group) in [
+            ("camera/head/rgb", Some("camera/head/rgb")),
+            ("camera/head/depth", Some("camera/head/depth")),
+            ("tactile/left_palm", Some("tactile/left_palm")),
+            ("world/arm/ee/gripper", Some("world")),
+            ("joints/position/right_arm_joint1", Some("joints/position")),
+            ("wrench/right/force_x", Some("wrench/right")),
+            ("sync/camera_head/latency_ms", Some("sync")),
+            ("recorder/drops/joint_states", Some("recorder/drops")),
+            ("recorder/state", Some("log")),
+            ("events", Some("log")),
+            ("annotations/outcome", Some("log")),
+            ("annotations/phase_index", Some("annotations/phase_index")),
+            ("__properties", None),
+            ("camera/head", None),
+        ] {
+            assert_eq!(view_group(path).as_deref(), group, "{path}");
+        }
+    }
+
+    #[test]
+    fn layout_orders_cameras_and_names_every_view() {
+        let groups: BTreeSet<String> = [
+            "camera/wrist/depth",
+            "camera/head/depth",
+            "camera/head/rgb",
+            "camera/wrist/rgb",
+            "world",
+            "joints/position",
+            "wrench/right",
+            "log",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let (_, names) = layout(&groups, RECEIVE_TIME);
+        assert_eq!(
+            names,
+            [
+                "head rgb",
+                "head depth",
+                "wrist rgb",
+                "wrist depth",
+                "arm (forward kinematics)",
+                "joint positions (rad, m)",
+                "wrench right (N, N·m)",
+                "events and labels"
+            ]
+        );
+    }
+}
