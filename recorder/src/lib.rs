@@ -47,6 +47,10 @@ impl hal::SampleSink for OffsetSink {
     }
 }
 
+/// How long the other sources of an episode may still deliver after the first one ended by
+/// itself (samples in flight through a serial line).
+const END_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Bounds of the capture queue.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueLimits {
@@ -141,9 +145,16 @@ pub fn record_episode(
     let reports = rt.block_on(async move {
         let mut pending: Vec<_> = runs.into_iter().map(Box::pin).collect();
         let mut reports = Vec::new();
+        let mut first = true;
         while !pending.is_empty() {
             let (r, _i, rest) = futures::future::select_all(pending).await;
-            // the first source to end ends the episode
+            // The first source to end ends the episode. When it ended by itself (the simulator
+            // finishing), what it captured last may still be in flight through the others
+            // (simulated boards: board -> pty -> serial driver): give them a moment first.
+            if first && !rest.is_empty() && !stopper.is_cancelled() {
+                tokio::time::sleep(END_GRACE).await;
+            }
+            first = false;
             stopper.cancel();
             reports.push(r);
             pending = rest;
