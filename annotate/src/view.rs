@@ -432,7 +432,14 @@ pub fn view_live(
     let started = std::time::Instant::now();
     let robot = sanitize_robot(&opts.robot);
     let base = format!("{}/{robot}", opts.prefix);
-    let session = zenoh::open(opts.session.to_zenoh()?)
+    let mut zc = opts.session.to_zenoh()?;
+    // reconnect quickly to a recorder that starts (or restarts) after the viewer
+    zc.insert_json5(
+        "connect/retry",
+        r#"{"period_init_ms": 200, "period_max_ms": 2000, "period_increase_factor": 2}"#,
+    )
+    .map_err(|e| anyhow::anyhow!("zenoh config: {e}"))?;
+    let session = zenoh::open(zc)
         .wait()
         .map_err(|e| anyhow::anyhow!("opening the Zenoh session: {e}"))?;
     // newest first: a slow viewer skips frames instead of falling behind

@@ -112,16 +112,22 @@ rate_hz = 100.0
 "#,
     );
     let rec = RecorderProcess::start(&cfg);
-    // an engineer watches live meanwhile (`demotape view --live`, into an .rrd here)
+    // an engineer watches live meanwhile (`demotape view --live`, into an .rrd here); it
+    // connects once the recorder listens (else Zenoh's reconnect backoff makes it late)
+    let t0 = std::time::Instant::now();
+    while !rec.log().contains("listening for operators") && t0.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let rrd = tmp.path().join("live.rrd");
     let viewer = Command::new(bin("demotape"))
-        .args(["view", "--live", "--json", "--for", "7", "--robot", &robot])
+        .args(["view", "--live", "--json", "--for", "8", "--robot", &robot])
         .args(["--zenoh", &format!("tcp/127.0.0.1:{port}"), "--save"])
         .arg(&rrd)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = zenoh_peer("record", port, &robot, &[]);
     let viewer = viewer.wait_with_output().unwrap();
     let log = rec.stop();
