@@ -123,10 +123,15 @@ impl Ctx {
     /// One message of `topic` at `t`, on its stream's `frame` timeline.
     fn message(&mut self, topic: &str, schema: &str, t: u64, data: &[u8]) {
         self.report.messages += 1;
-        let frame = {
-            let f = self.frames.entry(topic.to_string()).or_default();
-            *f += 1;
-            *f - 1
+        let frame = match self.frames.get_mut(topic) {
+            Some(f) => {
+                *f += 1;
+                *f - 1
+            }
+            None => {
+                self.frames.insert(topic.to_string(), 1);
+                0
+            }
         };
         self.at(t);
         self.rec.set_time_sequence("frame", frame);
@@ -430,7 +435,8 @@ pub fn view_live(
 ) -> anyhow::Result<ViewReport> {
     use zenoh::Wait;
     let started = std::time::Instant::now();
-    let robot = sanitize_robot(&opts.robot);
+    // the recorder's own sanitizing of robot ids, so `--robot` matches its keys
+    let robot = hal::sanitize(&opts.robot);
     let base = format!("{}/{robot}", opts.prefix);
     let mut zc = opts.session.to_zenoh()?;
     // reconnect quickly to a recorder that starts (or restarts) after the viewer
@@ -509,22 +515,6 @@ pub fn view_live(
     }
     cx.report.seconds = started.elapsed().as_secs_f64();
     Ok(cx.report)
-}
-
-/// The recorder's sanitizing of robot ids (`[A-Za-z0-9_-]`), so `--robot` matches its keys.
-fn sanitize_robot(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if out.is_empty() { "robot".into() } else { out }
 }
 
 /// Topic, type and receive time of a live message (from its attachment).

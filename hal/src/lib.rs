@@ -21,3 +21,19 @@ pub mod zenoh;
 
 pub use sample::{Modality, Payload, Sample, StreamSpec};
 pub use source::{SampleSink, Source, SourceError, SourceEvent, SourceReport};
+
+/// Keep only `[A-Za-z0-9_-]`, so no user string reaches a path unescaped.
+pub fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() { "robot".into() } else { out }
+}

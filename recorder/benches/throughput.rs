@@ -572,28 +572,20 @@ fn main() {
     .unwrap();
     let cap_live = capacity(Compression::Lz4, Some(&hub));
     let tmp = tmpfs.join("demotape-bench.mcap");
-    let x1 = run_pipeline(
-        &rt,
-        &pool,
-        &tmp,
-        1.0,
-        dur,
-        None,
-        queue,
-        Compression::Lz4,
-        None,
-    );
-    let x1_live = run_pipeline(
-        &rt,
-        &pool,
-        &tmp,
-        1.0,
-        dur,
-        None,
-        queue,
-        Compression::Lz4,
-        Some(&hub),
-    );
+    let x1 = |live| {
+        run_pipeline(
+            &rt,
+            &pool,
+            &tmp,
+            1.0,
+            dur,
+            None,
+            queue,
+            Compression::Lz4,
+            live,
+        )
+    };
+    let (x1, x1_live) = (x1(None), x1(Some(&hub)));
     let live_counters = hub.counters();
     let live_received = received.load(std::sync::atomic::Ordering::Relaxed);
     let (bare_cpu, bare_bytes) = bare_mcap(&pool, Path::new("/dev/null"), cap.msgs);

@@ -308,21 +308,7 @@ impl Config {
     }
 }
 
-/// Keep only `[A-Za-z0-9_-]`, so no user string reaches a path unescaped.
-pub fn sanitize(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if out.is_empty() { "robot".into() } else { out }
-}
+pub use hal::sanitize;
 
 #[cfg(test)]
 mod tests {
