@@ -168,6 +168,11 @@ def scenario_seams(session, robot, out):
 def scenario_auth(session, robot, out):
     out["start"] = ask(session, robot, "start", {"task": "auth"}, timeout=3.0)
     out["status"] = ask(session, robot, "status", timeout=3.0)
+    # the live copy's schemas (any authenticated peer may read them)
+    out["schemas"] = None
+    for r in session.get(f"demotape/{robot}/schemas", timeout=3.0):
+        if r.ok is not None:
+            out["schemas"] = sorted(json.loads(r.ok.payload.to_string()))
 
 
 def main():

@@ -63,6 +63,16 @@ fn only_authenticated_operators_control_the_recorder() {
         "{operator}"
     );
     assert_eq!(episodes(), 1);
+    // the live copy's schemas: for authenticated viewers and operators, not for strangers
+    for v in [&viewer, &operator] {
+        assert_eq!(
+            v["schemas"],
+            serde_json::json!(["sensor_msgs/msg/JointState"]),
+            "{v}"
+        );
+    }
+    assert!(anonymous["schemas"].is_null(), "{anonymous}");
+    assert!(impostor["schemas"].is_null(), "{impostor}");
     assert!(
         log.contains("access refused") && log.contains("ctl/start"),
         "the refused start is logged:\n{log}"
