@@ -167,6 +167,14 @@ impl LiveHub {
             .background()
             .wait()
             .map_err(|e| anyhow::anyhow!("declaring the schema queryable {key}: {e}"))?;
+        tracing::info!(
+            keys = %live_key(prefix, robot, "**"),
+            schemas = %key,
+            image_hz = cfg.image_hz,
+            signal_hz = cfg.signal_hz,
+            stride = cfg.image_stride,
+            "live copy for `demotape view --live`"
+        );
         let stats = Arc::new(Stats::default());
         let st = stats.clone();
         let stride = cfg.image_stride;
@@ -234,13 +242,6 @@ impl LiveHub {
             topics.insert(s.topic.clone(), t.clone());
             out.push(t);
         }
-        tracing::info!(
-            keys = %live_key(&self.prefix, &self.robot, "**"),
-            image_hz = self.cfg.image_hz,
-            signal_hz = self.cfg.signal_hz,
-            stride = self.cfg.image_stride,
-            "live copy for `demotape view --live`"
-        );
         let period = |m: Modality| {
             let hz = match m {
                 Modality::Rgb | Modality::Depth | Modality::CompressedRgb => self.cfg.image_hz,
