@@ -191,32 +191,46 @@ fn layout(groups: &BTreeSet<String>, timeline: &str) -> (bp::Blueprint, Vec<Stri
         n
     };
     let title = |g: &str| g.split('/').skip(1).collect::<Vec<_>>().join(" ");
-    let mut cams: Vec<bp::ContainerLike> = Vec::new();
-    let mut pads: Vec<bp::ContainerLike> = Vec::new();
-    let mut plots: Vec<bp::ContainerLike> = Vec::new();
-    let mut right: Vec<bp::ContainerLike> = Vec::new();
+    // (view name, origin) of the image views and of the plots, in display order
+    let with = |prefix: &'static str| groups.iter().filter(move |g| g.starts_with(prefix));
+    let mut cam_groups: Vec<&String> = with("camera/").collect();
     // cameras: rgb before depth, camera by camera
-    let mut cam_groups: Vec<&String> = groups.iter().filter(|g| g.starts_with("camera/")).collect();
-    cam_groups.sort_by_key(|g| {
-        (
-            g.split('/').nth(1).map(str::to_string),
-            g.ends_with("depth"),
-        )
-    });
-    for g in cam_groups {
-        cams.push(
-            bp::Spatial2DView::new(name(title(g)))
-                .with_origin(g.as_str())
-                .into(),
-        );
+    cam_groups.sort_by_key(|g| (g.split('/').nth(1), g.ends_with("depth")));
+    let cam_specs: Vec<(String, &str)> =
+        cam_groups.iter().map(|g| (title(g), g.as_str())).collect();
+    let pad_specs: Vec<(String, &str)> = with("tactile/")
+        .map(|g| (format!("tactile {}", title(g)), g.as_str()))
+        .collect();
+    let mut plot_specs: Vec<(String, &str)> = [
+        ("joints/position", "joint positions (rad, m)"),
+        ("joints/velocity", "joint velocities"),
+        ("joints/effort", "joint efforts"),
+    ]
+    .into_iter()
+    .filter(|(g, _)| groups.contains(*g))
+    .map(|(g, label)| (label.to_string(), g))
+    .collect();
+    plot_specs
+        .extend(with("wrench/").map(|g| (format!("wrench {} (N, N·m)", title(g)), g.as_str())));
+    for (g, label) in [
+        ("sync", "sync: receive − capture (ms)"),
+        ("annotations/phase_index", "phase index"),
+    ] {
+        if groups.contains(g) {
+            plot_specs.push((label.to_string(), g));
+        }
     }
-    for g in groups.iter().filter(|g| g.starts_with("tactile/")) {
-        pads.push(
-            bp::Spatial2DView::new(name(format!("tactile {}", title(g))))
-                .with_origin(g.as_str())
-                .into(),
-        );
-    }
+    plot_specs.extend(with("recorder/").map(|g| (format!("recorder {}", title(g)), g.as_str())));
+
+    let mut image_views = |specs: Vec<(String, &str)>| -> Vec<bp::ContainerLike> {
+        specs
+            .into_iter()
+            .map(|(n, g)| bp::Spatial2DView::new(name(n)).with_origin(g).into())
+            .collect()
+    };
+    let cams = image_views(cam_specs);
+    let pads = image_views(pad_specs);
+    let mut right: Vec<bp::ContainerLike> = Vec::new();
     if groups.contains("world") {
         right.push(
             bp::Spatial3DView::new(name("arm (forward kinematics)".into()))
@@ -224,48 +238,10 @@ fn layout(groups: &BTreeSet<String>, timeline: &str) -> (bp::Blueprint, Vec<Stri
                 .into(),
         );
     }
-    let plot_order = [
-        ("joints/position", "joint positions (rad, m)"),
-        ("joints/velocity", "joint velocities"),
-        ("joints/effort", "joint efforts"),
-    ];
-    for (g, label) in plot_order {
-        if groups.contains(g) {
-            plots.push(
-                bp::TimeSeriesView::new(name(label.into()))
-                    .with_origin(g)
-                    .into(),
-            );
-        }
-    }
-    for g in groups.iter().filter(|g| g.starts_with("wrench/")) {
-        plots.push(
-            bp::TimeSeriesView::new(name(format!("wrench {} (N, N·m)", title(g))))
-                .with_origin(g.as_str())
-                .into(),
-        );
-    }
-    if groups.contains("sync") {
-        plots.push(
-            bp::TimeSeriesView::new(name("sync: receive − capture (ms)".into()))
-                .with_origin("sync")
-                .into(),
-        );
-    }
-    if groups.contains("annotations/phase_index") {
-        plots.push(
-            bp::TimeSeriesView::new(name("phase index".into()))
-                .with_origin("annotations/phase_index")
-                .into(),
-        );
-    }
-    for g in groups.iter().filter(|g| g.starts_with("recorder/")) {
-        plots.push(
-            bp::TimeSeriesView::new(name(format!("recorder {}", title(g))))
-                .with_origin(g.as_str())
-                .into(),
-        );
-    }
+    let plots: Vec<bp::ContainerLike> = plot_specs
+        .into_iter()
+        .map(|(n, g)| bp::TimeSeriesView::new(name(n)).with_origin(g).into())
+        .collect();
     if !plots.is_empty() {
         right.push(bp::Tabs::new(plots).into());
     }
@@ -385,7 +361,7 @@ pub fn view(
         indicatif::ProgressBar::hidden()
     };
     let mut raw = Vec::new();
-    let mut laid_out_at = None;
+    let mut laid_out = false;
     for ci in &chunk_index {
         let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
         for m in chunk_messages(path, ci, &plain) {
@@ -398,9 +374,9 @@ pub fn view(
             cx.message(&c.topic, schema, t, m.data);
         }
         // the layout once a second of data is in (every stream has shown up by then)
-        if laid_out_at.is_none() && t_max >= t_min.saturating_add(1_000_000_000) {
+        if !laid_out && t_max >= t_min.saturating_add(1_000_000_000) {
             cx.send_layout()?;
-            laid_out_at = Some(t_max);
+            laid_out = true;
         }
         bar.inc(1);
     }

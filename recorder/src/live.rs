@@ -315,15 +315,14 @@ fn publish_loop(rx: crossbeam_channel::Receiver<Copy>, stats: &Stats, stride: u3
     let mut warned = false;
     let mut buf = Vec::new();
     for (topic, sample) in rx {
-        let r =
-            encode(&topic.topic, topic.modality, sample, stride, &mut buf).and_then(|(att, _)| {
-                topic
-                    .publisher
-                    .put(std::mem::take(&mut buf))
-                    .attachment(att)
-                    .wait()
-                    .map_err(|e| format!("put on {}: {e}", topic.publisher.key_expr()))
-            });
+        let r = encode(&topic.topic, topic.modality, sample, stride, &mut buf).and_then(|att| {
+            topic
+                .publisher
+                .put(std::mem::take(&mut buf))
+                .attachment(att)
+                .wait()
+                .map_err(|e| format!("put on {}: {e}", topic.publisher.key_expr()))
+        });
         match r {
             Ok(()) => stats.published.fetch_add(1, Relaxed),
             Err(e) => {
@@ -339,14 +338,14 @@ fn publish_loop(rx: crossbeam_channel::Receiver<Copy>, stats: &Stats, stride: u3
 
 /// The live message of `s` into `out`: images decimated by `stride`, our own messages
 /// stamped with the receive time (raw network messages keep the publisher's stamp).
-/// Returns the attachment and the stride actually applied.
+/// Returns the attachment (its `stride` is the one actually applied).
 fn encode(
     topic: &str,
     modality: Modality,
     mut s: Sample,
     stride: u32,
     out: &mut Vec<u8>,
-) -> Result<(String, u32), String> {
+) -> Result<String, String> {
     let t = s.host_receive_ns;
     let mut applied = 1;
     if matches!(modality, Modality::Rgb | Modality::Depth) && stride > 1 {
@@ -381,7 +380,7 @@ fn encode(
         "sequence": s.sequence,
         "stride": applied,
     });
-    Ok((att.to_string(), applied))
+    Ok(att.to_string())
 }
 
 #[cfg(test)]
@@ -427,8 +426,10 @@ mod tests {
         let be = cdr::serialize::<_, _, cdr::CdrBe>(&img, cdr::Infinite).unwrap();
         let raw = sample(0, 1_000, Payload::Raw(be.into()));
         let mut out = Vec::new();
-        let (att, applied) = encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap();
-        assert_eq!(applied, 2, "{att}");
+        let att: serde_json::Value =
+            serde_json::from_str(&encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap())
+                .unwrap();
+        assert_eq!(att["stride"], 2, "{att}");
         let back: Image = hal::msgs::decode(&out).unwrap();
         assert_eq!(
             (back.width, back.height, back.header.stamp.as_nanos()),
@@ -441,8 +442,10 @@ mod tests {
         };
         let bytes = bayer.encode().unwrap();
         let raw = sample(0, 1_000, Payload::Raw(bytes.clone().into()));
-        let (_, applied) = encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap();
-        assert_eq!((applied, &out), (1, &bytes));
+        let att: serde_json::Value =
+            serde_json::from_str(&encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap())
+                .unwrap();
+        assert_eq!((&att["stride"], &out), (&serde_json::json!(1), &bytes));
     }
 
     fn stream(topic: &str, modality: Modality) -> StreamSpec {
