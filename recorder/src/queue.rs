@@ -75,17 +75,19 @@ impl SampleSink for CaptureQueue {
             return false;
         }
         let bytes = sample.payload.approx_bytes();
-        let before = self
-            .stats
-            .bytes_in_flight
-            .fetch_add(bytes, Ordering::AcqRel);
-        if before + bytes > self.max_bytes {
+        // Reserve the bytes only if they fit. (Adding first and taking back on refusal would let
+        // a refused big frame push the count over the budget for a moment and crowd out small
+        // samples racing it from other threads.)
+        let Ok(before) =
             self.stats
                 .bytes_in_flight
-                .fetch_sub(bytes, Ordering::AcqRel);
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                    cur.checked_add(bytes).filter(|&t| t <= self.max_bytes)
+                })
+        else {
             self.count_drop(stream);
             return false;
-        }
+        };
         self.stats
             .peak_bytes
             .fetch_max(before + bytes, Ordering::Relaxed);
@@ -145,5 +147,37 @@ mod tests {
         assert!(q.push(sample(0)));
         assert!(!q.push(sample(0)), "96 bytes each, budget 200");
         assert_eq!(q.stats.drops_snapshot(), vec![1]);
+    }
+
+    /// A frame too big for the budget is refused without ever counting against it: small
+    /// samples pushed at the same moment from another thread all get in.
+    #[test]
+    fn a_refused_big_sample_never_crowds_out_small_ones() {
+        // room for every small sample (96 bytes each), never for the big one
+        let n = 100_000;
+        let (q, rx) = CaptureQueue::new(2, 1 << 20, 96 * n);
+        let big = Sample {
+            stream: 1,
+            payload: Payload::Raw(vec![0; 96 * n].into()),
+            ..sample(1)
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let small = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    assert!(!q.push(big.clone()));
+                }
+            });
+            while q.stats.drops[1].load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            let pushed = (0..n).filter(|_| q.push(sample(0))).count();
+            stop.store(true, Ordering::Relaxed);
+            pushed
+        });
+        let drops = q.stats.drops_snapshot();
+        assert_eq!(drops[0], 0, "small drops, with {} big refusals", drops[1]);
+        assert_eq!(small, n);
+        assert_eq!(rx.len(), n);
     }
 }
