@@ -84,6 +84,7 @@ pub fn record_episode(
     let tap = live.map(|h| h.tap(&streams)).transpose()?;
     let (queue, rx) = CaptureQueue::new(streams.len(), limits.messages, limits.bytes);
     let stats = queue.stats.clone();
+    let status_stats = queue.stats.clone();
     let mut writer = EpisodeWriter::create(path, &streams, opts, meta)?;
     let flush_every = opts.flush_interval;
     let source_stop = stop.child_token();
@@ -142,24 +143,32 @@ pub fn record_episode(
         .collect();
     drop(queue);
     let stopper = source_stop.clone();
-    let reports = rt.block_on(async move {
-        let mut pending: Vec<_> = runs.into_iter().map(Box::pin).collect();
-        let mut reports = Vec::new();
-        let mut first = true;
-        while !pending.is_empty() {
-            let (r, _i, rest) = futures::future::select_all(pending).await;
-            // The first source to end ends the episode. When it ended by itself (the simulator
-            // finishing), what it captured last may still be in flight through the others
-            // (simulated boards: board -> pty -> serial driver): give them a moment first.
-            if first && !rest.is_empty() && !stopper.is_cancelled() {
-                tokio::time::sleep(END_GRACE).await;
+    let status_from = live.and_then(|hub| hub.status_every().map(|p| (hub, p)));
+    let (reports, status) = std::thread::scope(|scope| {
+        let reporter = status_from.map(|(hub, period)| {
+            StatusReporter::start(scope, hub, period, &streams, status_stats, path, meta)
+        });
+        let reports = rt.block_on(async move {
+            let mut pending: Vec<_> = runs.into_iter().map(Box::pin).collect();
+            let mut reports = Vec::new();
+            let mut first = true;
+            while !pending.is_empty() {
+                let (r, _i, rest) = futures::future::select_all(pending).await;
+                // The first source to end ends the episode. When it ended by itself (the
+                // simulator finishing), what it captured last may still be in flight through
+                // the others (simulated boards: board -> pty -> serial driver): give them a
+                // moment first.
+                if first && !rest.is_empty() && !stopper.is_cancelled() {
+                    tokio::time::sleep(END_GRACE).await;
+                }
+                first = false;
+                stopper.cancel();
+                reports.push(r);
+                pending = rest;
             }
-            first = false;
-            stopper.cancel();
-            reports.push(r);
-            pending = rest;
-        }
-        reports
+            reports
+        });
+        (reports, reporter.and_then(StatusReporter::stop))
     });
     let report: Result<Vec<_>, _> = reports.into_iter().collect();
     // The sink (and its sender) was moved into the source and is dropped when `run` ends, which
@@ -169,5 +178,96 @@ pub fn record_episode(
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     let report = report?;
     tracing::debug!(?report, "sources finished");
+    if let (Some(mut st), Some(hub)) = (status, live) {
+        // the episode is closed: say so, with what it holds
+        st.t_ns = hal::sim::now_ns();
+        st.state = "idle".into();
+        st.episode = None;
+        st.episodes_recorded = hub.episode_done();
+        st.last_episode = serde_json::to_value(&summary).ok();
+        st.live = Some(hub.counters());
+        hub.put_status(serde_json::to_string(&st).unwrap_or_default());
+    }
     Ok(summary)
+}
+
+/// The recorder status during one [`record_episode`] (`sim`; the service has its own):
+/// per channel, what was let into the queue (received, bytes), drops and rates, once a period.
+struct StatusReporter<'scope> {
+    stop_tx: crossbeam_channel::Sender<()>,
+    thread: std::thread::ScopedJoinHandle<'scope, service::Status>,
+}
+
+impl<'scope> StatusReporter<'scope> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        hub: &'env live::LiveHub,
+        period: std::time::Duration,
+        streams: &[hal::StreamSpec],
+        stats: Arc<queue::QueueStats>,
+        path: &Path,
+        meta: &EpisodeMeta,
+    ) -> StatusReporter<'scope> {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut status = service::Status {
+            robot: hub.robot().to_string(),
+            state: "recording".into(),
+            channels: streams
+                .iter()
+                .map(|s| service::ChannelStatus {
+                    topic: s.topic.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            disk_path: dir.clone(),
+            episodes_recorded: hub.episodes_done(),
+            ..Default::default()
+        };
+        let episode = serde_json::json!({
+            "id": meta.episode_id,
+            "part": 0,
+            "path": path,
+            "started_ns": meta.start_ns,
+            "task": meta.task,
+            "operator": meta.operator,
+        });
+        let started = meta.start_ns;
+        let thread = scope.spawn(move || {
+            let mut rates = service::RateMeter::default();
+            loop {
+                let now = hal::sim::now_ns();
+                status.t_ns = now;
+                for (c, (n, b, d)) in status.channels.iter_mut().zip(stats.counts()) {
+                    (c.received, c.bytes, c.drops) = (n, b, d);
+                }
+                rates.update(now, &mut status.channels);
+                let mut ep = episode.clone();
+                ep["duration_s"] = (now.saturating_sub(started) as f64 / 1e9).into();
+                ep["messages"] = status
+                    .channels
+                    .iter()
+                    .map(|c| c.received)
+                    .sum::<u64>()
+                    .into();
+                status.episode = Some(ep);
+                status.disk_free_bytes = service::free_bytes(&dir).unwrap_or(0);
+                status.live = Some(hub.counters());
+                hub.put_status(serde_json::to_string(&status).unwrap_or_default());
+                if !matches!(
+                    stop_rx.recv_timeout(period),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                ) {
+                    return status;
+                }
+            }
+        });
+        StatusReporter { stop_tx, thread }
+    }
+
+    /// Stop reporting; the last status, for the closing report.
+    fn stop(self) -> Option<service::Status> {
+        let _ = self.stop_tx.send(());
+        self.thread.join().ok()
+    }
 }

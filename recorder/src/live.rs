@@ -134,6 +134,11 @@ pub struct LiveHub {
     stats: Arc<Stats>,
     /// Type name → ros2msg schema text of every live topic (served on `.../schemas`).
     schemas: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Whether [`crate::record_episode`] publishes the status itself, and how often (`sim`;
+    /// the service has its own status task).
+    status_every: Option<std::time::Duration>,
+    /// Episodes [`crate::record_episode`] finished with this hub (for the status).
+    episodes_done: AtomicU64,
 }
 
 /// The key of the schema queryable.
@@ -190,7 +195,41 @@ impl LiveHub {
             tx,
             stats,
             schemas,
+            status_every: None,
+            episodes_done: AtomicU64::new(0),
         })
+    }
+
+    /// Have [`crate::record_episode`] publish the recorder status
+    /// ([`crate::service::Status`]) on `<prefix>/<robot>/status` every `period` while it
+    /// records, and once more (idle) when the episode ends.
+    pub fn publish_status_every(&mut self, period: std::time::Duration) {
+        self.status_every = Some(period);
+    }
+
+    pub(crate) fn status_every(&self) -> Option<std::time::Duration> {
+        self.status_every
+    }
+
+    /// Put one status message (JSON) on the status key. Blocks briefly on Zenoh.
+    pub(crate) fn put_status(&self, json: String) {
+        let key = crate::service::status_key(&self.prefix, &self.robot);
+        if let Err(e) = self.session.put(&key, json).wait() {
+            tracing::warn!("publishing status on {key}: {e}");
+        }
+    }
+
+    pub(crate) fn robot(&self) -> &str {
+        &self.robot
+    }
+
+    pub(crate) fn episodes_done(&self) -> u64 {
+        self.episodes_done.load(Relaxed)
+    }
+
+    /// Count one more finished episode; the new total.
+    pub(crate) fn episode_done(&self) -> u64 {
+        self.episodes_done.fetch_add(1, Relaxed) + 1
     }
 
     /// A tap for `streams` (indexed like them). Publishers are declared once per topic and

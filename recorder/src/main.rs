@@ -69,8 +69,9 @@ enum Command {
         #[arg(long = "board-fault", value_name = "FAULT")]
         board_faults: Vec<recorder::sim::BoardFault>,
         /// Also publish a decimated live copy over Zenoh (peer mode per [zenoh]; tuned by
-        /// [live]) for `demotape view --live --spawn` in another terminal. Receive-time
-        /// stamped; the episode files are unchanged.
+        /// [live]) for `demotape view --live --spawn` in another terminal, and the recorder
+        /// status on <prefix>/<robot>/status every control.status_period_ms, as `run` does.
+        /// Receive-time stamped; the episode files are unchanged.
         #[arg(long)]
         live: bool,
     },

@@ -18,6 +18,9 @@ pub enum Item {
 /// Shared drop and fill counters.
 pub struct QueueStats {
     pub drops: Vec<AtomicU64>,
+    /// Samples (and their approximate bytes) let into the queue, per stream.
+    pub accepted: Vec<AtomicU64>,
+    pub accepted_bytes: Vec<AtomicU64>,
     pub bytes_in_flight: AtomicUsize,
     pub peak_bytes: AtomicUsize,
 }
@@ -27,6 +30,19 @@ impl QueueStats {
         self.drops
             .iter()
             .map(|d| d.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// (accepted, accepted bytes, drops) per stream.
+    pub fn counts(&self) -> Vec<(u64, u64, u64)> {
+        (0..self.drops.len())
+            .map(|i| {
+                (
+                    self.accepted[i].load(Ordering::Relaxed),
+                    self.accepted_bytes[i].load(Ordering::Relaxed),
+                    self.drops[i].load(Ordering::Relaxed),
+                )
+            })
             .collect()
     }
 }
@@ -47,6 +63,8 @@ impl CaptureQueue {
         let (tx, rx) = crossbeam_channel::bounded(max_messages);
         let stats = Arc::new(QueueStats {
             drops: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            accepted: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            accepted_bytes: (0..streams).map(|_| AtomicU64::new(0)).collect(),
             bytes_in_flight: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
         });
@@ -92,7 +110,11 @@ impl SampleSink for CaptureQueue {
             .peak_bytes
             .fetch_max(before + bytes, Ordering::Relaxed);
         match self.tx.try_send(Item::Sample { sample, bytes }) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.stats.accepted[stream].fetch_add(1, Ordering::Relaxed);
+                self.stats.accepted_bytes[stream].fetch_add(bytes as u64, Ordering::Relaxed);
+                true
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats
                     .bytes_in_flight
@@ -135,6 +157,7 @@ mod tests {
         let accepted: Vec<bool> = (0..5).map(|i| q.push(sample(i % 2))).collect();
         assert_eq!(accepted, [true, true, true, false, false]);
         assert_eq!(q.stats.drops_snapshot(), vec![1, 1]);
+        assert_eq!(q.stats.counts(), vec![(2, 192, 1), (1, 96, 1)]);
         drop(rx);
         assert!(!q.push(sample(0)));
         assert_eq!(q.stats.drops_snapshot(), vec![2, 1]);

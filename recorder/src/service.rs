@@ -151,6 +151,31 @@ pub struct NetworkCounters {
     pub stale: u64,
 }
 
+/// Per-channel rates over the last status period, from the cumulative counters.
+#[derive(Default)]
+pub struct RateMeter {
+    prev: Option<(u64, Vec<(u64, u64)>)>,
+}
+
+impl RateMeter {
+    /// Set `rate_hz` and `mb_per_s` of `channels` from what changed since the last call.
+    pub fn update(&mut self, now_ns: u64, channels: &mut [ChannelStatus]) {
+        if let Some((t0, p)) = &self.prev {
+            let dt = now_ns.saturating_sub(*t0) as f64 / 1e9;
+            if dt > 0.0 {
+                for (c, (m0, b0)) in channels.iter_mut().zip(p) {
+                    c.rate_hz = c.received.saturating_sub(*m0) as f64 / dt;
+                    c.mb_per_s = c.bytes.saturating_sub(*b0) as f64 / dt / 1e6;
+                }
+            }
+        }
+        self.prev = Some((
+            now_ns,
+            channels.iter().map(|c| (c.received, c.bytes)).collect(),
+        ));
+    }
+}
+
 /// What `<prefix>/<robot>/status` carries.
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Status {
@@ -843,7 +868,7 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
         let period = std::time::Duration::from_millis(cfg.control.status_period_ms);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
-            let mut prev: Option<(u64, Vec<(u64, u64)>)> = None;
+            let mut rates = RateMeter::default();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -851,19 +876,7 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> 
                 }
                 let json = {
                     let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
-                    let now = hal::sim::now_ns();
-                    let cur: Vec<(u64, u64)> =
-                        st.channels.iter().map(|c| (c.received, c.bytes)).collect();
-                    if let Some((t0, p)) = &prev {
-                        let dt = (now.saturating_sub(*t0)) as f64 / 1e9;
-                        if dt > 0.0 {
-                            for (c, (m0, b0)) in st.channels.iter_mut().zip(p) {
-                                c.rate_hz = (c.received - m0) as f64 / dt;
-                                c.mb_per_s = (c.bytes - b0) as f64 / dt / 1e6;
-                            }
-                        }
-                    }
-                    prev = Some((now, cur));
+                    rates.update(hal::sim::now_ns(), &mut st.channels);
                     st.live = hub.as_ref().map(|h| h.counters());
                     // the Zenoh source's streams come first
                     if let Some(ns) = &net_stats {
@@ -1024,6 +1037,27 @@ mod tests {
     use hal::msgs::{Header, WrenchStamped};
     use hal::{Modality, Payload};
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn rates_cover_the_last_period_only() {
+        let mut ch = vec![ChannelStatus::default(); 2];
+        let mut m = RateMeter::default();
+        m.update(1_000_000_000, &mut ch);
+        assert_eq!(
+            (ch[0].rate_hz, ch[1].rate_hz),
+            (0.0, 0.0),
+            "nothing to compare yet"
+        );
+        (ch[0].received, ch[0].bytes, ch[1].received) = (500, 2_000_000, 30);
+        m.update(1_500_000_000, &mut ch);
+        assert_eq!(
+            (ch[0].rate_hz, ch[0].mb_per_s, ch[1].rate_hz),
+            (1000.0, 4.0, 60.0)
+        );
+        ch[0].received = 600;
+        m.update(2_500_000_000, &mut ch);
+        assert_eq!((ch[0].rate_hz, ch[1].rate_hz), (100.0, 0.0));
+    }
 
     fn wrench(seq: u64, t: u64) -> Sample {
         Sample {

@@ -251,12 +251,17 @@ pub fn run(
             .block_on(cfg.zenoh.open())
             .context("opening the Zenoh session for --live (see [zenoh] in the config)")?;
         tracing::info!(zid = %session.zid(), mode = %cfg.zenoh.mode, "zenoh session open");
-        Some(crate::live::LiveHub::start(
+        let mut hub = crate::live::LiveHub::start(
             session,
             &cfg.control.key_prefix,
             &r.robot_id,
             cfg.live.clone(),
-        )?)
+        )?;
+        // no service here: the episodes report their own status, as `run` does
+        hub.publish_status_every(std::time::Duration::from_millis(
+            cfg.control.status_period_ms,
+        ));
+        Some(hub)
     } else {
         None
     };

@@ -6,7 +6,7 @@ is plain ROS 2 CDR that any client can read.
 
 usage: live_sub.py ENDPOINT ROBOT SECONDS
 Prints {"topics": {topic: {"n": count, "schema": ..., "sizes": [[w, h, encoding]...]}},
-"stamp_mismatch": n, "errors": [...]} as JSON.
+"stamp_mismatch": n, "errors": [...], "statuses": [the recorder's status messages]} as JSON.
 """
 
 import json
@@ -27,6 +27,7 @@ conf.insert_json5("scouting/multicast/enabled", "false")
 lock = threading.Lock()
 topics, errors = {}, []
 mismatch = 0
+statuses = []
 
 
 decoders = {}
@@ -73,9 +74,13 @@ with zenoh.open(conf) as session:
     if "demotape_msgs/msg/TactileArray" not in decoders:
         sys.exit(f"the recorder served no usable schemas: {sorted(decoders)}")
     sub = session.declare_subscriber(f"demotape/{robot}/live/**", on_sample)
+    status = session.declare_subscriber(
+        f"demotape/{robot}/status", lambda s: statuses.append(json.loads(s.payload.to_string())))
     time.sleep(secs)
     sub.undeclare()
+    status.undeclare()
 with lock:
     for t in topics.values():
         t["sizes"] = sorted({tuple(x) for x in t["sizes"]})
-    print(json.dumps({"topics": topics, "stamp_mismatch": mismatch, "errors": errors[:20]}))
+    print(json.dumps({"topics": topics, "stamp_mismatch": mismatch, "errors": errors[:20],
+                      "statuses": statuses}))

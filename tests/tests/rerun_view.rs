@@ -132,6 +132,10 @@ fn live_view_draws_what_the_recorder_is_capturing() {
         let hz = rows(sig) / secs;
         assert!((12.0..=21.0).contains(&hz), "{sig}: {hz:.2} Hz\n{rep}");
     }
+    // `sim --live` reports its own status once a second, drawn like the service's
+    assert!(rows("recorder/state") >= 1.0, "{rep}");
+    assert!(rows("recorder/rate_hz/joint_states") >= 3.0, "{rep}");
+    assert!(rows("recorder/drops/camera_head_image_raw") >= 3.0, "{rep}");
     let layout: Vec<&str> = rep["layout"]
         .as_array()
         .unwrap()
@@ -172,6 +176,42 @@ fn live_view_draws_what_the_recorder_is_capturing() {
         "{got}"
     );
     assert!(head["n"].as_u64().unwrap() >= 8, "{got}");
+    // the status `sim --live` publishes: per-channel rates over a whole period, no drops
+    let statuses = got["statuses"].as_array().unwrap();
+    let full = statuses
+        .windows(2)
+        .map(|w| &w[1])
+        .filter(|s| s["state"] == "recording")
+        .collect::<Vec<_>>();
+    assert!(full.len() >= 2, "{statuses:?}");
+    for s in full {
+        assert!(
+            s["episode"]["id"].as_str().unwrap().starts_with(&robot),
+            "{s}"
+        );
+        let ch = |t: &str| {
+            s["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["topic"] == t)
+                .unwrap_or_else(|| panic!("{t} in {s}"))
+                .clone()
+        };
+        let joints = ch("/joint_states")["rate_hz"].as_f64().unwrap();
+        assert!((400.0..=600.0).contains(&joints), "500 Hz joints: {joints}");
+        let head = ch("/camera/head/image_raw")["rate_hz"].as_f64().unwrap();
+        assert!((24.0..=36.0).contains(&head), "30 Hz camera: {head}");
+        assert!(
+            s["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["drops"] == 0),
+            "{s}"
+        );
+        assert!(s["live"]["published"].as_u64().unwrap() > 0, "{s}");
+    }
     assert!(
         got["topics"]["/joint_states"]["n"].as_u64().unwrap() >= 40,
         "{got}"
