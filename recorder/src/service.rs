@@ -129,7 +129,8 @@ type Command = (Verb, CommandArgs, u64, Sender<Reply>);
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ChannelStatus {
     pub topic: String,
-    /// Messages received since the recorder started (recorded or pre-roll).
+    /// Messages taken into the capture queue since the recorder started (on their way to the
+    /// episode or the pre-roll).
     pub received: u64,
     pub bytes: u64,
     /// Samples dropped because the capture queue was full, since the recorder started.
@@ -234,8 +235,6 @@ struct Manager {
     preroll_evicted: u64,
     rec: Option<Recording>,
     sequence: u64,
-    received: Vec<u64>,
-    bytes: Vec<u64>,
     status: Arc<Mutex<Status>>,
     last_free_check: std::time::Instant,
     episodes_recorded: u64,
@@ -254,7 +253,6 @@ impl Manager {
         free_space: FreeSpace,
     ) -> Manager {
         let robot = sanitize(&cfg.recorder.robot_id);
-        let n = streams.len();
         Manager {
             dir: cfg.recorder.out_dir.join(&robot),
             robot,
@@ -267,8 +265,6 @@ impl Manager {
             preroll_evicted: 0,
             rec: None,
             sequence: 0,
-            received: vec![0; n],
-            bytes: vec![0; n],
             status,
             last_free_check: std::time::Instant::now(),
             episodes_recorded: 0,
@@ -301,8 +297,6 @@ impl Manager {
                 self.stats
                     .bytes_in_flight
                     .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
-                self.received[sample.stream] += 1;
-                self.bytes[sample.stream] += bytes as u64;
                 if self.rec.is_some() {
                     self.maybe_split(sample.host_receive_ns)?;
                     let rec = self.rec.as_mut().expect("recording");
@@ -648,7 +642,6 @@ impl Manager {
                 _ => {}
             }
         }
-        let drops = self.stats.drops_snapshot();
         let episode = self.rec.as_ref().map(|r| {
             serde_json::json!({
                 "id": r.meta.episode_id,
@@ -696,10 +689,8 @@ impl Manager {
         st.preroll_bytes = self.preroll_bytes;
         st.preroll_evicted = self.preroll_evicted;
         st.episodes_recorded = recorded;
-        for (i, c) in st.channels.iter_mut().enumerate() {
-            c.received = self.received[i];
-            c.bytes = self.bytes[i];
-            c.drops = drops[i];
+        for (c, (n, b, d)) in st.channels.iter_mut().zip(self.stats.counts()) {
+            (c.received, c.bytes, c.drops) = (n, b, d);
         }
     }
 }
