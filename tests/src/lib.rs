@@ -63,11 +63,29 @@ pub fn python() -> PathBuf {
     .clone()
 }
 
+/// This crate's directory (`tests/`) in the checkout being tested.
+///
+/// Taken from the environment `cargo test` gives the test process, not from `env!` at compile
+/// time: the target directory is shared between clones (CI keeps it outside the clone), and a
+/// test binary cargo considers fresh may have been compiled in another clone, whose path may
+/// be gone or, worse, hold other sources.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The workspace root of the checkout being tested.
+pub fn workspace_root() -> PathBuf {
+    crate_dir()
+        .parent()
+        .expect("the tests crate sits in the workspace root")
+        .to_path_buf()
+}
+
 /// Path of a script under `tests/python`.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
+    crate_dir().join("python").join(name)
 }
 
 /// Run a Python script, returning stdout; panics with stderr on failure.
@@ -125,11 +143,7 @@ pub fn bin(name: &str) -> PathBuf {
                 c.env_remove(k.as_ref());
             }
         }
-        c.current_dir(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root"),
-        );
+        c.current_dir(workspace_root());
         let st = c.status().expect("running cargo build");
         assert!(st.success(), "building the binaries failed");
     });

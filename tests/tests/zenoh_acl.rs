@@ -10,7 +10,7 @@ fn only_authenticated_operators_control_the_recorder() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let robot = format!("acl{}", std::process::id());
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/access-control");
+    let docs = demotape_e2e::workspace_root().join("docs/access-control");
     let creds = tmp.path().join("credentials.txt");
     std::fs::copy(docs.join("credentials.example"), &creds).unwrap();
     let zcfg = std::fs::read_to_string(docs.join("recorder.json5"))
