@@ -562,11 +562,8 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
     match schema {
         "sensor_msgs/msg/Image" => {
             let img: Image = decode(data).map_err(e)?;
-            let cam = name_of(topic, "/camera/", "");
-            let cam = cam
-                .trim_end_matches("_image_raw")
-                .trim_end_matches("_depth")
-                .to_string();
+            let cam = crate::lerobot::camera_name(topic);
+            let cam = cam.trim_end_matches("_depth");
             let res = [img.width, img.height];
             match img.encoding.as_str() {
                 "16UC1" | "mono16" => {
@@ -593,7 +590,7 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
         }
         "sensor_msgs/msg/CompressedImage" => {
             let c: CompressedImage = decode(data).map_err(e)?;
-            let cam = name_of(topic, "/camera/", "/compressed");
+            let cam = crate::lerobot::camera_name(topic);
             cx.log(
                 &format!("camera/{cam}/rgb"),
                 &rerun::EncodedImage::from_file_contents(c.data),

@@ -30,7 +30,8 @@ fps = info["fps"]
 feats = info["features"]
 assert info["codebase_version"] == "v3.0"
 report = {"episodes": 0, "frames": 0, "values_checked": 0, "interpolated": 0, "exact": 0,
-          "images_checked": 0, "video_frames_checked": 0}
+          "images_checked": 0, "video_frames_checked": 0, "jpeg_frames_checked": 0,
+          "jpeg_max_mean_abs_diff": 0.0}
 
 # tasks: a pandas frame indexed by the task string
 tasks = pd.read_parquet(root / "meta/tasks.parquet")
@@ -147,7 +148,9 @@ for _, ep in episodes.iterrows():
         report["values_checked"] += states.shape[1] + actions.shape[1]
     # cameras: the nearest frame to each grid time
     for key in cams:
-        topic = f"/camera/{key.split('.')[-1]}/image_raw"
+        name = key.split('.')[-1]
+        # /camera/<name>/image_raw, or image_transport's /camera/<name>/image_raw/compressed
+        topic = next(t for t in sorted(src) if t.startswith(f"/camera/{name}/") and "depth" not in t)
         frames = src[topic]
         ftimes = [t for t, _ in frames]
         worst = 0
@@ -158,11 +161,27 @@ for _, ep in episodes.iterrows():
             j = min(cands, key=lambda j: (abs(ftimes[j] - t), ftimes[j]))
             worst = max(worst, abs(ftimes[j] - t))
             m = frames[j][1]
-            want = np.frombuffer(bytes(m.data), dtype=np.uint8).reshape(m.height, m.width, 3)
+            from PIL import Image  # installed with lerobot-doctor
+            jpeg = hasattr(m, "format")  # sensor_msgs/CompressedImage
+            if jpeg:
+                # decoded by Pillow (libjpeg-turbo); demotape decodes with zune-jpeg: the two
+                # may differ by rounding, never by picture
+                want = np.asarray(Image.open(io.BytesIO(bytes(m.data))).convert("RGB"))
+            else:
+                want = np.frombuffer(bytes(m.data), dtype=np.uint8).reshape(m.height, m.width, 3)
             if feats[key]["dtype"] == "image":
-                from PIL import Image  # installed with lerobot-doctor
                 got = np.asarray(Image.open(io.BytesIO(rows[key].iloc[k]["bytes"])).convert("RGB"))
-                if not np.array_equal(got, want):
+                if got.shape != want.shape:
+                    fail(f"episode {e} frame {k} {key}: {got.shape} != MCAP frame {want.shape}")
+                if jpeg:
+                    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+                    mean = float(diff.mean())
+                    report["jpeg_max_mean_abs_diff"] = max(report["jpeg_max_mean_abs_diff"], mean)
+                    if mean > 1.0 or int(diff.max()) > 16:
+                        fail(f"episode {e} frame {k} {key}: PNG differs from Pillow's decoding of "
+                             f"the nearest MCAP JPEG (mean {mean:.2f}, max {int(diff.max())})")
+                    report["jpeg_frames_checked"] += 1
+                elif not np.array_equal(got, want):
                     fail(f"episode {e} frame {k} {key}: PNG differs from the nearest MCAP frame")
                 report["images_checked"] += 1
         col = f"demotape/camera_offset_ms_max/{key}"

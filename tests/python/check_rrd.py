@@ -7,6 +7,8 @@ whose views show entities that really are in the recording.
 usage: check_rrd.py FILE.rrd SOURCE.mcap [SIDECAR.annotations.json]
        check_rrd.py FILE.rrd --live REPORT.json   (a `view --live --json` report: every row
                                                    it logged is in the file, and a layout)
+       check_rrd.py FILE.rrd --rows               (verify, and only list the rows per entity:
+                                                   for recordings that are not the simulator's)
 Prints {"entities": n, "rows": {...}, "views": [...]} as JSON; exits non-zero on a mismatch.
 """
 
@@ -72,6 +74,9 @@ def done(checked):
     sys.exit(0)
 
 
+if src == "--rows":
+    done(0)
+
 if src == "--live":
     rep = json.loads(Path(sys.argv[3]).read_text())
     for path, n in rep["rows"].items():
@@ -89,7 +94,7 @@ with open(src, "rb") as f:
 
 expected = {}
 for topic, n in counts.items():
-    if m := re.fullmatch(r"/camera/(\w+)/image_raw", topic):
+    if m := re.fullmatch(r"/camera/(\w+)/image_raw(?:/compressed)?", topic):
         expected[f"/camera/{m.group(1)}/rgb"] = n
     elif m := re.fullmatch(r"/camera/(\w+)/depth", topic):
         expected[f"/camera/{m.group(1)}/depth"] = n

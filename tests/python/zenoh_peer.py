@@ -8,6 +8,7 @@ usage: zenoh_peer.py SCENARIO ENDPOINT ROBOT [USER PASSWORD]
 Prints one JSON document on stdout: what was published (hex payloads) and every reply.
 """
 
+import io
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ TS = get_typestore(Stores.ROS2_JAZZY)
 Time = TS.types["builtin_interfaces/msg/Time"]
 Header = TS.types["std_msgs/msg/Header"]
 Image = TS.types["sensor_msgs/msg/Image"]
+CompressedImage = TS.types["sensor_msgs/msg/CompressedImage"]
 JointState = TS.types["sensor_msgs/msg/JointState"]
 WrenchStamped = TS.types["geometry_msgs/msg/WrenchStamped"]
 Wrench = TS.types["geometry_msgs/msg/Wrench"]
@@ -40,6 +42,22 @@ def image(t_ns, k):
     m = Image(header=header(t_ns, "head"), height=6, width=8, encoding="rgb8",
               is_bigendian=0, step=24, data=data)
     return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/Image"))
+
+
+def jpeg_frame(t_ns, k):
+    """A 64x48 JPEG as image_transport's `compressed` plugin publishes it (encoded by Pillow):
+    colour ramps with a bright square that moves with k."""
+    from PIL import Image as PILImage
+
+    y, x = np.mgrid[0:48, 0:64]
+    px = np.stack([x * 4, y * 5, np.full_like(x, 60)], axis=-1).astype(np.uint8)
+    c = (k * 3) % 48
+    px[8:24, c:c + 16] = (250, 250, 20)
+    buf = io.BytesIO()
+    PILImage.fromarray(px, "RGB").save(buf, format="JPEG", quality=90)
+    m = CompressedImage(header=header(t_ns, "head"), format="rgb8; jpeg compressed bgr8",
+                        data=np.frombuffer(buf.getvalue(), dtype=np.uint8))
+    return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/CompressedImage"))
 
 
 def joints(t_ns, k):
@@ -165,6 +183,27 @@ def scenario_seams(session, robot, out):
     out["published"] = k
 
 
+def scenario_compressed(session, robot, out):
+    """A real robot's usual camera: JPEG CompressedImage at 20 Hz (rmw_zenoh keys) beside
+    joint states at 100 Hz, for 3 s inside one episode."""
+    ckey = f"0/camera/head/image_raw/compressed/sensor_msgs::msg::dds_::CompressedImage_/{HASH}"
+    jkey = f"0/joint_states/sensor_msgs::msg::dds_::JointState_/{HASH}"
+    gid_c = bytes(range(50, 66))
+    out["start"] = ask(session, robot, "start", {"task": "pick the cube", "operator": "ana"})
+    frames = 0
+    for k in range(300):
+        t = time.time_ns()
+        if k % 5 == 0:
+            session.put(ckey, jpeg_frame(t, k), attachment=att_tuple(frames, t, gid_c))
+            frames += 1
+        session.put(jkey, joints(t, k), attachment=att_tuple(k, t, GID_J))
+        time.sleep(0.01)
+    time.sleep(0.3)
+    out["stop"] = ask(session, robot, "stop", {"outcome": "success"})
+    out["frames"] = frames
+    out["joint_states"] = 300
+
+
 def scenario_auth(session, robot, out):
     out["start"] = ask(session, robot, "start", {"task": "auth"}, timeout=3.0)
     out["status"] = ask(session, robot, "status", timeout=3.0)
@@ -192,7 +231,8 @@ def main():
             out["status0"] = wait_for_recorder(session, robot)
         else:
             time.sleep(1.0)
-        {"record": scenario_record, "seams": scenario_seams, "auth": scenario_auth}[scenario](
+        {"record": scenario_record, "seams": scenario_seams, "auth": scenario_auth,
+         "compressed": scenario_compressed}[scenario](
             session, robot, out)
     print(json.dumps(out))
 

@@ -349,3 +349,22 @@ pub fn zenoh_peer(scenario: &str, port: u16, robot: &str, creds: &[&str]) -> ser
     );
     serde_json::from_slice(&out.stdout).expect("peer JSON")
 }
+
+/// `lerobot-doctor check` on a LeRobot dataset: no FAIL, v3.0.
+pub fn lerobot_doctor(dataset: &Path) {
+    let exe = python().parent().expect("venv bin").join("lerobot-doctor");
+    let out = Command::new(exe)
+        .args(["check", "--json"])
+        .arg(dataset)
+        .output()
+        .expect("running lerobot-doctor");
+    assert!(
+        out.status.success(),
+        "lerobot-doctor failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    assert_eq!(v["summary"]["FAIL"], 0, "lerobot-doctor: {v:#}");
+    assert_ne!(v["overall_severity"], "FAIL", "{v:#}");
+    assert_eq!(v["codebase_version"], "v3.0");
+}

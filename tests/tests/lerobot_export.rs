@@ -7,27 +7,8 @@
 //! The `lerobot` 0.4.4 load check (`tests/python/lerobot_load.py`) needs torch (an 8 GB venv)
 //! and is documented in README.md rather than run here.
 
-use demotape_e2e::{demotape, python, record_sim, run_python};
-use std::path::Path;
+use demotape_e2e::{demotape, lerobot_doctor as doctor, python, record_sim, run_python};
 use std::process::Command;
-
-fn doctor(dataset: &Path) {
-    let exe = python().parent().unwrap().join("lerobot-doctor");
-    let out = Command::new(exe)
-        .args(["check", "--json"])
-        .arg(dataset)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lerobot-doctor failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["summary"]["FAIL"], 0, "lerobot-doctor: {v:#}");
-    assert_ne!(v["overall_severity"], "FAIL", "{v:#}");
-    assert_eq!(v["codebase_version"], "v3.0");
-}
 
 #[test]
 fn export_checks_out_in_python_and_round_trips() {

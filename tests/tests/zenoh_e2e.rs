@@ -2,7 +2,9 @@
 //! publishing ROS 2 messages serialized by `rosbags` on zenoh-bridge-ros2dds and rmw_zenoh
 //! keys, and driving start/mark/stop through the recorder's queryables.
 
-use demotape_e2e::{RecorderProcess, bin, free_port, zenoh_peer};
+use demotape_e2e::{
+    RecorderProcess, bin, demotape, free_port, lerobot_doctor, run_python, zenoh_peer,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -424,4 +426,96 @@ fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
     // usage errors are 2
     let (code, _, _) = ctl_t("0", &["status"]);
     assert_eq!(code, Some(2));
+}
+
+/// The camera of most real robots: JPEG `CompressedImage` (image_transport's `compressed`
+/// topic), published by a real rmw_zenoh-style peer beside joint states, recorded by `run`,
+/// then exported to LeRobot with its frames decoded; check_lerobot.py compares every checked
+/// frame with Pillow's decoding of the recorded JPEG and lerobot-doctor accepts the dataset.
+#[test]
+fn jpeg_compressed_camera_is_recorded_and_exported_to_lerobot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let robot = format!("zj{}", std::process::id());
+    let cfg = write_config(
+        tmp.path(),
+        &robot,
+        port,
+        r#"
+[ros]
+[[ros.topics]]
+topic = "/camera/head/image_raw/compressed"
+type = "sensor_msgs/msg/CompressedImage"
+rate_hz = 20.0
+[[ros.topics]]
+topic = "/joint_states"
+type = "sensor_msgs/msg/JointState"
+rate_hz = 100.0
+"#,
+    );
+    let rec = RecorderProcess::start(&cfg);
+    let out = zenoh_peer("compressed", port, &robot, &[]);
+    let log = rec.stop();
+    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
+    assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
+    let files = mcaps(&tmp.path().join("out").join(&robot));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = read(&files[0]);
+    assert_eq!(
+        r.messages["/camera/head/image_raw/compressed"].len() as u64,
+        out["frames"].as_u64().unwrap()
+    );
+
+    let ds = tmp.path().join("ds");
+    let (code, rep, err) = demotape(
+        &["export", "lerobot", "--json", "--fps", "30", "--out"],
+        &[&ds, &files[0]],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["kept"].as_array().unwrap().len(), 1, "{rep:#}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ds.join("meta/info.json")).unwrap()).unwrap();
+    let head = &info["features"]["observation.images.head"];
+    assert_eq!(head["dtype"], "image", "{info:#}");
+    assert_eq!(head["shape"], serde_json::json!([48, 64, 3]), "{info:#}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&ds])).unwrap();
+    eprintln!("check_lerobot: {checked}");
+    assert_eq!(checked["episodes"], 1, "{checked}");
+    assert!(
+        checked["images_checked"].as_u64().unwrap() >= 10,
+        "{checked}"
+    );
+    assert!(
+        checked["jpeg_frames_checked"].as_u64().unwrap() >= 10,
+        "{checked}"
+    );
+    lerobot_doctor(&ds);
+    // as video too (decoded, then encoded by ffmpeg)
+    let vds = tmp.path().join("vds");
+    let (code, _, err) = demotape(
+        &["export", "lerobot", "--video", "--fps", "30", "--out"],
+        &[&vds, &files[0]],
+    );
+    assert_eq!(code, 0, "{err}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&vds])).unwrap();
+    assert_eq!(
+        checked["video_frames_checked"], checked["frames"],
+        "{checked}"
+    );
+    lerobot_doctor(&vds);
+
+    // and in Rerun: the JPEGs under the same camera entity as raw images would be
+    let rrd = tmp.path().join("ep.rrd");
+    let (code, rep, err) = demotape(&["view", "--json", "--save"], &[&rrd, &files[0]]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["skipped"], 0, "{rep}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_rrd.py", &[&rrd, Path::new("--rows")])).unwrap();
+    assert_eq!(
+        checked["rows"]["/camera/head/rgb"].as_u64(),
+        out["frames"].as_u64(),
+        "{checked}"
+    );
 }

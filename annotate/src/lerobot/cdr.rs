@@ -67,32 +67,23 @@ pub fn encode_png(rgb: &Rgb) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Decode PNG bytes (RGB or RGBA, 8 bit) to RGB.
-pub fn decode_png(bytes: &[u8]) -> Result<Rgb, String> {
-    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
-    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut r = dec.read_info().map_err(|e| e.to_string())?;
-    let mut buf = vec![0; r.output_buffer_size().ok_or("PNG too large")?];
-    let info = r.next_frame(&mut buf).map_err(|e| e.to_string())?;
-    buf.truncate(info.buffer_size());
-    let px = (info.width * info.height) as usize;
-    let pixels = match info.color_type {
-        png::ColorType::Rgb => buf,
-        png::ColorType::Rgba => buf
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g]).collect(),
-        png::ColorType::GrayscaleAlpha => buf.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
-        c => return Err(format!("PNG color type {c:?} not supported")),
-    };
-    if pixels.len() != px * 3 {
-        return Err("PNG size does not match its header".into());
+/// Decode a `CompressedImage` payload (JPEG, as image_transport's `compressed` plugin
+/// publishes it, or PNG) to RGB. The container is recognised by its magic bytes, not by the
+/// message's free-form `format` string (`"rgb8; jpeg compressed bgr8"`, `"jpeg"`, ...): the
+/// colours inside a JPEG or PNG are what they are whatever the publisher's source encoding was.
+pub fn decode_compressed(bytes: &[u8]) -> Result<Rgb, String> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| "neither JPEG nor PNG (unrecognised magic bytes)".to_string())?;
+    if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
+        return Err(format!("{format:?} is not decoded (JPEG and PNG are)"));
     }
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| format!("{format:?}: {e}"))?
+        .into_rgb8();
     Ok(Rgb {
-        width: info.width,
-        height: info.height,
-        pixels,
+        width: img.width(),
+        height: img.height(),
+        pixels: img.into_raw(),
     })
 }
 
@@ -113,12 +104,73 @@ mod tests {
         let rgb = image_to_rgb(&img).unwrap();
         assert_eq!(&rgb.pixels[..3], &[2, 1, 0]);
         assert_eq!(&rgb.pixels[9..12], &[12, 11, 10]);
-        let back = decode_png(&encode_png(&rgb).unwrap()).unwrap();
+        let back = decode_compressed(&encode_png(&rgb).unwrap()).unwrap();
         assert_eq!(back.pixels, rgb.pixels);
         let short = hal::msgs::Image {
             data: vec![0; 5],
             ..img
         };
         assert!(image_to_rgb(&short).unwrap_err().contains("needs 20 bytes"));
+    }
+
+    /// A smooth 64x48 test card: red and green ramps, a blue checker of 8-pixel squares.
+    fn card() -> Vec<u8> {
+        let mut px = Vec::with_capacity(64 * 48 * 3);
+        for y in 0..48u32 {
+            for x in 0..64u32 {
+                let blue = if (x / 8 + y / 8) % 2 == 0 { 40 } else { 200 };
+                px.extend_from_slice(&[(x * 4) as u8, (y * 5) as u8, blue]);
+            }
+        }
+        px
+    }
+
+    #[test]
+    fn jpeg_frames_decode_to_rgb_close_to_what_was_encoded() {
+        let px = card();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode(&px, 64, 48, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let rgb = decode_compressed(&jpeg).unwrap();
+        assert_eq!((rgb.width, rgb.height), (64, 48));
+        assert_eq!(rgb.pixels.len(), px.len());
+        let diff: Vec<u32> = rgb
+            .pixels
+            .iter()
+            .zip(&px)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .collect();
+        let mean = diff.iter().sum::<u32>() as f64 / diff.len() as f64;
+        // quality 95: a lossy copy, but of this picture, not another (swapped channels or a
+        // shifted image would be off by tens on average)
+        assert!(mean < 3.0, "mean abs difference {mean}");
+        // a grey JPEG comes out as RGB too
+        let mut grey = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut grey, 90)
+            .encode(&[128; 16 * 8], 16, 8, image::ExtendedColorType::L8)
+            .unwrap();
+        let g = decode_compressed(&grey).unwrap();
+        assert_eq!(g.pixels.len(), 16 * 8 * 3);
+        assert!(g.pixels.iter().all(|&v| v.abs_diff(128) <= 2));
+    }
+
+    #[test]
+    fn damaged_or_unknown_compressed_frames_are_errors() {
+        let err = decode_compressed(b"GIF89a....").unwrap_err();
+        assert!(err.contains("Gif"), "{err}");
+        let err = decode_compressed(&[0u8; 32]).unwrap_err();
+        assert!(err.contains("magic"), "{err}");
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode(&card(), 64, 48, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        // cut inside the entropy-coded data: an error or a frame of the right size, never a
+        // panic or a frame of another size
+        for cut in [3, 20, jpeg.len() / 2] {
+            if let Ok(rgb) = decode_compressed(&jpeg[..cut]) {
+                assert_eq!(rgb.pixels.len(), 64 * 48 * 3, "cut at {cut}");
+            }
+        }
     }
 }

@@ -1087,14 +1087,8 @@ fn episode(
 fn camera_frame(schema: &str, data: &[u8]) -> Result<Rgb, String> {
     if schema == <CompressedImage as RosMessage>::TYPE_NAME {
         let c: CompressedImage = decode(data)?;
-        if c.format.contains("png") {
-            return super::cdr::decode_png(&c.data);
-        }
-        return Err(format!(
-            "CompressedImage format {:?}: only png is decoded (record raw images, or export \
-             without this camera: --cameras)",
-            c.format
-        ));
+        return super::cdr::decode_compressed(&c.data)
+            .map_err(|e| format!("CompressedImage (format {:?}): {e}", c.format));
     }
     let img: Image = decode(data)?;
     image_to_rgb(&img)

@@ -9,7 +9,7 @@
 //! grid, so a re-export at the same fps samples exactly the imported values. Features with
 //! no mapping are listed in the report, not guessed at.
 
-use super::cdr::decode_png;
+use super::cdr::decode_compressed;
 use super::{grid_offset_ns, sanitize};
 use arrow_array::{
     Array, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,
@@ -518,11 +518,11 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
                         .ok_or_else(|| err(&p, format!("no column {key}")))?;
                     let bytes = image_bytes(c.as_ref(), r)
                         .ok_or_else(|| err(&p, format!("{key} row {r} has no image bytes")))?;
-                    let rgb = decode_png(&bytes).map_err(|e| {
+                    let rgb = decode_compressed(&bytes).map_err(|e| {
                         err(
                             &p,
                             format!(
-                                "{key}, episode {} frame {}: {e} (only PNG images are imported)",
+                                "{key}, episode {} frame {}: {e} (PNG and JPEG images are imported)",
                                 epi[r], fi[r]
                             ),
                         )

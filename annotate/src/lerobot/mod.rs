@@ -66,18 +66,32 @@ pub fn grid_offset_ns(k: u64, fps: u32) -> u64 {
     (u128::from(k) * 1_000_000_000 / u128::from(fps)) as u64
 }
 
-/// A camera feature key from a topic: `/camera/head/image_raw` → `observation.images.head`;
-/// other topics are sanitized whole.
+/// A camera's name from its topic: without the `/camera/` namespace, the image_transport
+/// `/compressed` suffix and the ROS image topic name (`image_raw`, `image_rect_color`, ...),
+/// sanitized: `/camera/head/image_raw` and `/camera/head/image_raw/compressed` → `head`,
+/// `/camera/color/image_rect_raw` → `color`; other topics are sanitized whole.
+pub fn camera_name(topic: &str) -> String {
+    let Some(rest) = topic.strip_prefix("/camera/") else {
+        return sanitize(topic);
+    };
+    let rest = rest.strip_suffix("/compressed").unwrap_or(rest);
+    let rest = [
+        "/image_raw",
+        "/image_rect_raw",
+        "/image_rect_color",
+        "/image_color",
+        "/image_rect",
+        "/image",
+    ]
+    .iter()
+    .find_map(|s| rest.strip_suffix(s))
+    .unwrap_or(rest);
+    sanitize(rest)
+}
+
+/// A camera feature key from a topic: `observation.images.<camera_name>`.
 pub fn camera_key(topic: &str) -> String {
-    let name = topic
-        .strip_prefix("/camera/")
-        .and_then(|t| {
-            t.strip_suffix("/image_raw")
-                .or(t.strip_suffix("/compressed"))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| sanitize(topic));
-    format!("observation.images.{}", sanitize(&name))
+    format!("observation.images.{}", camera_name(topic))
 }
 
 /// Lowercase alphanumerics and `_`; everything else becomes `_`, no leading `_`.
@@ -113,6 +127,13 @@ mod tests {
             "observation.images.wrist_right"
         );
         assert_eq!(camera_key("/front/rgb"), "observation.images.front_rgb");
+        assert_eq!(
+            camera_key("/camera/head/image_raw/compressed"),
+            "observation.images.head"
+        );
+        assert_eq!(camera_name("/camera/color/image_rect_raw"), "color");
+        assert_eq!(camera_name("/camera/head/depth/image_raw"), "head_depth");
+        assert_eq!(camera_name("/camera/image_raw"), "image_raw");
         assert_eq!(data_path(1001), "data/chunk-001/file-001.parquet");
         assert_eq!(grid_offset_ns(3, 30), 100_000_000);
         assert_eq!(grid_offset_ns(1, 30), 33_333_333);
