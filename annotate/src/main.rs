@@ -96,7 +96,8 @@ enum Command {
     ///   demotape view --live --recorder-config robot.toml --zenoh tcp/10.0.0.5:7448 --spawn
     #[command(verbatim_doc_comment)]
     View {
-        /// The episode (MCAP); not with --live.
+        /// The episode (MCAP); a split episode is shown from this part on, through its later
+        /// parts. Not with --live.
         #[arg(required_unless_present = "live", conflicts_with = "live")]
         file: Option<PathBuf>,
         /// Write an .rrd file.
@@ -258,7 +259,12 @@ fn main() -> ExitCode {
                         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
                     } else {
                         println!(
-                            "{what}: {} messages ({:.1} s of data) → {} entities, {} views in {:.1} s ({:.1}x real time){}",
+                            "{what}{}: {} messages ({:.1} s of data) → {} entities, {} views in {:.1} s ({:.1}x real time){}{}",
+                            if r.parts.len() > 1 {
+                                format!(" and its {} later parts", r.parts.len() - 1)
+                            } else {
+                                String::new()
+                            },
                             r.messages,
                             r.duration_s,
                             r.rows.len(),
@@ -269,7 +275,11 @@ fn main() -> ExitCode {
                                 format!(", {} undecodable skipped", r.skipped)
                             } else {
                                 String::new()
-                            }
+                            },
+                            r.missing_part.as_ref().map_or(String::new(), |p| format!(
+                                "; its next part {} is missing",
+                                p.display()
+                            ))
                         );
                     }
                     ExitCode::SUCCESS

@@ -39,7 +39,7 @@ use hal::msgs::{
 };
 use rerun::blueprint as bp;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where the recording goes.
@@ -60,6 +60,10 @@ pub struct ViewReport {
     pub seconds: f64,
     /// The views of the default layout sent with the data (one per name).
     pub layout: Vec<String>,
+    /// The files shown, in order: one, or the parts of a split episode from the one given on.
+    pub parts: Vec<PathBuf>,
+    /// A later part the split metadata names but that is not there.
+    pub missing_part: Option<PathBuf>,
 }
 
 /// The synchronized reference clock (each message's MCAP `log_time`).
@@ -303,7 +307,9 @@ fn open(id: String, sink: Sink<'_>) -> anyhow::Result<rerun::RecordingStream> {
     })
 }
 
-/// Convert `path` (and its labels, when `demotape annotate` wrote them) into Rerun.
+/// Convert `path` (and its labels, when `demotape annotate` wrote them) into Rerun. An
+/// episode the recorder split into parts is followed from `path` on through each part's
+/// `demotape.split` → `next_part`, into the same recording on the same timeline.
 pub fn view(
     path: &Path,
     sink: Sink<'_>,
@@ -311,16 +317,85 @@ pub fn view(
     progress: bool,
 ) -> anyhow::Result<ViewReport> {
     let started = std::time::Instant::now();
-    let summary = read_summary(path)?;
-    let meta = summary.sel.metadata.clone();
-    let channels = summary.sel.channels.clone();
-    let schemas = summary.sel.schemas.clone();
-    let id = meta
+    let mut summary = read_summary(path)?;
+    let id = summary
+        .sel
+        .metadata
         .get("demotape.episode")
         .and_then(|m| m.get("episode_id"))
         .cloned()
         .unwrap_or_else(|| path.display().to_string());
     let mut cx = Ctx::new(open(id, sink)?, CAPTURE_TIME);
+    let bar = if progress {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    let mut path = path.to_path_buf();
+    loop {
+        cx.report.parts.push(path.clone());
+        let next = next_part(&path, &summary.sel.metadata);
+        view_part(
+            &mut cx,
+            &path,
+            summary,
+            labels_dir,
+            &bar,
+            (&mut t_min, &mut t_max),
+        )?;
+        let Some(next) = next else { break };
+        if cx.report.parts.contains(&next) {
+            anyhow::bail!(
+                "{}: its next part {} was already shown (a cycle in demotape.split)",
+                path.display(),
+                next.display()
+            );
+        }
+        if !next.exists() {
+            tracing::warn!(
+                "{}: the next part of this episode, {}, is missing; shown up to here",
+                path.display(),
+                next.display()
+            );
+            cx.report.missing_part = Some(next);
+            break;
+        }
+        summary = read_summary(&next)?;
+        path = next;
+    }
+    bar.finish_and_clear();
+    cx.send_layout()?;
+    cx.rec.flush_blocking()?;
+    if t_max > t_min {
+        cx.report.duration_s = (t_max - t_min) as f64 / 1e9;
+    }
+    cx.report.seconds = started.elapsed().as_secs_f64();
+    Ok(cx.report)
+}
+
+/// The part that continues `path`'s episode (`demotape.split` → `next_part`, a file name in
+/// the same directory), if the recorder split it.
+fn next_part(path: &Path, meta: &BTreeMap<String, BTreeMap<String, String>>) -> Option<PathBuf> {
+    meta.get("demotape.split")
+        .and_then(|m| m.get("next_part"))
+        // a bare file name only: metadata must not lead the reader out of the directory
+        .filter(|n| !n.is_empty() && Path::new(n.as_str()).file_name() == Some(n.as_ref()))
+        .map(|n| path.with_file_name(n))
+}
+
+/// Stream one file (one part of an episode) and its labels into `cx`.
+fn view_part(
+    cx: &mut Ctx,
+    path: &Path,
+    summary: crate::read::Summary,
+    labels_dir: Option<&Path>,
+    bar: &indicatif::ProgressBar,
+    (t_min, t_max): (&mut u64, &mut u64),
+) -> anyhow::Result<()> {
+    let meta = summary.sel.metadata.clone();
+    let channels = summary.sel.channels.clone();
+    let schemas = summary.sel.schemas.clone();
     // annotation layers first (they are small)
     let labels = load_labels(path, labels_dir, &meta)?;
     for (i, (phase, a, _)) in labels.phases.iter().enumerate() {
@@ -354,14 +429,8 @@ pub fn view(
         ..
     } = summary;
     chunk_index.sort_by_key(|c| (c.message_start_time, c.chunk_start_offset));
-    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
-    let bar = if progress {
-        indicatif::ProgressBar::new(chunk_index.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    bar.inc_length(chunk_index.len() as u64);
     let mut raw = Vec::new();
-    let mut laid_out = false;
     for ci in &chunk_index {
         let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
         for m in chunk_messages(path, ci, &plain) {
@@ -369,25 +438,17 @@ pub fn view(
             let (ch, t) = (m.channel, m.log_time);
             let Some(c) = channels.get(&ch) else { continue };
             let schema = schemas.get(&c.schema_id).map_or("", String::as_str);
-            t_min = t_min.min(t);
-            t_max = t_max.max(t);
+            *t_min = (*t_min).min(t);
+            *t_max = (*t_max).max(t);
             cx.message(&c.topic, schema, t, m.data);
         }
         // the layout once a second of data is in (every stream has shown up by then)
-        if !laid_out && t_max >= t_min.saturating_add(1_000_000_000) {
+        if cx.laid_out.is_empty() && *t_max >= t_min.saturating_add(1_000_000_000) {
             cx.send_layout()?;
-            laid_out = true;
         }
         bar.inc(1);
     }
-    bar.finish_and_clear();
-    cx.send_layout()?;
-    cx.rec.flush_blocking()?;
-    if t_max > t_min {
-        cx.report.duration_s = (t_max - t_min) as f64 / 1e9;
-    }
-    cx.report.seconds = started.elapsed().as_secs_f64();
-    Ok(cx.report)
+    Ok(())
 }
 
 /// Where to find the recorder's live copy.

@@ -350,6 +350,34 @@ rate_hz = 200.0
         last <= stopped + 2,
         "last recorded {last}, stop sent after {stopped}"
     );
+
+    // `demotape view` of the first part shows the whole episode on one timeline: every part,
+    // every joint state once; from the second part on, the rest; a missing part is named
+    let rrd = tmp.path().join("parts.rrd");
+    let (code, rep, err) = demotape(&["view", "--json", "--save"], &[&rrd, &files[0]]);
+    assert_eq!(code, 0, "{err}");
+    let shown: Vec<PathBuf> = serde_json::from_value(rep["parts"].clone()).unwrap();
+    assert_eq!(shown, files);
+    assert_eq!(rep["rows"]["joints/position/j1"], all.len(), "{rep:#}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_rrd.py", &[&rrd, Path::new("--rows")])).unwrap();
+    assert_eq!(
+        checked["rows"]["/joints/position/j1"],
+        all.len(),
+        "{checked}"
+    );
+    let first = joint_seqs(&files[0]).len();
+    let (code, rep, err) = demotape(&["view", "--json", "--save"], &[&rrd, &files[1]]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["parts"].as_array().unwrap().len(), files.len() - 1);
+    assert_eq!(rep["rows"]["joints/position/j1"], all.len() - first);
+    std::fs::remove_file(files.last().unwrap()).unwrap();
+    let (code, rep, err) = demotape(&["view", "--json", "--save"], &[&rrd, &files[0]]);
+    assert_eq!(code, 0, "{err}");
+    let missing = files.last().unwrap();
+    assert_eq!(rep["missing_part"], missing.display().to_string(), "{rep}");
+    assert_eq!(rep["parts"].as_array().unwrap().len(), files.len() - 1);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
 }
 
 #[test]
