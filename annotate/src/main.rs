@@ -657,24 +657,9 @@ fn live_options(
 
 /// Ctrl-C / SIGTERM set `stop` (the viewer then flushes and exits 0).
 fn on_ctrl_c(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        });
-    });
+    if let Err(e) =
+        ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed))
+    {
+        tracing::warn!("no Ctrl-C handler ({e}): a signal will end the process at once");
+    }
 }

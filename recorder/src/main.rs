@@ -325,30 +325,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Ctrl-C / SIGTERM: stop the current episode cleanly (the file is finished and indexed).
+/// Ctrl-C / SIGTERM / SIGHUP: stop the current episode cleanly (the file is finished and
+/// indexed). Without a handler (already set, or the OS refused) the signal kills the process:
+/// the episode is then recoverable with `demotape recover`, so say so.
 fn ctrlc_handler(stop: CancellationToken) {
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(_) => return,
-        };
-        rt.block_on(async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => return,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-            eprintln!("stopping: finishing the current episode...");
-            stop.cancel();
-        });
-    });
+    if let Err(e) = ctrlc::set_handler(move || {
+        eprintln!("stopping: finishing the current episode...");
+        stop.cancel();
+    }) {
+        tracing::warn!(
+            "no Ctrl-C handler ({e}): a signal will end the process without closing the episode"
+        );
+    }
 }
 
 fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
