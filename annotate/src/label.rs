@@ -388,8 +388,9 @@ pub(crate) fn layer_writer(
     Ok((w, ch))
 }
 
-/// Episode files under `paths` (files as given; directories searched recursively for `.mcap`,
-/// skipping our own outputs).
+/// Episodes under `paths` (files as given; directories searched recursively for `.mcap`,
+/// skipping our own outputs), each by its first file: the later parts of a split episode
+/// found beside their first are left out (they are read with it).
 pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     fn walk(d: &Path, out: &mut Vec<PathBuf>) {
@@ -413,7 +414,8 @@ pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
             out.push(p.clone());
         }
     }
-    out
+    // the later parts of a split episode are read with its first
+    crate::read::episode_heads(out)
 }
 
 #[cfg(test)]

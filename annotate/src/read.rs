@@ -10,7 +10,7 @@ use crate::inspect::{MAGIC, RecordWalker, decompress_chunk};
 use mcap::records::{Channel, MessageHeader, Record};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One message of a selected channel.
 #[derive(Clone, Debug)]
@@ -306,4 +306,212 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
         }
     }
     Ok(sel)
+}
+
+/// Metadata records by name (`demotape.episode`, `demotape.labels`, ...).
+pub type Metadata = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The part that continues `path`'s episode: `demotape.split` → `next_part`, a bare file name
+/// in the same directory (metadata never leads the reader out of it), if the recorder split
+/// the episode there.
+pub fn next_part(path: &Path, meta: &Metadata) -> Option<PathBuf> {
+    meta.get("demotape.split")
+        .and_then(|m| m.get("next_part"))
+        .filter(|n| !n.is_empty() && Path::new(n.as_str()).file_name() == Some(n.as_ref()))
+        .map(|n| path.with_file_name(n))
+}
+
+/// The files of the episode that starts at `path`: it, then each later part.
+pub struct Parts {
+    pub files: Vec<PathBuf>,
+    /// Their summaries (open files), in the same order.
+    pub summaries: Vec<Summary>,
+    /// A later part the split metadata names but that is not there (the files end before it).
+    pub missing: Option<PathBuf>,
+}
+
+impl Parts {
+    /// The whole episode's metadata ([`merge_metadata`] over the parts).
+    pub fn metadata(&self) -> Metadata {
+        let mut m = self.summaries[0].sel.metadata.clone();
+        for s in &self.summaries[1..] {
+            merge_metadata(&mut m, &s.sel.metadata);
+        }
+        m
+    }
+}
+
+/// Follow `path`'s `demotape.split` chain, reading each part's summary. A cycle is an error.
+pub fn episode_parts(path: &Path) -> anyhow::Result<Parts> {
+    let mut files = vec![path.to_path_buf()];
+    let mut summaries = vec![read_summary(path)?];
+    loop {
+        let cur = files.last().expect("non-empty");
+        let meta = &summaries.last().expect("one per file").sel.metadata;
+        let Some(next) = next_part(cur, meta) else {
+            return Ok(Parts {
+                files,
+                summaries,
+                missing: None,
+            });
+        };
+        if files.contains(&next) {
+            return Err(err(
+                cur,
+                format!(
+                    "its next part {} comes earlier in the chain",
+                    next.display()
+                ),
+            ));
+        }
+        if !next.exists() {
+            return Ok(Parts {
+                files,
+                summaries,
+                missing: Some(next),
+            });
+        }
+        summaries.push(read_summary(&next)?);
+        files.push(next);
+    }
+}
+
+/// Of `paths`, those that start an episode: a file another of them names as its next part
+/// is left out (it is read as part of that episode).
+pub fn episode_heads(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let continued: Vec<PathBuf> = paths
+        .iter()
+        .filter_map(|p| next_part(p, &read_summary(p).ok()?.sel.metadata))
+        .collect();
+    paths
+        .into_iter()
+        .filter(|p| !continued.contains(p))
+        .collect()
+}
+
+/// The metadata of a whole episode from its parts' (in order): the first part's
+/// `demotape.episode`; closing figures added up (`demotape.episode_end` messages and drops,
+/// `demotape.channels` per topic), its end from the last part; per device the worst
+/// `demotape.sync` report; other records (operator labels, written when the episode stops)
+/// from the latest part that has them. No `demotape.split`: the whole is not split.
+pub fn merge_metadata(into: &mut Metadata, later: &Metadata) {
+    fn num(m: &BTreeMap<String, String>, k: &str) -> u64 {
+        m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+    for (name, rec) in later {
+        match name.as_str() {
+            "demotape.episode" if into.contains_key(name) => {}
+            "demotape.episode_end" => {
+                let e = into.entry(name.clone()).or_default();
+                let (m, d) = (
+                    num(e, "messages") + num(rec, "messages"),
+                    num(e, "drops") + num(rec, "drops"),
+                );
+                let peak = num(e, "peak_queue_bytes").max(num(rec, "peak_queue_bytes"));
+                e.extend(rec.clone());
+                e.insert("messages".into(), m.to_string());
+                e.insert("drops".into(), d.to_string());
+                e.insert("peak_queue_bytes".into(), peak.to_string());
+            }
+            "demotape.channels" => {
+                let e = into.entry(name.clone()).or_default();
+                for (topic, v) in rec {
+                    let add = |a: Option<&String>| -> String {
+                        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+                        let (Some(mut x), Some(y)) = (a.and_then(|a| parse(a)), parse(v)) else {
+                            return v.clone();
+                        };
+                        for k in ["messages", "drops", "bytes"] {
+                            let sum = x[k].as_u64().unwrap_or(0) + y[k].as_u64().unwrap_or(0);
+                            x[k] = sum.into();
+                        }
+                        x.to_string()
+                    };
+                    let merged = add(e.get(topic));
+                    e.insert(topic.clone(), merged);
+                }
+            }
+            "demotape.sync" => {
+                let e = into.entry(name.clone()).or_default();
+                let p99 = |s: Option<&String>| {
+                    s.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                        .and_then(|j| j["residual_p99_us"].as_f64())
+                        .unwrap_or(f64::NEG_INFINITY)
+                };
+                for (dev, v) in rec {
+                    if p99(Some(v)) >= p99(e.get(dev)) {
+                        e.insert(dev.clone(), v.clone());
+                    }
+                }
+            }
+            _ => {
+                into.insert(name.clone(), rec.clone());
+            }
+        }
+    }
+    if !later.contains_key("demotape.split") {
+        into.remove("demotape.split");
+    }
+}
+
+/// [`read_selected`] over the parts of one episode, as if it were one file: channels and
+/// schemas matched by topic and name (ids as in the first part that has them), messages in
+/// part order, metadata by [`merge_metadata`].
+pub fn read_selected_parts(
+    files: &[PathBuf],
+    want: impl Fn(&str, &str) -> bool,
+) -> anyhow::Result<Selection> {
+    let mut out: Option<Selection> = None;
+    for f in files {
+        let part = read_selected(f, &want)?;
+        let Some(all) = out.as_mut() else {
+            out = Some(part);
+            continue;
+        };
+        let mut schema_map = BTreeMap::new();
+        for (id, name) in &part.schemas {
+            let to = match all.schemas.iter().find(|(_, n)| *n == name) {
+                Some((to, _)) => *to,
+                None => {
+                    let to = all.schemas.keys().max().map_or(1, |m| m + 1);
+                    all.schemas.insert(to, name.clone());
+                    to
+                }
+            };
+            schema_map.insert(*id, to);
+        }
+        let mut channel_map = BTreeMap::new();
+        for (id, c) in &part.channels {
+            let schema = schema_map.get(&c.schema_id).copied().unwrap_or(0);
+            let to = match all
+                .channels
+                .iter()
+                .find(|(_, x)| x.topic == c.topic && x.schema_id == schema)
+            {
+                Some((to, _)) => *to,
+                None => {
+                    let to = all.channels.keys().max().map_or(1, |m| m + 1);
+                    let mut c = c.clone();
+                    (c.id, c.schema_id) = (to, schema);
+                    all.channels.insert(to, c);
+                    to
+                }
+            };
+            channel_map.insert(*id, to);
+        }
+        for (id, msgs) in part.messages {
+            let to = channel_map[&id];
+            all.messages
+                .entry(to)
+                .or_default()
+                .extend(msgs.into_iter().map(|mut m| {
+                    m.header.channel_id = to;
+                    m
+                }));
+        }
+        all.chunks_total += part.chunks_total;
+        all.chunks_read += part.chunks_read;
+        merge_metadata(&mut all.metadata, &part.metadata);
+    }
+    out.ok_or_else(|| anyhow::anyhow!("an episode without files"))
 }

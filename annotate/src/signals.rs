@@ -1,7 +1,7 @@
 //! Read the signals segmentation needs from a recorded episode (joints, gripper, wrench,
 //! fingertip touch), decoding only their chunks, with checked CDR decoding.
 
-use crate::read::read_selected;
+use crate::read::read_selected_parts;
 use crate::segment::Signals;
 use hal::msgs::JointState;
 use serde::{Deserialize, Serialize};
@@ -118,10 +118,9 @@ fn decode<T: for<'de> Deserialize<'de>>(data: &[u8]) -> Option<T> {
     hal::msgs::decode(data).ok()
 }
 
-/// The episode's metadata records, by name.
-pub type Metadata = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+pub use crate::read::Metadata;
 
-/// Signals of `path`, with times in seconds from the episode start (from its metadata, else
+/// Signals of `path` (with its later parts, when the recorder split the episode), with times in seconds from the episode start (from its metadata, else
 /// the first message). Returns them, the episode start (ns) and the metadata records.
 pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals, u64, Metadata)> {
     let want = |topic: &str, _: &str| {
@@ -129,7 +128,16 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
             || topic == cfg.wrench_topic
             || cfg.tactile_topics.iter().any(|t| t == topic)
     };
-    let sel = read_selected(path, want)?;
+    // a split episode is read whole, from this part on
+    let parts = crate::read::episode_parts(path)?;
+    if let Some(m) = &parts.missing {
+        tracing::warn!(
+            "{}: its later part {} is missing; reading the episode up to there",
+            path.display(),
+            m.display()
+        );
+    }
+    let sel = read_selected_parts(&parts.files, want)?;
     let joints = sel.by_topic(&cfg.joint_topic);
     if joints.is_empty() {
         anyhow::bail!(

@@ -335,7 +335,7 @@ pub fn view(
     let mut path = path.to_path_buf();
     loop {
         cx.report.parts.push(path.clone());
-        let next = next_part(&path, &summary.sel.metadata);
+        let next = crate::read::next_part(&path, &summary.sel.metadata);
         view_part(
             &mut cx,
             &path,
@@ -372,16 +372,6 @@ pub fn view(
     }
     cx.report.seconds = started.elapsed().as_secs_f64();
     Ok(cx.report)
-}
-
-/// The part that continues `path`'s episode (`demotape.split` → `next_part`, a file name in
-/// the same directory), if the recorder split it.
-fn next_part(path: &Path, meta: &BTreeMap<String, BTreeMap<String, String>>) -> Option<PathBuf> {
-    meta.get("demotape.split")
-        .and_then(|m| m.get("next_part"))
-        // a bare file name only: metadata must not lead the reader out of the directory
-        .filter(|n| !n.is_empty() && Path::new(n.as_str()).file_name() == Some(n.as_ref()))
-        .map(|n| path.with_file_name(n))
 }
 
 /// Stream one file (one part of an episode) and its labels into `cx`.

@@ -67,12 +67,20 @@ cams = [k for k, f in feats.items() if f["dtype"] in ("image", "video")]
 
 
 def read_mcap(path):
-    """Per topic: sorted (log_time, decoded message)."""
+    """Per topic: sorted (log_time, decoded message), over the episode's later parts too
+    (the recorder's `demotape.split` metadata names each part's successor)."""
     out = {}
-    with open(path, "rb") as f:
-        r = make_reader(f, decoder_factories=[DecoderFactory()])
-        for schema, channel, message, ros in r.iter_decoded_messages():
-            out.setdefault(channel.topic, []).append((message.log_time, ros))
+    path = Path(path)
+    while path is not None:
+        nxt = None
+        with open(path, "rb") as f:
+            r = make_reader(f, decoder_factories=[DecoderFactory()])
+            for schema, channel, message, ros in r.iter_decoded_messages():
+                out.setdefault(channel.topic, []).append((message.log_time, ros))
+            for md in r.iter_metadata():
+                if md.name == "demotape.split" and md.metadata.get("next_part"):
+                    nxt = path.with_name(md.metadata["next_part"])
+        path = nxt
     for v in out.values():
         v.sort(key=lambda x: x[0])
     return out

@@ -21,7 +21,7 @@ use super::stats::FeatureStats;
 use super::video::Encoder;
 use super::{OUTCOMES, PHASES, SOURCES, camera_key, data_path, grid_offset_ns, video_path};
 use crate::read::{
-    RawMessage, Selection, chunk_messages, message_times, read_chunk, read_selected, read_summary,
+    RawMessage, Selection, chunk_messages, message_times, read_chunk, read_selected_parts,
 };
 use hal::msgs::{CompressedImage, Image, JointState, RosMessage, TactileArray, WrenchStamped};
 use serde::Serialize;
@@ -657,8 +657,16 @@ fn episode(
     if path.components().any(|c| c.as_os_str() == "discarded") {
         return Ok(Err("discarded by the operator".into()));
     }
-    let summary = read_summary(path)?;
-    let meta = summary.sel.metadata.clone();
+    // a split episode is exported whole, from this part on
+    let parts = crate::read::episode_parts(path)?;
+    if let Some(m) = &parts.missing {
+        return Ok(Err(format!(
+            "its later part {} is missing (export the parts before it with that file back, \
+             or export the earlier parts alone by moving this one's successors away)",
+            m.display()
+        )));
+    }
+    let meta = parts.metadata();
     let labels = load_labels(path, opts.labels_dir.as_deref(), &meta)?;
     let task = meta
         .get("demotape.episode")
@@ -692,7 +700,7 @@ fn episode(
     }
     // 1. the small streams
     let wanted: Vec<String> = {
-        let s = &summary.sel;
+        let s = &parts.summaries[0].sel;
         s.channels
             .values()
             .filter(|c| {
@@ -705,7 +713,7 @@ fn episode(
             .map(|c| c.topic.clone())
             .collect()
     };
-    let sel = read_selected(path, |t, _| wanted.iter().any(|w| w == t))?;
+    let sel = read_selected_parts(&parts.files, |t, _| wanted.iter().any(|w| w == t))?;
     let st = streams(&sel, &opts).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let this = layout_of(&st);
     match &ds.layout {
@@ -736,17 +744,32 @@ fn episode(
     }
     let layout = ds.layout.clone().expect("set above");
     // 2. the grid
-    let crate::read::Summary {
-        mut file,
-        len,
-        chunk_index,
-        ..
-    } = summary;
+    let mut parts: Vec<(PathBuf, crate::read::Summary)> =
+        parts.files.into_iter().zip(parts.summaries).collect();
+    // per part, each camera's channel id there (ids may differ between files)
+    let part_cam_ids: Vec<Vec<Option<u16>>> = parts
+        .iter()
+        .map(|(_, s)| {
+            st.cameras
+                .iter()
+                .map(|(_, _, topic, _)| {
+                    s.sel
+                        .channels
+                        .values()
+                        .find(|c| c.topic == *topic)
+                        .map(|c| c.id)
+                })
+                .collect()
+        })
+        .collect();
     let mut cam_times: Vec<Vec<u64>> = Vec::new();
-    for (key, id, _, _) in &st.cameras {
+    for (i, (key, _, _, _)) in st.cameras.iter().enumerate() {
         let mut t = Vec::new();
-        for ci in &chunk_index {
-            t.extend(message_times(path, &mut file, ci, *id)?);
+        for ((p, s), ids) in parts.iter_mut().zip(&part_cam_ids) {
+            let Some(id) = ids[i] else { continue };
+            for ci in &s.chunk_index {
+                t.extend(message_times(p, &mut s.file, ci, id)?);
+            }
         }
         t.sort_unstable();
         t.dedup();
@@ -849,7 +872,6 @@ fn episode(
             m
         })
         .collect();
-    let cam_ids: Vec<u16> = st.cameras.iter().map(|c| c.1).collect();
     let mut next_row = 0usize;
     let mut scratch = Vec::new();
     let mut emit = |ds: &mut Dataset,
@@ -985,55 +1007,64 @@ fn episode(
             }
         }
     } else {
-        let mut order: Vec<&mcap::records::ChunkIndex> = chunk_index
-            .iter()
-            .filter(|ci| {
-                cam_ids
-                    .iter()
-                    .any(|id| ci.message_index_offsets.contains_key(id))
-            })
-            .collect();
-        order.sort_by_key(|ci| (ci.message_start_time, ci.chunk_start_offset));
         let mut raw = Vec::new();
-        for ci in order {
-            let plain = read_chunk(path, &mut file, len, ci, &mut raw)?;
-            for m in chunk_messages(path, ci, &plain) {
-                let RawMessage {
-                    at,
-                    channel,
-                    log_time,
-                    data,
-                } = m?;
-                let Some(ci_cam) = cam_ids.iter().position(|&x| x == channel) else {
-                    continue;
-                };
-                let Some(ks) = wanted_at[ci_cam].remove(&log_time) else {
-                    continue;
-                };
-                let rgb = camera_frame(&st.cameras[ci_cam].3, data).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: {} message at byte {} of the chunk at {}: {e}",
-                        path.display(),
-                        st.cameras[ci_cam].2,
+        for ((path, part), cam_ids) in parts.iter_mut().zip(&part_cam_ids) {
+            let crate::read::Summary {
+                file,
+                len,
+                chunk_index,
+                ..
+            } = part;
+            let mut order: Vec<&mcap::records::ChunkIndex> = chunk_index
+                .iter()
+                .filter(|ci| {
+                    cam_ids
+                        .iter()
+                        .flatten()
+                        .any(|id| ci.message_index_offsets.contains_key(id))
+                })
+                .collect();
+            order.sort_by_key(|ci| (ci.message_start_time, ci.chunk_start_offset));
+            for ci in order {
+                let plain = read_chunk(path, file, *len, ci, &mut raw)?;
+                for m in chunk_messages(path, ci, &plain) {
+                    let RawMessage {
                         at,
-                        ci.chunk_start_offset
-                    )
-                })?;
-                let rgb = std::sync::Arc::new(rgb);
-                for k in ks {
-                    pending[ci_cam].insert(k, rgb.clone());
+                        channel,
+                        log_time,
+                        data,
+                    } = m?;
+                    let Some(ci_cam) = cam_ids.iter().position(|&x| x == Some(channel)) else {
+                        continue;
+                    };
+                    let Some(ks) = wanted_at[ci_cam].remove(&log_time) else {
+                        continue;
+                    };
+                    let rgb = camera_frame(&st.cameras[ci_cam].3, data).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}: {} message at byte {} of the chunk at {}: {e}",
+                            path.display(),
+                            st.cameras[ci_cam].2,
+                            at,
+                            ci.chunk_start_offset
+                        )
+                    })?;
+                    let rgb = std::sync::Arc::new(rgb);
+                    for k in ks {
+                        pending[ci_cam].insert(k, rgb.clone());
+                    }
                 }
-            }
-            // emit every row whose frames are all here
-            while next_row < n && pending.iter().all(|p| p.contains_key(&next_row)) {
-                let imgs: Vec<_> = pending
-                    .iter_mut()
-                    .map(|p| p.remove(&next_row).expect("checked"))
-                    .collect();
-                emit(ds, next_row, imgs, &mut encoders)?;
-                next_row += 1;
-                if next_row.is_multiple_of(64) {
-                    bar.set_message(format!("{} frames", ds.index));
+                // emit every row whose frames are all here
+                while next_row < n && pending.iter().all(|p| p.contains_key(&next_row)) {
+                    let imgs: Vec<_> = pending
+                        .iter_mut()
+                        .map(|p| p.remove(&next_row).expect("checked"))
+                        .collect();
+                    emit(ds, next_row, imgs, &mut encoders)?;
+                    next_row += 1;
+                    if next_row.is_multiple_of(64) {
+                        bar.set_message(format!("{} frames", ds.index));
+                    }
                 }
             }
         }
