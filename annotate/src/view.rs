@@ -31,7 +31,7 @@
 
 use crate::lerobot::cdr::decode;
 use crate::lerobot::export::load_labels;
-use crate::read::{chunk_messages, read_chunk, read_summary};
+use crate::read::{chunk_messages, read_chunk};
 use hal::kinematics::ArmModel;
 use hal::msgs::{
     ClockObservations, CompressedImage, EpisodeEvent, Image, JointState, TactileArray,
@@ -317,8 +317,15 @@ pub fn view(
     progress: bool,
 ) -> anyhow::Result<ViewReport> {
     let started = std::time::Instant::now();
-    let mut summary = read_summary(path)?;
-    let id = summary
+    let parts = crate::read::episode_parts(path)?;
+    if let Some(m) = &parts.missing {
+        tracing::warn!(
+            "{}: the next part of this episode, {}, is missing; shown up to there",
+            path.display(),
+            m.display()
+        );
+    }
+    let id = parts.summaries[0]
         .sel
         .metadata
         .get("demotape.episode")
@@ -326,68 +333,15 @@ pub fn view(
         .cloned()
         .unwrap_or_else(|| path.display().to_string());
     let mut cx = Ctx::new(open(id, sink)?, CAPTURE_TIME);
+    cx.report.parts = parts.files.clone();
+    cx.report.missing_part = parts.missing.clone();
     let bar = if progress {
         indicatif::ProgressBar::new(0)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
-    let mut path = path.to_path_buf();
-    loop {
-        cx.report.parts.push(path.clone());
-        let next = crate::read::next_part(&path, &summary.sel.metadata);
-        view_part(
-            &mut cx,
-            &path,
-            summary,
-            labels_dir,
-            &bar,
-            (&mut t_min, &mut t_max),
-        )?;
-        let Some(next) = next else { break };
-        if cx.report.parts.contains(&next) {
-            anyhow::bail!(
-                "{}: its next part {} was already shown (a cycle in demotape.split)",
-                path.display(),
-                next.display()
-            );
-        }
-        if !next.exists() {
-            tracing::warn!(
-                "{}: the next part of this episode, {}, is missing; shown up to here",
-                path.display(),
-                next.display()
-            );
-            cx.report.missing_part = Some(next);
-            break;
-        }
-        summary = read_summary(&next)?;
-        path = next;
-    }
-    bar.finish_and_clear();
-    cx.send_layout()?;
-    cx.rec.flush_blocking()?;
-    if t_max > t_min {
-        cx.report.duration_s = (t_max - t_min) as f64 / 1e9;
-    }
-    cx.report.seconds = started.elapsed().as_secs_f64();
-    Ok(cx.report)
-}
-
-/// Stream one file (one part of an episode) and its labels into `cx`.
-fn view_part(
-    cx: &mut Ctx,
-    path: &Path,
-    summary: crate::read::Summary,
-    labels_dir: Option<&Path>,
-    bar: &indicatif::ProgressBar,
-    (t_min, t_max): (&mut u64, &mut u64),
-) -> anyhow::Result<()> {
-    let meta = summary.sel.metadata.clone();
-    let channels = summary.sel.channels.clone();
-    let schemas = summary.sel.schemas.clone();
-    // annotation layers first (they are small)
-    let labels = load_labels(path, labels_dir, &meta)?;
+    // annotation layers first (they are small); the first part's sidecar covers them all
+    let labels = load_labels(path, labels_dir, &parts.metadata())?;
     for (i, (phase, a, _)) in labels.phases.iter().enumerate() {
         cx.at(*a);
         cx.log(
@@ -412,11 +366,35 @@ fn view_part(
                 .with_level(if o == "success" { "INFO" } else { "WARN" }),
         )?;
     }
+    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    for (path, summary) in parts.files.iter().zip(parts.summaries) {
+        view_part(&mut cx, path, summary, &bar, (&mut t_min, &mut t_max))?;
+    }
+    bar.finish_and_clear();
+    cx.send_layout()?;
+    cx.rec.flush_blocking()?;
+    if t_max > t_min {
+        cx.report.duration_s = (t_max - t_min) as f64 / 1e9;
+    }
+    cx.report.seconds = started.elapsed().as_secs_f64();
+    Ok(cx.report)
+}
+
+/// Stream one file (one part of an episode) into `cx`.
+fn view_part(
+    cx: &mut Ctx,
+    path: &Path,
+    summary: crate::read::Summary,
+    bar: &indicatif::ProgressBar,
+    (t_min, t_max): (&mut u64, &mut u64),
+) -> anyhow::Result<()> {
     let crate::read::Summary {
         mut file,
         len,
         mut chunk_index,
-        ..
+        sel: crate::read::Selection {
+            channels, schemas, ..
+        },
     } = summary;
     chunk_index.sort_by_key(|c| (c.message_start_time, c.chunk_start_offset));
     bar.inc_length(chunk_index.len() as u64);
