@@ -1,7 +1,9 @@
 //! LeRobot export throughput on a humanoid-ref episode (3 cameras 640x480 at 30 Hz, 32 joints
 //! at 500 Hz, 2 wrenches at 1 kHz, 10 tactile pads at 200 Hz): frames/s with PNG images,
-//! with h264 video (when ffmpeg is installed) and state only, medians of 3 runs each, measured
-//! side by side in one run.
+//! with PNG images from JPEG cameras (the same episode with its RGB cameras re-encoded as
+//! JPEG `CompressedImage`, what real robots record: each frame is decoded before it is
+//! re-encoded), with h264 video (when ffmpeg is installed) and state only, medians of 3 runs
+//! each, measured side by side in one run.
 //!
 //! Run: `cargo build --release -p demotape-recorder && cargo bench -p demotape-annotate --bench export`
 //! (`-- --episode FILE` to use an existing episode instead of recording a 10 s one).
@@ -22,9 +24,21 @@ fn main() {
     let episode = common::episode(tmp.path());
     let size_mb = std::fs::metadata(&episode).map_or(0.0, |m| m.len() as f64 / 1e6);
     let video = annotate::lerobot::video::check_available().is_ok();
-    let mut variants = vec![("images", false, false), ("state_only", false, true)];
+    // the same episode with JPEG cameras, as a real robot's compressed topics record it
+    let t = Instant::now();
+    let jpeg_episode = common::jpeg_copy(&episode, &tmp.path().join("jpeg.mcap"));
+    println!(
+        "JPEG copy ({:.0} MB) made in {:.1} s",
+        std::fs::metadata(&jpeg_episode).map_or(0.0, |m| m.len() as f64 / 1e6),
+        t.elapsed().as_secs_f64()
+    );
+    let mut variants = vec![
+        ("images", &episode, false, false),
+        ("jpeg_images", &jpeg_episode, false, false),
+        ("state_only", &episode, false, true),
+    ];
     if video {
-        variants.push(("video", true, false));
+        variants.push(("video", &episode, true, false));
     }
     println!("episode {} ({size_mb:.0} MB)", episode.display());
     println!(
@@ -33,7 +47,7 @@ fn main() {
     );
     let mut json = serde_json::Map::new();
     json.insert("bench".into(), "export".into());
-    for (name, video, no_images) in variants {
+    for (name, episode, video, no_images) in variants {
         let mut times = Vec::new();
         let mut frames = 0;
         for run in 0..3 {
@@ -46,7 +60,7 @@ fn main() {
                 ..ExportOptions::default()
             };
             let t = Instant::now();
-            let r = export(std::slice::from_ref(&episode), &opts).expect("export");
+            let r = export(std::slice::from_ref(episode), &opts).expect("export");
             times.push(t.elapsed().as_secs_f64());
             frames = r.total_frames;
             let _ = std::fs::remove_dir_all(&out);
