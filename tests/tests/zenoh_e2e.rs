@@ -371,6 +371,20 @@ rate_hz = 200.0
     assert_eq!(code, 0, "{err}");
     assert_eq!(rep["parts"].as_array().unwrap().len(), files.len() - 1);
     assert_eq!(rep["rows"]["joints/position/j1"], all.len() - first);
+    // and `export lerobot` makes the real parts one episode, values checked across the seams
+    let ds = tmp.path().join("ds");
+    let out_dir = tmp.path().join("out").join(&robot);
+    let (code, rep, err) = demotape(
+        &["export", "lerobot", "--json", "--fps", "30", "--out"],
+        &[&ds, &out_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rep["kept"].as_array().unwrap().len(), 1, "{rep:#}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&ds])).unwrap();
+    // about 4 s of joint states (pre-roll + 3.5 s) at 30 fps, across every part
+    let frames = checked["frames"].as_u64().unwrap();
+    assert!((100..=140).contains(&frames), "{checked}");
     std::fs::remove_file(files.last().unwrap()).unwrap();
     let (code, rep, err) = demotape(&["view", "--json", "--save"], &[&rrd, &files[0]]);
     assert_eq!(code, 0, "{err}");
