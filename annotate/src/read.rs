@@ -244,12 +244,22 @@ pub fn message_times(
 
 /// Read the messages of the channels for which `want(topic, schema_name)` is true.
 pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::Result<Selection> {
+    select(path, &mut read_summary(path)?, want)
+}
+
+/// [`read_selected`] with the summary already read.
+fn select(
+    path: &Path,
+    summary: &mut Summary,
+    want: impl Fn(&str, &str) -> bool,
+) -> anyhow::Result<Selection> {
     let Summary {
-        file: mut f,
+        file: f,
         len,
-        mut sel,
+        sel,
         chunk_index,
-    } = read_summary(path)?;
+    } = summary;
+    let (len, mut sel) = (*len, sel.clone());
     let wanted: Vec<u16> = sel
         .channels
         .values()
@@ -262,7 +272,7 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
         .map(|c| c.id)
         .collect();
     let mut raw = Vec::new();
-    for ci in &chunk_index {
+    for ci in chunk_index.iter() {
         if !ci
             .message_index_offsets
             .keys()
@@ -271,7 +281,7 @@ pub fn read_selected(path: &Path, want: impl Fn(&str, &str) -> bool) -> anyhow::
             continue;
         }
         sel.chunks_read += 1;
-        let plain = read_chunk(path, &mut f, len, ci, &mut raw)?;
+        let plain = read_chunk(path, f, len, ci, &mut raw)?;
         for item in RecordWalker::new(&plain) {
             let (at, op, body) = item.map_err(|e| {
                 err(
@@ -458,12 +468,12 @@ pub fn merge_metadata(into: &mut Metadata, later: &Metadata) {
 /// schemas matched by topic and name (ids as in the first part that has them), messages in
 /// part order, metadata by [`merge_metadata`].
 pub fn read_selected_parts(
-    files: &[PathBuf],
+    parts: &mut Parts,
     want: impl Fn(&str, &str) -> bool,
 ) -> anyhow::Result<Selection> {
     let mut out: Option<Selection> = None;
-    for f in files {
-        let part = read_selected(f, &want)?;
+    for (f, summary) in parts.files.iter().zip(parts.summaries.iter_mut()) {
+        let part = select(f, summary, &want)?;
         let Some(all) = out.as_mut() else {
             out = Some(part);
             continue;

@@ -120,8 +120,9 @@ fn decode<T: for<'de> Deserialize<'de>>(data: &[u8]) -> Option<T> {
 
 pub use crate::read::Metadata;
 
-/// Signals of `path` (with its later parts, when the recorder split the episode), with times in seconds from the episode start (from its metadata, else
-/// the first message). Returns them, the episode start (ns) and the metadata records.
+/// Signals of `path` (with its later parts, when the recorder split the episode), with times
+/// in seconds from the episode start (from its metadata, else the first message). Returns
+/// them, the episode start (ns) and the metadata records.
 pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals, u64, Metadata)> {
     let want = |topic: &str, _: &str| {
         topic == cfg.joint_topic
@@ -129,7 +130,7 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
             || cfg.tactile_topics.iter().any(|t| t == topic)
     };
     // a split episode is read whole, from this part on
-    let parts = crate::read::episode_parts(path)?;
+    let mut parts = crate::read::episode_parts(path)?;
     if let Some(m) = &parts.missing {
         tracing::warn!(
             "{}: its later part {} is missing; reading the episode up to there",
@@ -137,7 +138,7 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
             m.display()
         );
     }
-    let sel = read_selected_parts(&parts.files, want)?;
+    let sel = read_selected_parts(&mut parts, want)?;
     let joints = sel.by_topic(&cfg.joint_topic);
     if joints.is_empty() {
         anyhow::bail!(

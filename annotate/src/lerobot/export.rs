@@ -658,11 +658,11 @@ fn episode(
         return Ok(Err("discarded by the operator".into()));
     }
     // a split episode is exported whole, from this part on
-    let parts = crate::read::episode_parts(path)?;
+    let mut parts = crate::read::episode_parts(path)?;
     if let Some(m) = &parts.missing {
         return Ok(Err(format!(
-            "its later part {} is missing (export the parts before it with that file back, \
-             or export the earlier parts alone by moving this one's successors away)",
+            "its later part {} is missing: not exported cut short (put that file back beside \
+             the others)",
             m.display()
         )));
     }
@@ -713,7 +713,7 @@ fn episode(
             .map(|c| c.topic.clone())
             .collect()
     };
-    let sel = read_selected_parts(&parts.files, |t, _| wanted.iter().any(|w| w == t))?;
+    let sel = read_selected_parts(&mut parts, |t, _| wanted.iter().any(|w| w == t))?;
     let st = streams(&sel, &opts).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let this = layout_of(&st);
     match &ds.layout {
