@@ -1027,6 +1027,9 @@ fn episode(
             order.sort_by_key(|ci| (ci.message_start_time, ci.chunk_start_offset));
             for ci in order {
                 let plain = read_chunk(path, file, *len, ci, &mut raw)?;
+                // the frames this chunk serves, decoded in parallel (JPEG decoding is the
+                // expensive part for compressed cameras)
+                let mut jobs: Vec<(usize, Vec<usize>, usize, &[u8])> = Vec::new();
                 for m in chunk_messages(path, ci, &plain) {
                     let RawMessage {
                         at,
@@ -1040,7 +1043,13 @@ fn episode(
                     let Some(ks) = wanted_at[ci_cam].remove(&log_time) else {
                         continue;
                     };
-                    let rgb = camera_frame(&st.cameras[ci_cam].3, data).map_err(|e| {
+                    jobs.push((ci_cam, ks, at, data));
+                }
+                let frames = par_map(&jobs, |(cam, _, _, data)| {
+                    camera_frame(&st.cameras[*cam].3, data)
+                });
+                for ((ci_cam, ks, at, _), rgb) in jobs.into_iter().zip(frames) {
+                    let rgb = rgb.map_err(|e| {
                         anyhow::anyhow!(
                             "{}: {} message at byte {} of the chunk at {}: {e}",
                             path.display(),
@@ -1113,6 +1122,27 @@ fn episode(
         start_ns: t0,
         camera_offset_ms: offsets,
     }))
+}
+
+/// `f` over `items` on all cores (in order); one item, or one core, runs here.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("frame decoder panicked"))
+            .collect()
+    })
 }
 
 fn camera_frame(schema: &str, data: &[u8]) -> Result<Rgb, String> {
@@ -1321,4 +1351,18 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
         &table(cols)?,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_map;
+
+    #[test]
+    fn par_map_keeps_the_order_of_its_items() {
+        for n in [0usize, 1, 2, 7, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            let got = par_map(&items, |x| x * 3 + 1);
+            assert_eq!(got, items.iter().map(|x| x * 3 + 1).collect::<Vec<_>>());
+        }
+    }
 }
