@@ -84,7 +84,10 @@ struct Ctx {
     /// Least time between two drawings of the arm (0 for the live copy: already decimated).
     arm_period_ns: u64,
     frames: BTreeMap<String, i64>,
-    joint_idx: Option<(Vec<usize>, Option<usize>)>,
+    /// The joint names of the arm's publisher, and where the arm joints are among them.
+    joint_idx: Option<(Vec<String>, Vec<usize>)>,
+    /// The gripper's last opening (m), from whichever message carried it.
+    last_grip: Option<f64>,
     last_force: Option<[f64; 3]>,
     /// The view groups of the layout last sent.
     laid_out: BTreeSet<String>,
@@ -108,6 +111,7 @@ impl Ctx {
             },
             frames: BTreeMap::new(),
             joint_idx: None,
+            last_grip: None,
             last_force: None,
             laid_out: BTreeSet::new(),
         }
@@ -710,19 +714,31 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
 
 /// The arm from forward kinematics, decimated to [`ARM_HZ`] in files.
 fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
-    if cx.joint_idx.is_none() {
-        let find = |n: &str| js.name.iter().position(|x| x == n);
-        let arm: Option<Vec<usize>> = cx.arm_joints.iter().map(|n| find(n)).collect();
-        match arm {
-            Some(a) => cx.joint_idx = Some((a, find(&cx.gripper_joint))),
-            None => return Ok(()), // not the simulated arm: scalars only
-        }
+    // the gripper may have a publisher of its own on the joint-state topic
+    if let Some(p) = js
+        .name
+        .iter()
+        .position(|n| *n == cx.gripper_joint)
+        .and_then(|g| js.position.get(g))
+    {
+        cx.last_grip = Some(*p);
     }
     if cx.last_arm_ns > 0 && t < cx.last_arm_ns + cx.arm_period_ns {
         return Ok(());
     }
-    cx.last_arm_ns = t;
-    let (idx, grip) = cx.joint_idx.clone().expect("set");
+    // where this message has the arm joints (cached per name list: publishers differ)
+    if cx
+        .joint_idx
+        .as_ref()
+        .is_none_or(|(names, _)| *names != js.name)
+    {
+        let find = |n: &str| js.name.iter().position(|x| x == n);
+        let Some(idx) = cx.arm_joints.iter().map(|n| find(n)).collect() else {
+            return Ok(()); // not the arm's publisher (or not the simulated arm): scalars only
+        };
+        cx.joint_idx = Some((js.name.clone(), idx));
+    }
+    let (_, idx) = cx.joint_idx.as_ref().expect("set");
     let Some(q) = idx
         .iter()
         .map(|&i| js.position.get(i).copied())
@@ -730,6 +746,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
+    cx.last_arm_ns = t;
     let pts: Vec<[f32; 3]> = cx
         .arm
         .link_origins(&q)
@@ -754,9 +771,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
             rerun::Quaternion::from_xyzw([r.i as f32, r.j as f32, r.k as f32, r.w as f32]),
         ),
     )?;
-    let half = grip
-        .and_then(|g| js.position.get(g))
-        .map_or(0.04, |x| *x as f32);
+    let half = cx.last_grip.map_or(0.04, |x| x as f32);
     cx.log(
         "world/arm/ee/gripper",
         &rerun::LineStrips3D::new([

@@ -125,8 +125,25 @@ for _, ep in episodes.iterrows():
     src = read_mcap(ep["demotape/source_file"])
     t0 = int(ep["demotape/start_ns"])
     js = src["/joint_states"]
-    names = list(js[0][1].name)
-    joints = ([t for t, _ in js], np.array([m.position for _, m in js], dtype=np.float64))
+    # per joint: several publishers (arm, gripper) may share the topic, each with its joints
+    per_joint = {}
+    for t, m in js:
+        for jn, p in zip(m.name, m.position):
+            per_joint.setdefault(jn, ([], []))
+            per_joint[jn][0].append(t)
+            per_joint[jn][1].append([p])
+    names = [sn[: -len(".pos")] for sn in state_names if sn.endswith(".pos")]
+    if sorted(names) != sorted(per_joint):
+        fail(f"episode {e}: state joints {names} != joints in the MCAP {sorted(per_joint)}")
+    joint_series = [(per_joint[jn][0], np.array(per_joint[jn][1], dtype=np.float64)) for jn in names]
+
+    def joints_at(t):
+        vals, exact = [], True
+        for series in joint_series:
+            v, ex = interp(series, t)
+            vals.append(v)
+            exact = exact and ex
+        return np.concatenate(vals), exact
     extra = []
     for topic, msgs in sorted(src.items()):
         if topic.endswith("/wrench") and any(n.startswith(topic.strip("/").replace("/wrench", "").replace("/", "_") + ".") for n in state_names):
@@ -142,7 +159,7 @@ for _, ep in episodes.iterrows():
     n = len(rows)
     grid = [t0 + k * 10**9 // fps for k in range(n)]
     for k, t in enumerate(grid):
-        want, exact = interp(joints, t)
+        want, exact = joints_at(t)
         parts = [want]
         for s in extra:
             v, ex2 = interp(s, t)
@@ -151,7 +168,7 @@ for _, ep in episodes.iterrows():
         check_close(states[k], np.concatenate(parts), f"episode {e} frame {k} observation.state", exact)
         report["exact" if exact else "interpolated"] += 1
         if action_src == "next_state":
-            wa, exa = interp(joints, grid[min(k + 1, n - 1)])
+            wa, exa = joints_at(grid[min(k + 1, n - 1)])
             check_close(actions[k], wa, f"episode {e} frame {k} action", exa)
         report["values_checked"] += states.shape[1] + actions.shape[1]
     # cameras: the nearest frame to each grid time

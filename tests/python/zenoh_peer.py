@@ -60,6 +60,22 @@ def jpeg_frame(t_ns, k):
     return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/CompressedImage"))
 
 
+def arm_joints(t_ns, k):
+    """The arm driver's joint states (no gripper), in an order of its own."""
+    m = JointState(header=header(t_ns, "base"), name=["j2", "j1"],
+                   position=np.array([0.5 * k, float(k)]),
+                   velocity=np.array([0.2, 0.1]), effort=np.array([], dtype=np.float64))
+    return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/JointState"))
+
+
+def gripper_joint(t_ns, k):
+    """The gripper driver's joint state, on the same topic at its own rate."""
+    m = JointState(header=header(t_ns, "gripper"), name=["gripper"],
+                   position=np.array([0.04 - 0.0001 * k]),
+                   velocity=np.array([], dtype=np.float64), effort=np.array([], dtype=np.float64))
+    return bytes(TS.serialize_cdr(m, "sensor_msgs/msg/JointState"))
+
+
 def joints(t_ns, k):
     m = JointState(header=header(t_ns, "base"), name=["j1", "j2", "gripper"],
                    position=np.array([float(k), 0.5 * k, 0.04]),
@@ -184,19 +200,22 @@ def scenario_seams(session, robot, out):
 
 
 def scenario_compressed(session, robot, out):
-    """A real robot's usual camera: JPEG CompressedImage at 20 Hz (rmw_zenoh keys) beside
-    joint states at 100 Hz, for 3 s inside one episode."""
+    """A real robot's usual setup: a JPEG CompressedImage camera at 20 Hz (rmw_zenoh keys),
+    and two publishers on /joint_states: the arm driver (j2, j1) at 100 Hz and the gripper
+    driver (gripper) at 20 Hz, which speaks first; 3 s inside one episode."""
     ckey = f"0/camera/head/image_raw/compressed/sensor_msgs::msg::dds_::CompressedImage_/{HASH}"
     jkey = f"0/joint_states/sensor_msgs::msg::dds_::JointState_/{HASH}"
     gid_c = bytes(range(50, 66))
+    gid_g = bytes(range(70, 86))
     out["start"] = ask(session, robot, "start", {"task": "pick the cube", "operator": "ana"})
     frames = 0
     for k in range(300):
         t = time.time_ns()
         if k % 5 == 0:
+            session.put(jkey, gripper_joint(t, k), attachment=att_tuple(k // 5, t, gid_g))
             session.put(ckey, jpeg_frame(t, k), attachment=att_tuple(frames, t, gid_c))
             frames += 1
-        session.put(jkey, joints(t, k), attachment=att_tuple(k, t, GID_J))
+        session.put(jkey, arm_joints(t, k), attachment=att_tuple(k, t, GID_J))
         time.sleep(0.01)
     time.sleep(0.3)
     out["stop"] = ask(session, robot, "stop", {"outcome": "success"})

@@ -471,7 +471,8 @@ fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
 }
 
 /// The camera of most real robots: JPEG `CompressedImage` (image_transport's `compressed`
-/// topic), published by a real rmw_zenoh-style peer beside joint states, recorded by `run`,
+/// topic), published by a real rmw_zenoh-style peer beside joint states from two publishers
+/// (arm and gripper drivers sharing `/joint_states`), recorded by `run`,
 /// then exported to LeRobot with its frames decoded; check_lerobot.py compares every checked
 /// frame with Pillow's decoding of the recorded JPEG and lerobot-doctor accepts the dataset.
 #[test]
@@ -517,6 +518,13 @@ rate_hz = 100.0
     assert_eq!(rep["kept"].as_array().unwrap().len(), 1, "{rep:#}");
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ds.join("meta/info.json")).unwrap()).unwrap();
+    // two publishers on /joint_states (arm, then gripper, which spoke first): every joint,
+    // the widest publisher's first, each interpolated on its own (check_lerobot.py)
+    assert_eq!(
+        info["features"]["observation.state"]["names"],
+        serde_json::json!(["j2.pos", "j1.pos", "gripper.pos"]),
+        "{info:#}"
+    );
     let head = &info["features"]["observation.images.head"];
     assert_eq!(head["dtype"], "image", "{info:#}");
     assert_eq!(head["shape"], serde_json::json!([48, 64, 3]), "{info:#}");

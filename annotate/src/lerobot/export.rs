@@ -275,7 +275,8 @@ struct EpisodeStreams {
     state_names: Vec<String>,
     /// Number of joint values at the front of the state (what "next state" actions use).
     joints: usize,
-    action: Option<(Series, Vec<String>)>,
+    /// One series per commanded joint, and their names.
+    action: Option<(Vec<Series>, Vec<String>)>,
     /// (feature key, channel id, topic, schema name)
     cameras: Vec<(String, u16, String, String)>,
 }
@@ -286,45 +287,64 @@ fn is_camera(topic: &str, schema: &str) -> bool {
         && !topic.contains("depth")
 }
 
-fn joint_series(sel: &Selection, topic: &str) -> anyhow::Result<Option<(Series, Vec<String>)>> {
+/// One series per joint of `topic`'s `JointState`s, and the joint names. Robots often have
+/// several publishers on one joint-state topic (an arm driver and a gripper driver), each
+/// with its own joints, rate and order: every joint is followed in every message that names
+/// it, and interpolated on its own. Joint order: the joints of the message naming the most
+/// first (in its order), then any others as they first appear, so every episode of a setup
+/// gets the same layout whichever publisher spoke first.
+fn joint_series(
+    sel: &Selection,
+    topic: &str,
+) -> anyhow::Result<Option<(Vec<Series>, Vec<String>)>> {
     let msgs = sel.by_topic(topic);
     if msgs.is_empty() {
         return Ok(None);
     }
-    let mut names: Option<Vec<String>> = None;
-    let mut s = Series::default();
+    let mut decoded = Vec::with_capacity(msgs.len());
     let mut bad = 0usize;
     for m in msgs {
-        let Ok(js) = decode::<JointState>(&m.data) else {
-            bad += 1;
-            continue;
-        };
-        match &names {
-            None => {
-                if js.position.len() != js.name.len() || js.name.is_empty() {
-                    bad += 1;
-                    continue;
-                }
-                s.dims = js.name.len();
-                names = Some(js.name.clone());
+        match decode::<JointState>(&m.data) {
+            Ok(js) if js.position.len() == js.name.len() && !js.name.is_empty() => {
+                decoded.push((m.header.log_time, js))
             }
-            Some(n) if *n != js.name || js.position.len() != n.len() => {
-                bad += 1;
-                continue;
-            }
-            _ => {}
+            _ => bad += 1,
         }
-        s.push(m.header.log_time, &js.position);
     }
     if bad > 0 {
         tracing::warn!(
             topic,
             bad,
-            "joint-state messages skipped (undecodable or other joints)"
+            "joint-state messages skipped (undecodable, or positions not one per name)"
         );
     }
-    s.sort();
-    Ok(names.map(|n| (s, n)))
+    let Some(widest) = decoded.iter().map(|(_, js)| js.name.len()).max() else {
+        return Ok(None);
+    };
+    let mut names: Vec<String> = Vec::new();
+    let first_widest = decoded.iter().find(|(_, js)| js.name.len() == widest);
+    for (_, js) in first_widest.into_iter().chain(decoded.iter()) {
+        for n in &js.name {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut series: Vec<Series> = names.iter().map(|_| Series::new(1)).collect();
+    for (t, js) in &decoded {
+        for (n, p) in js.name.iter().zip(&js.position) {
+            series[index[n.as_str()]].push(*t, &[*p]);
+        }
+    }
+    for s in &mut series {
+        s.sort();
+    }
+    Ok(Some((series, names)))
 }
 
 fn short(topic: &str) -> String {
@@ -341,7 +361,7 @@ fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStrea
         .ok_or_else(|| anyhow::anyhow!("no joint states on {}", opts.joint_topic))?;
     let mut state_names: Vec<String> = names.iter().map(|n| format!("{n}.pos")).collect();
     let njoints = state_names.len();
-    let mut state = vec![joints];
+    let mut state = joints;
     // sorted by topic: the same layout whatever order the channels were recorded in
     let topics_of = |schema: &str| -> Vec<String> {
         let mut t: Vec<String> = sel
@@ -780,7 +800,7 @@ fn episode(
     }
     let mut t0 = 0u64;
     let mut t1 = u64::MAX;
-    for s in st.state.iter().chain(st.action.as_ref().map(|a| &a.0)) {
+    for s in st.state.iter().chain(st.action.iter().flat_map(|a| &a.0)) {
         t0 = t0.max(s.first().unwrap_or(u64::MAX));
         t1 = t1.min(s.last().unwrap_or(0));
     }
@@ -888,13 +908,17 @@ fn episode(
         let action: Vec<f64> = match &st.action {
             Some((a, _)) => {
                 scratch.clear();
-                a.at(g, &mut scratch);
+                for s in a {
+                    s.at(g, &mut scratch);
+                }
                 scratch.clone()
             }
             None => {
                 scratch.clear();
                 let next = grid[(k + 1).min(n - 1)];
-                st.state[0].at(next, &mut scratch);
+                for s in &st.state[..st.joints] {
+                    s.at(next, &mut scratch);
+                }
                 scratch.clone()
             }
         };
