@@ -5,6 +5,7 @@ use crate::read::read_selected_parts;
 use crate::segment::Signals;
 use hal::msgs::JointState;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Which topics and joints carry the signals. Defaults follow the simulator and
@@ -79,14 +80,66 @@ impl<'de> Deserialize<'de> for SkipF64s {
     }
 }
 
+/// A message's joint names, hashed and counted without allocating: which publisher it came
+/// from, when several share the joint-state topic (an arm driver and a gripper driver).
+struct NamesKey {
+    hash: u64,
+    len: usize,
+}
+impl<'de> Deserialize<'de> for NamesKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        struct Name<'a>(&'a mut DefaultHasher);
+        impl<'de> serde::de::DeserializeSeed<'de> for Name<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                struct V<'a>(&'a mut DefaultHasher);
+                impl serde::de::Visitor<'_> for V<'_> {
+                    type Value = ();
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a joint name")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+                        s.hash(self.0);
+                        Ok(())
+                    }
+                }
+                d.deserialize_str(V(self.0))
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NamesKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence of joint names")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NamesKey, A::Error> {
+                let mut h = DefaultHasher::new();
+                let mut len = 0;
+                while seq.next_element_seed(Name(&mut h))?.is_some() {
+                    len += 1;
+                }
+                Ok(NamesKey {
+                    hash: h.finish(),
+                    len,
+                })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 /// The fields of a JointState that segmentation uses, decoded without allocating the joint
-/// names of every message (they are read once, from the first message).
+/// names of every message (each publisher's names are read once).
 #[derive(Deserialize)]
 struct JointPositions {
     _sec: i32,
     _nanosec: u32,
     _frame_id: SkipStr,
-    name: Vec<SkipStr>,
+    name: NamesKey,
     position: Vec<f64>,
     _velocity: SkipF64s,
     _effort: SkipF64s,
@@ -119,6 +172,19 @@ fn decode<T: for<'de> Deserialize<'de>>(data: &[u8]) -> Option<T> {
 }
 
 pub use crate::read::Metadata;
+
+/// Linear interpolation of time-sorted `(t, v)` samples at `t`, clamped to the ends (exact at
+/// a sample's own time).
+fn interpolate(samples: &[(f64, f64)], t: f64) -> f64 {
+    let i = samples.partition_point(|s| s.0 < t);
+    match (samples.get(i.wrapping_sub(1)), samples.get(i)) {
+        (_, Some(b)) if b.0 == t => b.1,
+        (Some(a), Some(b)) => a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0),
+        (Some(a), None) => a.1,
+        (None, Some(b)) => b.1,
+        (None, None) => 0.0,
+    }
+}
 
 /// Signals of `path` (with its later parts, when the recorder split the episode), with times
 /// in seconds from the episode start (from its metadata, else the first message). Returns
@@ -180,47 +246,76 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
         duration_s: rel(end),
         ..Default::default()
     };
-    let mut idx: Option<(Vec<usize>, usize)> = None;
+    // Each publisher's layout (names hash → where the arm joints and the gripper are), read
+    // once from its first message. The arm may come from one publisher and the gripper from
+    // another: arm samples carry the gripper opening interpolated at their times.
+    let mut layouts: HashMap<u64, (Option<Vec<usize>>, Option<usize>)> = HashMap::new();
+    let mut arm: Vec<(f64, [f64; 7])> = Vec::new();
+    let mut grip: Vec<(f64, f64)> = Vec::new();
     let mut bad = 0usize;
     for m in joints {
-        if idx.is_none() {
-            let Some(js) = decode::<JointState>(&m.data) else {
-                bad += 1;
-                continue;
-            };
-            let find = |n: &str| js.name.iter().position(|x| x == n);
-            let arm: Option<Vec<usize>> = cfg.arm_joints.iter().map(|n| find(n)).collect();
-            match (arm, find(&cfg.gripper_joint)) {
-                (Some(a), Some(g)) if a.len() == 7 => idx = Some((a, g)),
-                _ => anyhow::bail!(
-                    "{}: {} lacks the configured arm or gripper joints",
-                    path.display(),
-                    cfg.joint_topic
-                ),
-            }
-        }
         let Some(js) = decode::<JointPositions>(&m.data) else {
             bad += 1;
             continue;
         };
-        let (a, g) = idx.as_ref().expect("set above");
-        if js.name.len() != js.position.len()
-            || js.position.len() <= *a.iter().max().unwrap_or(&0)
-            || js.position.len() <= *g
-        {
+        if js.name.len != js.position.len() {
             bad += 1;
             continue;
         }
-        s.t.push(rel(m.header.log_time));
-        s.q.push(std::array::from_fn(|k| js.position[a[k]]));
-        s.aperture.push(cfg.gripper_scale * js.position[*g]);
+        let (a, g) = match layouts.get(&js.name.hash) {
+            Some(l) => l.clone(),
+            None => {
+                let Some(full) = decode::<JointState>(&m.data) else {
+                    bad += 1;
+                    continue;
+                };
+                let find = |n: &str| full.name.iter().position(|x| x == n);
+                let a: Option<Vec<usize>> = cfg.arm_joints.iter().map(|n| find(n)).collect();
+                let l = (a.filter(|a| a.len() == 7), find(&cfg.gripper_joint));
+                layouts.insert(js.name.hash, l.clone());
+                l
+            }
+        };
+        let t = rel(m.header.log_time);
+        if let Some(a) = a {
+            arm.push((t, std::array::from_fn(|k| js.position[a[k]])));
+        }
+        if let Some(g) = g {
+            grip.push((t, cfg.gripper_scale * js.position[g]));
+        }
     }
-    // joint messages in time order (chunks may interleave slightly)
-    let mut order: Vec<usize> = (0..s.t.len()).collect();
-    order.sort_by(|&x, &y| s.t[x].total_cmp(&s.t[y]));
-    s.t = order.iter().map(|&i| s.t[i]).collect();
-    s.q = order.iter().map(|&i| s.q[i]).collect();
-    s.aperture = order.iter().map(|&i| s.aperture[i]).collect();
+    if layouts.is_empty() && bad > 0 {
+        anyhow::bail!(
+            "{}: unreadable: none of the {bad} messages on {} decodes as sensor_msgs/msg/JointState (truncated or malformed CDR)",
+            path.display(),
+            cfg.joint_topic
+        );
+    }
+    if arm.is_empty() || grip.is_empty() {
+        anyhow::bail!(
+            "{}: {} lacks the configured {} ({})",
+            path.display(),
+            cfg.joint_topic,
+            if arm.is_empty() {
+                "arm joints"
+            } else {
+                "gripper joint"
+            },
+            if arm.is_empty() {
+                cfg.arm_joints.join(", ")
+            } else {
+                cfg.gripper_joint.clone()
+            }
+        );
+    }
+    // in time order (chunks may interleave slightly)
+    arm.sort_by(|x, y| x.0.total_cmp(&y.0));
+    grip.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for (t, q) in arm {
+        s.t.push(t);
+        s.q.push(q);
+        s.aperture.push(interpolate(&grip, t));
+    }
     let w = sel.by_topic(&cfg.wrench_topic);
     if !w.is_empty() {
         let mut rows: Vec<(f64, [f64; 6])> = w
