@@ -97,6 +97,74 @@ impl Drop for Syncer {
     }
 }
 
+/// The episode file under the MCAP writer, in a slot the episode writer can empty.
+///
+/// After a failed write the `mcap` crate's writer may be in a state in which dropping it
+/// panics (0.25: its `Drop` calls `finish`, which expects the inner writer a failed
+/// `start_chunk` has taken: "self.writer should never be None"). So a failed writer is never
+/// dropped: the episode writer takes the file out of this slot (closing it), then forgets the
+/// MCAP writer, which leaks only its buffers, once per failed episode.
+#[derive(Clone)]
+struct SlotFile(std::sync::Arc<std::sync::Mutex<Option<File>>>);
+
+impl SlotFile {
+    fn new(f: File) -> Self {
+        SlotFile(std::sync::Arc::new(std::sync::Mutex::new(Some(f))))
+    }
+    fn with<T>(&self, op: impl FnOnce(&mut File) -> std::io::Result<T>) -> std::io::Result<T> {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_mut() {
+            Some(f) => op(f),
+            None => Err(std::io::Error::other(
+                "the episode file was closed after an error",
+            )),
+        }
+    }
+    /// Close the file: every later write through the MCAP writer fails.
+    fn close(&self) {
+        drop(self.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+impl std::io::Write for SlotFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.with(|f| f.write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.with(|f| f.flush())
+    }
+}
+
+impl std::io::Seek for SlotFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.with(|f| f.seek(pos))
+    }
+}
+
+type McapOut = mcap::Writer<BufWriter<SlotFile>>;
+
+/// Closes the slot when setup fails before the episode writer owns it.
+struct CloseOnError(Option<SlotFile>);
+
+impl Drop for CloseOnError {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.close();
+        }
+    }
+}
+
+/// An MCAP writer being set up: forgotten, not dropped, if setting up fails (see [`SlotFile`]).
+struct Forget(Option<McapOut>);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            std::mem::forget(w);
+        }
+    }
+}
+
 /// Who, what and how: written as the `demotape.episode` metadata record at the start.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct EpisodeMeta {
@@ -177,7 +245,9 @@ struct DeviceState {
 }
 
 pub struct EpisodeWriter {
-    mcap: mcap::Writer<BufWriter<File>>,
+    mcap: McapOut,
+    /// The file under `mcap`, to close after a write error.
+    slot: SlotFile,
     path: PathBuf,
     streams: Vec<StreamSpec>,
     channel_ids: Vec<u16>,
@@ -202,6 +272,16 @@ pub struct EpisodeWriter {
     /// File length after the last successful flush: a record boundary, everything before it
     /// complete chunks.
     good_len: u64,
+    /// A bulk message (image) is in the open chunk: held small messages must not join it.
+    /// Without one, the open chunk holds at most schema and channel records, which the next
+    /// small messages may share (so no chunk is ever written without a message).
+    bulk_open: bool,
+    /// The longest a sample waited in the capture queue (set by the caller before
+    /// `finish`; written into `demotape.episode_end` as `peak_queue_age_ms`).
+    pub peak_queue_age_ns: u64,
+    /// Sensor messages (the streams' samples, not the recorder's own clock and event
+    /// messages) in the file up to `good_len`.
+    good_messages: u64,
 }
 
 impl EpisodeWriter {
@@ -212,10 +292,6 @@ impl EpisodeWriter {
         meta: &EpisodeMeta,
     ) -> Result<Self, WriteError> {
         let io = |source| WriteError::Io {
-            path: path.into(),
-            source,
-        };
-        let mc = |source| WriteError::Mcap {
             path: path.into(),
             source,
         };
@@ -230,6 +306,35 @@ impl EpisodeWriter {
             .create_new(!is_device)
             .open(path)
             .map_err(io)?;
+        match Self::create_in(file, is_device, path, streams, opts, meta) {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                // Nothing was recorded yet: leave no empty or header-only episode behind (a
+                // full disk would otherwise leave a 0-byte .mcap).
+                if !is_device {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        file: File,
+        is_device: bool,
+        path: &Path,
+        streams: &[StreamSpec],
+        opts: &WriterOptions,
+        meta: &EpisodeMeta,
+    ) -> Result<Self, WriteError> {
+        let io = |source| WriteError::Io {
+            path: path.into(),
+            source,
+        };
+        let mc = |source| WriteError::Mcap {
+            path: path.into(),
+            source,
+        };
         let sync_file = if is_device {
             None
         } else {
@@ -246,13 +351,42 @@ impl EpisodeWriter {
             Compression::Zstd => Some(mcap::Compression::Zstd),
             Compression::None => None,
         };
-        let mut w = mcap::WriteOptions::new()
-            .profile("ros2")
-            .library(concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")))
-            .compression(compression)
-            .chunk_size(Some(opts.chunk_size))
-            .create(BufWriter::with_capacity(1 << 20, file))
-            .map_err(mc)?;
+        let slot = SlotFile::new(file);
+        let mut close_on_error = CloseOnError(Some(slot.clone()));
+        let mut guard = Forget(Some(
+            mcap::WriteOptions::new()
+                .profile("ros2")
+                .library(concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")))
+                .compression(compression)
+                .chunk_size(Some(opts.chunk_size))
+                .create(BufWriter::with_capacity(1 << 20, slot.clone()))
+                .map_err(mc)?,
+        ));
+        let w = guard.0.as_mut().expect("just set");
+
+        // The episode metadata goes first, outside any chunk: a Metadata record closes the
+        // open chunk, and a chunk of schema and channel records alone would have a message
+        // time range of 0..0, which viewers (Lichtblick) take for the timeline's start.
+        let mut m = BTreeMap::from([
+            ("robot_id".to_string(), meta.robot_id.clone()),
+            ("episode_id".to_string(), meta.episode_id.clone()),
+            ("sequence".to_string(), meta.sequence.to_string()),
+            ("task".to_string(), meta.task.clone()),
+            ("operator".to_string(), meta.operator.clone()),
+            ("source".to_string(), meta.source.clone()),
+            ("start_ns".to_string(), meta.start_ns.to_string()),
+            (
+                "software".to_string(),
+                concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")).to_string(),
+            ),
+            ("config".to_string(), meta.config_toml.clone()),
+        ]);
+        m.extend(meta.extra.clone());
+        w.write_metadata(&mcap::records::Metadata {
+            name: "demotape.episode".into(),
+            metadata: m,
+        })
+        .map_err(mc)?;
 
         let mut schema_ids: BTreeMap<&'static str, u16> = BTreeMap::new();
         let mut schema = |w: &mut mcap::Writer<_>,
@@ -277,12 +411,12 @@ impl EpisodeWriter {
         let mut devices: Vec<DeviceState> = Vec::new();
         let mut stream_device = Vec::new();
         let clock_schema = schema(
-            &mut w,
+            w,
             ClockObservations::TYPE_NAME,
             ClockObservations::schema_text(),
         )?;
         for s in streams {
-            let sid = schema(&mut w, s.modality.type_name(), s.modality.schema_text())?;
+            let sid = schema(w, s.modality.type_name(), s.modality.schema_text())?;
             let md = BTreeMap::from([
                 (
                     "offered_qos_profiles".to_string(),
@@ -318,36 +452,16 @@ impl EpisodeWriter {
             };
             stream_device.push(di);
         }
-        let ev_schema = schema(&mut w, EpisodeEvent::TYPE_NAME, EpisodeEvent::schema_text())?;
+        let ev_schema = schema(w, EpisodeEvent::TYPE_NAME, EpisodeEvent::schema_text())?;
         let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
         let events_channel = w
             .add_channel(ev_schema, "/demotape/events", "cdr", &md)
             .map_err(mc)?;
 
-        let mut m = BTreeMap::from([
-            ("robot_id".to_string(), meta.robot_id.clone()),
-            ("episode_id".to_string(), meta.episode_id.clone()),
-            ("sequence".to_string(), meta.sequence.to_string()),
-            ("task".to_string(), meta.task.clone()),
-            ("operator".to_string(), meta.operator.clone()),
-            ("source".to_string(), meta.source.clone()),
-            ("start_ns".to_string(), meta.start_ns.to_string()),
-            (
-                "software".to_string(),
-                concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")).to_string(),
-            ),
-            ("config".to_string(), meta.config_toml.clone()),
-        ]);
-        m.extend(meta.extra.clone());
-        w.write_metadata(&mcap::records::Metadata {
-            name: "demotape.episode".into(),
-            metadata: m,
-        })
-        .map_err(mc)?;
-
         let n = streams.len();
         let mut me = EpisodeWriter {
-            mcap: w,
+            mcap: guard.0.take().expect("set above"),
+            slot: slot.clone(),
             path: path.into(),
             streams: streams.to_vec(),
             channel_ids,
@@ -366,27 +480,47 @@ impl EpisodeWriter {
             sync_file,
             syncer,
             good_len: 0,
+            bulk_open: false,
+            peak_queue_age_ns: 0,
+            good_messages: 0,
         };
-        me.event(
-            meta.start_ns,
-            "start",
-            "",
-            0,
-            &format!("episode {}", meta.episode_id),
-        )?;
-        // Make the header, schemas, channels and metadata durable right away.
-        me.write_small()?;
-        me.mcap.flush().map_err(|source| WriteError::Mcap {
-            path: path.into(),
-            source,
-        })?;
-        me.mark_good();
-        Ok(me)
+        close_on_error.0 = None;
+        let r = (|| {
+            me.event(
+                meta.start_ns,
+                "start",
+                "",
+                0,
+                &format!("episode {}", meta.episode_id),
+            )?;
+            // Make the header, schemas, channels and metadata durable right away.
+            me.write_small()?;
+            me.mcap.flush().map_err(|e| me.mcap_err(e))
+        })();
+        match r {
+            Ok(()) => {
+                me.mark_good();
+                Ok(me)
+            }
+            Err(e) => {
+                me.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Give up on the file after a write error: close it and forget the MCAP writer (see
+    /// [`SlotFile`]: dropping it could panic).
+    fn abandon(self) {
+        drop(self.syncer);
+        self.slot.close();
+        std::mem::forget(self.mcap);
     }
 
     fn mark_good(&mut self) {
         if let Some(m) = self.sync_file.as_ref().and_then(|f| f.metadata().ok()) {
             self.good_len = m.len();
+            self.good_messages = self.counts.iter().sum();
         }
     }
 
@@ -397,7 +531,6 @@ impl EpisodeWriter {
     /// everything up to the last flush — cutting the interrupted chunk frees the room the
     /// closing records need. Returns what happened, for the error message.
     pub fn close_after_error(mut self, why: &str) -> String {
-        use std::io::{Seek, SeekFrom, Write};
         let good = self.good_len;
         let path = self.path.clone();
         drop(self.syncer.take());
@@ -405,25 +538,21 @@ impl EpisodeWriter {
             return "not a regular file; nothing to close".into();
         };
         let messages: u64 = self.counts.iter().sum();
-        // discard what the MCAP writer and its buffer still hold: it cannot be written
-        let (inner, _unwritten) = self.mcap.into_inner().into_parts();
-        drop(inner);
+        // discard what the MCAP writer and its buffer still hold: it cannot be written (and
+        // the writer is never dropped after a failure, see `SlotFile`)
+        self.slot.close();
+        std::mem::forget(self.mcap);
         let tail = closing_records(&[
             ("error", why.to_string()),
             ("end_ns", self.last_host_ns.to_string()),
             ("closed_at_byte", good.to_string()),
         ]);
-        let r = (|| -> std::io::Result<()> {
-            file.set_len(good)?;
-            let mut f = &file;
-            f.seek(SeekFrom::Start(good))?;
-            f.write_all(&tail)?;
-            f.sync_data()
-        })();
-        match r {
+        match close_at(&file, good, &tail) {
             Ok(()) => format!(
-                "{} closed cleanly at byte {good} (the last complete flush; {messages} messages had been accepted, those after that flush are lost)",
-                path.display()
+                "{} closed cleanly at byte {good}, the last complete flush: it holds {kept} sensor messages (plus the recorder's clock and event messages); {lost} sensor messages written after that flush are lost",
+                path.display(),
+                kept = self.good_messages,
+                lost = messages.saturating_sub(self.good_messages)
             ),
             Err(e) => format!(
                 "{}: could not append the closing records ({e}); the file is complete up to byte {good}: `demotape recover` rebuilds it",
@@ -502,7 +631,10 @@ impl EpisodeWriter {
             return Ok(());
         }
         // close the open bulk chunk first so the two kinds never share one
-        self.mcap.flush().map_err(|e| self.mcap_err(e))?;
+        if self.bulk_open {
+            self.mcap.flush().map_err(|e| self.mcap_err(e))?;
+            self.bulk_open = false;
+        }
         let mut held = std::mem::take(&mut self.small);
         // one chunk per channel (stable sort keeps each channel's order), so a reader that
         // wants a few topics decompresses only theirs
@@ -592,6 +724,7 @@ impl EpisodeWriter {
             publish_time: s.host_receive_ns,
         };
         if self.buf.len() >= BULK_BYTES {
+            self.bulk_open = true;
             self.mcap
                 .write_to_known_channel(&h, &self.buf)
                 .map_err(|e| WriteError::Mcap {
@@ -691,17 +824,20 @@ impl EpisodeWriter {
         }
         self.write_small()?;
         self.mcap.flush().map_err(|e| self.mcap_err(e))?;
+        self.bulk_open = false;
         self.mark_good();
         Ok(())
     }
 
     /// Final flush, the closing metadata records and the MCAP summary section.
-    pub fn finish(
-        mut self,
+    /// The last flush, the stop event, the closing metadata and the summary section.
+    #[allow(clippy::type_complexity)]
+    fn finish_records(
+        &mut self,
         drops: &[u64],
         end_ns: u64,
         peak_queue_bytes: usize,
-    ) -> Result<EpisodeSummary, WriteError> {
+    ) -> Result<(Vec<StreamSummary>, BTreeMap<String, SyncReport>, u64), WriteError> {
         self.flush(drops)?;
         let end = end_ns.max(self.last_host_ns);
         let total: u64 = self.counts.iter().sum();
@@ -741,6 +877,10 @@ impl EpisodeWriter {
             ("messages".to_string(), total.to_string()),
             ("drops".to_string(), drops.iter().sum::<u64>().to_string()),
             ("peak_queue_bytes".to_string(), peak_queue_bytes.to_string()),
+            (
+                "peak_queue_age_ms".to_string(),
+                format!("{:.1}", self.peak_queue_age_ns as f64 / 1e6),
+            ),
         ]);
         for (name, metadata) in [
             ("demotape.channels", channels),
@@ -758,13 +898,62 @@ impl EpisodeWriter {
                 })?;
         }
         self.mcap.finish().map_err(|e| self.mcap_err(e))?;
+        Ok((streams, sync, end))
+    }
+
+    pub fn finish(
+        mut self,
+        drops: &[u64],
+        end_ns: u64,
+        peak_queue_bytes: usize,
+    ) -> Result<EpisodeSummary, WriteError> {
+        // A failure before the summary is written closes the file at its last complete
+        // flush, like any write error: what was captured stays readable.
+        let (streams, sync, end) = match self.finish_records(drops, end_ns, peak_queue_bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let closed = self.close_after_error(&e.to_string());
+                return Err(WriteError::Closed {
+                    error: Box::new(e),
+                    closed,
+                });
+            }
+        };
         let path = self.path.clone();
         let mut inner = self.mcap.into_inner();
         let io = |source| WriteError::Io {
             path: path.clone(),
             source,
         };
-        std::io::Write::flush(&mut inner).map_err(io)?;
+        if let Err(e) = std::io::Write::flush(&mut inner) {
+            // the summary did not reach the file: close it at the last complete flush
+            drop(inner.into_parts());
+            drop(self.syncer.take());
+            let why = format!("writing the summary section failed: {e}");
+            let good = self.good_len;
+            let closed = match &self.sync_file {
+                Some(f) => match close_at(
+                    f,
+                    good,
+                    &closing_records(&[
+                        ("error", why.clone()),
+                        ("end_ns", end.to_string()),
+                        ("closed_at_byte", good.to_string()),
+                    ]),
+                ) {
+                    Ok(()) => format!("{} closed cleanly at byte {good}", path.display()),
+                    Err(e2) => format!(
+                        "{}: could not append the closing records ({e2}); `demotape recover` rebuilds it",
+                        path.display()
+                    ),
+                },
+                None => "not a regular file; nothing to close".into(),
+            };
+            return Err(WriteError::Closed {
+                error: Box::new(io(e)),
+                closed,
+            });
+        }
         drop(self.syncer.take());
         // A finished episode is durable: its data, then its directory entry.
         if let Some(f) = &self.sync_file {
@@ -784,6 +973,16 @@ impl EpisodeWriter {
             peak_queue_bytes,
         })
     }
+}
+
+/// Cut `file` back to `good` (a record boundary) and append `tail` there, durably.
+fn close_at(file: &File, good: u64, tail: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.set_len(good)?;
+    let mut f = file;
+    f.seek(SeekFrom::Start(good))?;
+    f.write_all(tail)?;
+    f.sync_data()
 }
 
 /// A `Metadata` record (`demotape.episode_end`), `DataEnd` and `Footer` (no summary) and the

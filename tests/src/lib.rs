@@ -63,6 +63,88 @@ pub fn python() -> PathBuf {
     .clone()
 }
 
+/// Foxglove's own MCAP reader (`@mcap/core`, what Foxglove and Lichtblick open files with)
+/// run by Node on `files`: one JSON object per file from `tests/js/check_mcap.mjs`.
+///
+/// The npm packages (pinned in `tests/js/package-lock.json`) are installed with `npm ci` into
+/// `~/.cache/demotape/node` on first use, or when the lock file changes. A failure to
+/// install fails the test: these checks never skip.
+pub fn foxglove_reader(files: &[&Path]) -> Vec<serde_json::Value> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
+        let dir = home.join(".cache/demotape/node");
+        std::fs::create_dir_all(&dir).expect("creating ~/.cache/demotape/node");
+        let js = crate_dir().join("js");
+        let lock = std::fs::read_to_string(js.join("package-lock.json"))
+            .expect("tests/js/package-lock.json");
+        for f in ["package.json", "package-lock.json", "check_mcap.mjs"] {
+            std::fs::copy(js.join(f), dir.join(f)).expect("copying tests/js");
+        }
+        let marker = dir.join(".demotape-lock");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(lock.as_str())
+            || !dir.join("node_modules/@mcap/core").exists()
+        {
+            let st = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .status()
+                .expect("running npm (apt-get install nodejs npm)");
+            assert!(st.success(), "npm ci in {} failed", dir.display());
+            std::fs::write(&marker, lock).expect("writing the npm marker");
+        }
+        dir
+    });
+    let out = Command::new("node")
+        .arg(dir.join("check_mcap.mjs"))
+        .args(files)
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "check_mcap.mjs failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("check_mcap.mjs JSON"))
+        .collect()
+}
+
+/// Assert that Foxglove's reader sees `file` as a viewer must: every chunk holds messages,
+/// the timeline from the chunk indexes equals the Statistics range, and the messages read
+/// back (CRCs checked) are as many as Statistics counts, within that range. Returns the
+/// reader's report.
+pub fn assert_viewer_timeline(file: &Path) -> serde_json::Value {
+    let r = foxglove_reader(&[file]).remove(0);
+    assert_eq!(r["ok"], true, "{}: {r}", file.display());
+    assert_eq!(
+        r["empty_chunks"],
+        0,
+        "{}: chunks without messages: {r}",
+        file.display()
+    );
+    assert_eq!(
+        r["chunk_start"],
+        r["stats_start"],
+        "{}: {r}",
+        file.display()
+    );
+    assert_eq!(r["chunk_end"], r["stats_end"], "{}: {r}", file.display());
+    assert_eq!(
+        r["messages_read"].as_u64().map(|n| n.to_string()),
+        r["stats_messages"].as_str().map(str::to_string),
+        "{}: {r}",
+        file.display()
+    );
+    assert_eq!(r["read_start"], r["stats_start"], "{}: {r}", file.display());
+    assert_eq!(r["read_end"], r["stats_end"], "{}: {r}", file.display());
+    r
+}
+
 /// This crate's directory (`tests/`) in the checkout being tested.
 ///
 /// Taken from the environment `cargo test` gives the test process, not from `env!` at compile
@@ -311,8 +393,19 @@ impl RecorderProcess {
         self.log.lock().unwrap().clone()
     }
 
-    /// SIGTERM and wait: the service must finish cleanly with exit 0. Returns its log.
-    pub fn stop(mut self) -> String {
+    /// SIGTERM and wait: the service must finish cleanly, exiting 130 (interrupted), or 3
+    /// if it says samples were dropped (README's exit codes). Returns its log.
+    pub fn stop(self) -> String {
+        let (code, log) = self.stop_with_code();
+        assert!(
+            code == Some(130) || (code == Some(3) && log.contains("samples were dropped")),
+            "recorder exit {code:?}\n{log}"
+        );
+        log
+    }
+
+    /// SIGTERM and wait; the exit code (None if killed by a signal) and the log.
+    pub fn stop_with_code(mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -320,9 +413,12 @@ impl RecorderProcess {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        let log = self.log();
-        assert!(st.success(), "recorder exit {st:?}\n{log}");
-        log
+        (st.code(), self.log())
+    }
+
+    /// The process id (to send it other signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
