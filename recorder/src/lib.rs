@@ -98,9 +98,7 @@ pub fn record_episode(
                     let wait = flush_every.saturating_sub(last_flush.elapsed());
                     match rx.recv_timeout(wait) {
                         Ok(Item::Sample { sample, bytes }) => {
-                            stats
-                                .bytes_in_flight
-                                .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+                            stats.taken(&sample, bytes, hal::sim::now_ns());
                             writer.write_sample(sample)?;
                         }
                         Ok(Item::Event(e)) => {
@@ -127,6 +125,7 @@ pub fn record_episode(
                 });
             }
             let peak = stats.peak_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            writer.peak_queue_age_ns = stats.peak_age_ns.load(std::sync::atomic::Ordering::Relaxed);
             writer.finish(&stats.drops_snapshot(), hal::sim::now_ns(), peak)
         })?;
     let runs: Vec<_> = sources
@@ -242,6 +241,9 @@ impl<'scope> StatusReporter<'scope> {
                     (c.received, c.bytes, c.drops) = (n, b, d);
                 }
                 rates.update(now, &mut status.channels);
+                status.queue_age_ms = stats.age_ns(now) as f64 / 1e6;
+                status.queue_peak_age_ms =
+                    stats.peak_age_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
                 let mut ep = episode.clone();
                 ep["duration_s"] = (now.saturating_sub(started) as f64 / 1e9).into();
                 ep["messages"] = status

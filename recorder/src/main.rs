@@ -186,12 +186,22 @@ enum CtlVerb {
 fn main() -> ExitCode {
     use tracing_subscriber::prelude::*;
     let cli = Cli::parse();
+    // the operator's client says only what went wrong (no Zenoh INFO chatter); the recorder
+    // itself logs at info
+    let default = if matches!(cli.command, Command::Ctl { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // colour codes only on a terminal, never in a log file or journal
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter),
         )
         .with(recorder::audit::AclAudit::layer())
@@ -218,8 +228,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let stop = CancellationToken::new();
             ctrlc_handler(stop.clone());
-            let n = recorder::service::run(cfg, stop)?;
-            eprintln!("recorded {n} episode(s)");
+            let r = recorder::service::run(cfg, stop.clone())?;
+            eprintln!("recorded {} episode(s)", r.episodes);
+            // the exit codes README promises, as `sim` gives them
+            if r.drops > 0 {
+                eprintln!(
+                    "warning: {} samples were dropped; per-channel counts are in each episode",
+                    r.drops
+                );
+                return Ok(ExitCode::from(3));
+            }
+            if stop.is_cancelled() {
+                return Ok(ExitCode::from(130));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Ctl { conn, verb } => ctl(conn, verb),
@@ -339,6 +360,25 @@ fn ctrlc_handler(stop: CancellationToken) {
     }
 }
 
+/// The operator's client session: with endpoints to connect to it is a Zenoh *client*
+/// (no listener, no scouting: it talks to the recorder or router it was pointed at and to
+/// nothing else); without, a peer that finds the recorder by multicast scouting but still
+/// listens nowhere.
+fn client_config(z: &hal::zenoh::SessionConfig) -> anyhow::Result<zenoh::Config> {
+    let mut c = z.to_zenoh()?;
+    let mut set = |k: &str, v: &str| {
+        c.insert_json5(k, v)
+            .map_err(|e| anyhow::anyhow!("zenoh config key {k}: {e}"))
+    };
+    if !z.connect.is_empty() {
+        set("mode", "\"client\"")?;
+        set("scouting/multicast/enabled", "false")?;
+    } else {
+        set("listen/endpoints", "[]")?;
+    }
+    Ok(c)
+}
+
 fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
     use recorder::service::CommandArgs;
     let mut cfg = match &conn.config {
@@ -357,6 +397,7 @@ fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
     if conn.zenoh_config.is_some() {
         z.config_file = conn.zenoh_config.clone();
     }
+    let zc = client_config(&z)?;
     let (name, args, watch) = match verb {
         CtlVerb::Start {
             task,
@@ -418,7 +459,9 @@ fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
     let prefix = cfg.control.key_prefix.clone();
     let robot = cfg.recorder.robot_id.clone();
     rt.block_on(async move {
-        let session = z.open().await.context("opening the Zenoh session")?;
+        let session = zenoh::open(zc)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the Zenoh session: {e}"))?;
         if watch {
             recorder::ctl::watch(&session, &prefix, &robot).await?;
             return Ok(ExitCode::SUCCESS);

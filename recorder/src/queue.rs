@@ -23,9 +23,35 @@ pub struct QueueStats {
     pub accepted_bytes: Vec<AtomicU64>,
     pub bytes_in_flight: AtomicUsize,
     pub peak_bytes: AtomicUsize,
+    /// Host receive time of the sample at the head of the queue (the one the writer took
+    /// last, or the first pushed into an empty queue): what a crash would lose is everything
+    /// received since, plus the unflushed chunk.
+    pub head_receive_ns: AtomicU64,
+    /// The longest any sample waited in the queue before the writer took it.
+    pub peak_age_ns: AtomicU64,
 }
 
 impl QueueStats {
+    /// The writer took `sample` (of `bytes`) out of the queue at `now_ns`.
+    pub fn taken(&self, sample: &Sample, bytes: usize, now_ns: u64) {
+        self.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+        self.head_receive_ns
+            .store(sample.host_receive_ns, Ordering::Relaxed);
+        self.peak_age_ns.fetch_max(
+            now_ns.saturating_sub(sample.host_receive_ns),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Age of the oldest sample not yet written (0 when the queue is empty): received that
+    /// long ago and still only in memory.
+    pub fn age_ns(&self, now_ns: u64) -> u64 {
+        if self.bytes_in_flight.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        now_ns.saturating_sub(self.head_receive_ns.load(Ordering::Relaxed))
+    }
+
     pub fn drops_snapshot(&self) -> Vec<u64> {
         self.drops
             .iter()
@@ -67,6 +93,8 @@ impl CaptureQueue {
             accepted_bytes: (0..streams).map(|_| AtomicU64::new(0)).collect(),
             bytes_in_flight: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
+            head_receive_ns: AtomicU64::new(0),
+            peak_age_ns: AtomicU64::new(0),
         });
         (
             Arc::new(CaptureQueue {
@@ -109,6 +137,12 @@ impl SampleSink for CaptureQueue {
         self.stats
             .peak_bytes
             .fetch_max(before + bytes, Ordering::Relaxed);
+        if before == 0 {
+            // into an empty queue: this sample is the head now
+            self.stats
+                .head_receive_ns
+                .store(sample.host_receive_ns, Ordering::Relaxed);
+        }
         match self.tx.try_send(Item::Sample { sample, bytes }) {
             Ok(()) => {
                 self.stats.accepted[stream].fetch_add(1, Ordering::Relaxed);

@@ -98,6 +98,63 @@ pub struct CommandArgs {
     pub note: Option<String>,
 }
 
+/// Limits on what one control request may carry. Labels are copied into the episode's
+/// metadata and into every status message (once a second to every subscriber), so they are
+/// bounded; a request over a limit is refused with the limit named.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// `task`, `note`: bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// `operator`, `outcome`, each tag.
+pub const MAX_LABEL_BYTES: usize = 256;
+/// Tags in one request.
+pub const MAX_TAGS: usize = 32;
+/// Tags and marks one episode collects over all its requests.
+pub const MAX_EPISODE_TAGS: usize = 256;
+pub const MAX_EPISODE_MARKS: usize = 1000;
+
+impl CommandArgs {
+    /// Check every string and list against the limits above.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |what: &str, v: &str, max: usize| {
+            if v.len() > max {
+                Err(format!(
+                    "{what} is {} bytes; at most {max} are accepted",
+                    v.len()
+                ))
+            } else if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                Err(format!("{what} contains control characters"))
+            } else {
+                Ok(())
+            }
+        };
+        for (what, v, max) in [
+            ("task", &self.task, MAX_TEXT_BYTES),
+            ("note", &self.note, MAX_TEXT_BYTES),
+            ("operator", &self.operator, MAX_LABEL_BYTES),
+            ("outcome", &self.outcome, MAX_LABEL_BYTES),
+        ] {
+            if let Some(v) = v {
+                check(what, v, max)?;
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(format!(
+                "{} tags; at most {MAX_TAGS} per request",
+                self.tags.len()
+            ));
+        }
+        for t in &self.tags {
+            check("a tag", t, MAX_LABEL_BYTES)?;
+            if t.contains(',') {
+                return Err(format!(
+                    "tag {t:?} contains a comma (tags are stored comma-separated)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
     Start,
@@ -200,6 +257,11 @@ pub struct Status {
     pub last_error: Option<String>,
     /// The live copy for viewers (`[live]`), when enabled.
     pub live: Option<crate::live::LiveCounters>,
+    /// Age of the oldest sample received but not yet handed to the writer (ms): with the
+    /// flush interval, how much a crash (kill -9, power cut) would lose right now.
+    pub queue_age_ms: f64,
+    /// The longest any sample has waited in the capture queue so far (ms).
+    pub queue_peak_age_ms: f64,
 }
 
 /// Free bytes available to us on the filesystem holding `path`.
@@ -233,6 +295,8 @@ struct Manager {
     preroll: VecDeque<(Sample, usize)>,
     preroll_bytes: usize,
     preroll_evicted: u64,
+    /// Topics whose last source event was `stale` (not `resumed` since), with that event.
+    stale: BTreeMap<String, hal::SourceEvent>,
     rec: Option<Recording>,
     sequence: u64,
     status: Arc<Mutex<Status>>,
@@ -263,6 +327,7 @@ impl Manager {
             preroll: VecDeque::new(),
             preroll_bytes: 0,
             preroll_evicted: 0,
+            stale: BTreeMap::new(),
             rec: None,
             sequence: 0,
             status,
@@ -294,9 +359,7 @@ impl Manager {
     fn take(&mut self, item: Item) -> anyhow::Result<()> {
         match item {
             Item::Sample { sample, bytes } => {
-                self.stats
-                    .bytes_in_flight
-                    .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+                self.stats.taken(&sample, bytes, hal::sim::now_ns());
                 if self.rec.is_some() {
                     self.maybe_split(sample.host_receive_ns)?;
                     let rec = self.rec.as_mut().expect("recording");
@@ -307,6 +370,17 @@ impl Manager {
                 }
             }
             Item::Event(e) => {
+                // the state of every stream is known at all times, so an episode starting
+                // while a publisher is gone begins by saying so
+                match e.kind.as_str() {
+                    "stale" => {
+                        self.stale.insert(e.topic.clone(), e.clone());
+                    }
+                    "resumed" => {
+                        self.stale.remove(&e.topic);
+                    }
+                    _ => {}
+                }
                 if let Some(rec) = self.rec.as_mut() {
                     rec.writer
                         .event(e.t_ns, &e.kind, &e.topic, e.count, &e.detail)?;
@@ -375,6 +449,11 @@ impl Manager {
         let mut extra = BTreeMap::new();
         extra.insert("tags".into(), args.tags.join(","));
         extra.insert("preroll_s".into(), self.cfg.control.preroll_s.to_string());
+        // streams whose publisher was already gone when the episode started
+        extra.insert(
+            "stale_at_start".into(),
+            self.stale.keys().cloned().collect::<Vec<_>>().join(","),
+        );
         let meta = EpisodeMeta {
             robot_id: self.cfg.recorder.robot_id.clone(),
             episode_id: self.episode_id(start_ns, seq),
@@ -412,6 +491,16 @@ impl Manager {
             }
         }
         self.preroll_bytes = 0;
+        for (topic, e) in &self.stale {
+            let detail = format!(
+                "stale at start: silent since {:.2} s before the episode ({})",
+                start_ns.saturating_sub(e.t_ns) as f64 / 1e9,
+                e.detail
+            );
+            rec.writer
+                .event(start_ns, "stale", topic, 1, &detail)
+                .map_err(|e| e.to_string())?;
+        }
         rec.writer
             .event(
                 start_ns,
@@ -454,7 +543,7 @@ impl Manager {
         };
         let rec = self.rec.as_mut().expect("recording");
         let mut old = std::mem::replace(&mut rec.writer, writer);
-        old.write_metadata(
+        let linked = old.write_metadata(
             "demotape.split",
             BTreeMap::from([
                 ("part".into(), rec.part.to_string()),
@@ -464,7 +553,16 @@ impl Manager {
                     if by_bytes { "size" } else { "duration" }.into(),
                 ),
             ]),
-        )?;
+        );
+        if let Err(e) = linked {
+            // keep what this part holds: closed at its last complete flush
+            let closed = old.close_after_error(&e.to_string());
+            return Err(crate::writer::WriteError::Closed {
+                error: Box::new(e),
+                closed,
+            }
+            .into());
+        }
         let drops = relative_drops(&self.stats, &rec.drops_base);
         let summary = old.finish(&drops, t, 0)?;
         // drops are reported once, in the part where they happened
@@ -520,11 +618,25 @@ impl Manager {
             .peak_bytes
             .load(std::sync::atomic::Ordering::Relaxed);
         let mut writer = rec.writer;
-        let r = (|| -> anyhow::Result<_> {
+        writer.peak_queue_age_ns = self
+            .stats
+            .peak_age_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let labelled = (|| -> Result<(), crate::writer::WriteError> {
             writer.event(t_end, "stop_reason", "", 0, reason)?;
-            writer.write_metadata("demotape.labels", labels)?;
-            Ok(writer.finish(&drops, t_end, peak)?)
+            writer.write_metadata("demotape.labels", labels)
         })();
+        let r = match labelled {
+            // a write error closes the file at its last complete flush (never a lost episode)
+            Err(e) => {
+                let closed = writer.close_after_error(&e.to_string());
+                Err(crate::writer::WriteError::Closed {
+                    error: Box::new(e),
+                    closed,
+                })
+            }
+            Ok(()) => writer.finish(&drops, t_end, peak),
+        };
         let summary = r.map_err(|e| format!("finishing {}: {e:#}", rec.meta.episode_id))?;
         self.episodes_recorded += 1;
         tracing::info!(episode = %rec.meta.episode_id, messages = rec.messages, parts = rec.paths.len(),
@@ -540,6 +652,7 @@ impl Manager {
     }
 
     fn command(&mut self, rx: &Receiver<Item>, verb: Verb, args: CommandArgs, t_cmd: u64) -> Reply {
+        args.validate()?;
         match verb {
             Verb::Start => self.start(args, t_cmd),
             Verb::Stop | Verb::Discard => {
@@ -586,6 +699,16 @@ impl Manager {
                 };
                 if args.outcome.is_none() && args.note.is_none() && args.tags.is_empty() {
                     return Err("mark needs an outcome, a note or tags".into());
+                }
+                if rec.marks.len() >= MAX_EPISODE_MARKS {
+                    return Err(format!(
+                        "this episode has {MAX_EPISODE_MARKS} marks already, the most one keeps"
+                    ));
+                }
+                if rec.tags.len() + args.tags.len() > MAX_EPISODE_TAGS {
+                    return Err(format!(
+                        "this episode would have more than {MAX_EPISODE_TAGS} tags"
+                    ));
                 }
                 let m = serde_json::json!({"t_ns": t_cmd, "outcome": args.outcome, "note": args.note, "tags": args.tags});
                 if args.outcome.is_some() {
@@ -689,6 +812,12 @@ impl Manager {
         st.preroll_bytes = self.preroll_bytes;
         st.preroll_evicted = self.preroll_evicted;
         st.episodes_recorded = recorded;
+        st.queue_age_ms = self.stats.age_ns(now) as f64 / 1e6;
+        st.queue_peak_age_ms = self
+            .stats
+            .peak_age_ns
+            .load(std::sync::atomic::Ordering::Relaxed) as f64
+            / 1e6;
         for (c, (n, b, d)) in st.channels.iter_mut().zip(self.stats.counts()) {
             (c.received, c.bytes, c.drops) = (n, b, d);
         }
@@ -731,8 +860,16 @@ pub fn status_key(prefix: &str, robot: &str) -> String {
     format!("{prefix}/{}/status", sanitize(robot))
 }
 
-/// Run the service until `stop` is cancelled; returns the number of episodes recorded.
-pub fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> {
+/// What a service run did, for its exit code.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunSummary {
+    pub episodes: u64,
+    /// Samples the capture queue refused over the whole run (recording or idle).
+    pub drops: u64,
+}
+
+/// Run the service until `stop` is cancelled.
+pub fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSummary> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -742,7 +879,7 @@ pub fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> {
     rt.block_on(run_async(cfg, stop))
 }
 
-async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<u64> {
+async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSummary> {
     let session = cfg
         .zenoh
         .open()
@@ -922,10 +1059,18 @@ async fn handle_query(q: zenoh::query::Query, cmd_tx: &Sender<Command>) {
             format!("unknown verb {verb_s:?} (expected start, stop, discard, mark or status)")
         })?;
         let args: CommandArgs = match q.payload() {
+            Some(p) if p.len() > MAX_REQUEST_BYTES => {
+                return Err(format!(
+                    "{verb_s} request is {} bytes; at most {MAX_REQUEST_BYTES} are accepted",
+                    p.len()
+                ));
+            }
             Some(p) if !p.is_empty() => serde_json::from_slice(&p.to_bytes())
                 .map_err(|e| format!("bad {verb_s} arguments (JSON expected): {e}"))?,
             _ => CommandArgs::default(),
         };
+        args.validate()
+            .map_err(|e| format!("{verb_s} refused: {e}"))?;
         Ok((verb, args))
     })()
     .and_then(|(verb, args)| {
@@ -963,7 +1108,7 @@ fn manager_loop(
     rx: Receiver<Item>,
     cmd_rx: Receiver<Command>,
     flush_every: std::time::Duration,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<RunSummary> {
     let mut last_flush = std::time::Instant::now();
     loop {
         let wait = flush_every.saturating_sub(last_flush.elapsed());
@@ -1002,7 +1147,10 @@ fn manager_loop(
             .finish(&rx, now, "shutdown")
             .map_err(|e| tracing::error!("{e}"));
     }
-    Ok(m.episodes_recorded)
+    Ok(RunSummary {
+        episodes: m.episodes_recorded,
+        drops: m.stats.drops_snapshot().iter().sum(),
+    })
 }
 
 impl Manager {

@@ -199,6 +199,29 @@ def scenario_seams(session, robot, out):
     out["published"] = k
 
 
+def scenario_idle_stale(session, robot, out):
+    """Joint states and wrenches for 1 s while the recorder is idle; the wrench publisher
+    then dies. 2 s later (past stale_after_ms) an episode starts: it must begin knowing the
+    wrench topic is stale. Joints go on until the stop."""
+    k = 0
+    t0 = time.time()
+    started = False
+    while True:
+        now = time.time() - t0
+        t = time.time_ns()
+        session.put("joint_states", joints(t, k))
+        if now < 1.0:
+            session.put("wrist/right/wrench", wrench(t, k))
+        if not started and now >= 3.0:
+            out["start"] = ask(session, robot, "start", {"task": "idle stale"})
+            started = True
+        if now >= 4.0:
+            out["stop"] = ask(session, robot, "stop")
+            break
+        k += 1
+        time.sleep(0.01)
+
+
 def scenario_compressed(session, robot, out):
     """A real robot's usual setup: a JPEG CompressedImage camera at 20 Hz (rmw_zenoh keys),
     and two publishers on /joint_states: the arm driver (j2, j1) at 100 Hz and the gripper
@@ -251,7 +274,7 @@ def main():
         else:
             time.sleep(1.0)
         {"record": scenario_record, "seams": scenario_seams, "auth": scenario_auth,
-         "compressed": scenario_compressed}[scenario](
+         "compressed": scenario_compressed, "idle_stale": scenario_idle_stale}[scenario](
             session, robot, out)
     print(json.dumps(out))
 

@@ -318,6 +318,8 @@ rate_hz = 200.0
         assert!(!s.is_empty(), "part {i} empty");
         let md = read(f).metadata;
         assert_eq!(md["demotape.episode"]["part"], i.to_string());
+        // every part opens in Foxglove/Lichtblick on the timeline of its own messages
+        demotape_e2e::assert_viewer_timeline(f);
         if i + 1 < files.len() {
             assert_eq!(
                 md["demotape.split"]["next_part"],
@@ -394,6 +396,33 @@ rate_hz = 200.0
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
 
+/// TCP sockets in LISTEN state that process `pid` holds (from /proc: its socket inodes
+/// matched against /proc/net/tcp and tcp6).
+fn listening_sockets(pid: u32) -> usize {
+    let mut inodes = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        if let Ok(l) = std::fs::read_link(e.unwrap().path()) {
+            let l = l.to_string_lossy().into_owned();
+            if let Some(i) = l.strip_prefix("socket:[").and_then(|x| x.strip_suffix(']')) {
+                inodes.insert(i.to_string());
+            }
+        }
+    }
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(t) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in t.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 #[test]
 fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -435,8 +464,47 @@ fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
         "--json",
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        !err.contains("INFO"),
+        "a client prints no Zenoh chatter: {err}"
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["episode"].as_str().unwrap().starts_with(&robot));
+    // labels are bounded: a 16 KiB task or a thousand tags are refused, naming the limit
+    let big = "x".repeat(16 * 1024);
+    let (code, _, err) = ctl(&["mark", "--note", &big]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("note is 16384 bytes; at most 4096"), "{err}");
+    let mut many = vec!["mark"];
+    for _ in 0..40 {
+        many.extend(["--tag", "t"]);
+    }
+    let (code, _, err) = ctl(&many);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("at most 32 per request"), "{err}");
+    // given --connect, the client is a Zenoh client: it listens on no port
+    let mut watch = Command::new(bin("demotape-recorder"))
+        .args(["ctl", "--config"])
+        .arg(&cfg)
+        .args([
+            "--connect",
+            &format!("tcp/127.0.0.1:{port}"),
+            "status",
+            "--watch",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let listening = listening_sockets(watch.id());
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(listening, 0, "ctl listens on {listening} sockets");
+    assert!(
+        listening_sockets(rec.pid()) > 0,
+        "the check sees the recorder's own listener"
+    );
     let (code, _, err) = ctl(&["start"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("already recording"), "{err}");
@@ -460,7 +528,12 @@ fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
     let (code, _, err) = ctl(&["stop"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("not recording"), "{err}");
-    rec.stop();
+    // SIGINT like SIGTERM: the service finishes and says it was interrupted (README: 130)
+    let _ = Command::new("kill")
+        .args(["-INT", &rec.pid().to_string()])
+        .status();
+    let (code, log) = rec.stop_with_code();
+    assert_eq!(code, Some(130), "{log}");
     // nobody there any more: a clear message, exit 1
     let (code, _, err) = ctl_t("1", &["status"]);
     assert_eq!(code, Some(1));
@@ -568,4 +641,48 @@ rate_hz = 100.0
         out["frames"].as_u64(),
         "{checked}"
     );
+}
+
+/// A publisher that dies while the recorder is idle: the next episode used to have no word
+/// of it (0 messages on that topic, no event). It must start with the state of every stream.
+#[test]
+fn an_episode_starts_knowing_which_streams_are_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let robot = format!("zs{}", std::process::id());
+    let cfg = write_config(
+        tmp.path(),
+        &robot,
+        port,
+        r#"
+[ros]
+key_styles = ["bridge"]
+stale_after_ms = 500
+[[ros.topics]]
+topic = "/joint_states"
+type = "sensor_msgs/msg/JointState"
+rate_hz = 100.0
+[[ros.topics]]
+topic = "/wrist/right/wrench"
+type = "geometry_msgs/msg/WrenchStamped"
+rate_hz = 100.0
+"#,
+    );
+    let rec = RecorderProcess::start(&cfg);
+    let out = zenoh_peer("idle_stale", port, &robot, &[]);
+    let log = rec.stop();
+    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
+    assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
+    let files = mcaps(&tmp.path().join("out").join(&robot));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = read(&files[0]);
+    let stale: Vec<_> = r.events.iter().filter(|e| e.0 == "stale").collect();
+    assert_eq!(stale.len(), 1, "{:?}", r.events);
+    assert_eq!(stale[0].1, "/wrist/right/wrench");
+    assert!(stale[0].3.contains("stale at start"), "{:?}", stale[0]);
+    assert_eq!(
+        r.metadata["demotape.episode"]["stale_at_start"],
+        "/wrist/right/wrench"
+    );
+    assert!(!r.messages["/joint_states"].is_empty());
 }
