@@ -94,13 +94,29 @@ pub(crate) const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 const MAX_CHUNK_RATIO: u64 = 300;
 const MAX_UNCOMPRESSED: u64 = 4 << 30;
 
-/// Messages, schemas (id, name), channels and the events channel id found in one chunk.
+/// Messages (with their offset in the chunk), schemas (id, name), channels and the events
+/// channel id found in one chunk.
 type ChunkContents = (
-    Vec<Pending>,
+    Vec<(u64, Pending)>,
     Vec<(u16, String)>,
     Vec<mcap::records::Channel>,
     Option<u16>,
 );
+
+/// A chunk as the walk found it, to check the summary's chunk index against.
+struct ChunkSeen {
+    record_len: u64,
+    start: u64,
+    end: u64,
+    compression: String,
+    compressed_size: u64,
+    uncompressed_size: u64,
+    /// Message index records that followed it: offset → (channel, record length).
+    indexes: BTreeMap<u64, (u16, u64)>,
+}
+
+/// Log times at or past this (year 2262 as signed ns) are no real capture time.
+const IMPLAUSIBLE_LOG_NS: u64 = 1 << 63;
 
 struct Pending {
     channel: u16,
@@ -135,6 +151,21 @@ impl Inspection {
         let mut saw_footer = false;
         let mut stats_count: Option<BTreeMap<u16, u64>> = None;
         let mut body = Vec::new();
+        // CRC of the data section (magic up to the Data End record), and of the summary
+        // section (its first record up to the footer's summary_crc field)
+        let mut data_crc = crc32fast::Hasher::new();
+        data_crc.update(&magic);
+        let mut in_data = true;
+        let mut summary_crc = crc32fast::Hasher::new();
+        let mut summary_start: Option<u64> = None;
+        let mut summary_offset_start: Option<u64> = None;
+        let mut chunks_seen: BTreeMap<u64, ChunkSeen> = BTreeMap::new();
+        // the last chunk read clean: its offset and its messages by offset in the chunk, for
+        // the message index records that follow it
+        let mut last_chunk: Option<(u64, std::collections::HashMap<u64, (u16, u64)>)> = None;
+        let mut chunk_indexes: Vec<(u64, mcap::records::ChunkIndex)> = Vec::new();
+        let mut episode_end_at: Option<u64> = None;
+        let mut last_chunk_bad = false;
         loop {
             let mut head = [0u8; 9];
             match read_full(&mut r, &mut head) {
@@ -167,6 +198,22 @@ impl Inspection {
             if let Err(e) = r.read_exact(&mut body) {
                 ins.problem(off, format!("read error: {e}"));
                 break;
+            }
+            const DATA_END: u8 = 0x0f;
+            const FOOTER: u8 = 0x02;
+            if in_data && op != DATA_END {
+                data_crc.update(&head);
+                data_crc.update(&body);
+            } else if !in_data && op != FOOTER {
+                summary_start.get_or_insert(off);
+                if op == 0x0e {
+                    summary_offset_start.get_or_insert(off);
+                }
+                summary_crc.update(&head);
+                summary_crc.update(&body);
+            } else if !in_data && op == FOOTER {
+                summary_crc.update(&head);
+                summary_crc.update(&body[..body.len().min(16)]);
             }
             let rec = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 checked_parse_record(op, &body)
@@ -248,12 +295,15 @@ impl Inspection {
                                             header.log_time,
                                             &data,
                                         );
-                                        pend.push(Pending {
-                                            channel: header.channel_id,
-                                            log: header.log_time,
-                                            len: data.len() as u64,
-                                            event: ev,
-                                        });
+                                        pend.push((
+                                            at as u64,
+                                            Pending {
+                                                channel: header.channel_id,
+                                                log: header.log_time,
+                                                len: data.len() as u64,
+                                                event: ev,
+                                            },
+                                        ));
                                     }
                                     Record::Schema { header, .. } => {
                                         sch.push((header.id, header.name))
@@ -270,8 +320,41 @@ impl Inspection {
                             Ok((pend, sch, chs, ev_ch))
                         },
                     ));
+                    chunks_seen.insert(
+                        off,
+                        ChunkSeen {
+                            record_len: 9 + len,
+                            start,
+                            end,
+                            compression: header.compression.clone(),
+                            compressed_size: header.compressed_size,
+                            uncompressed_size: header.uncompressed_size,
+                            indexes: BTreeMap::new(),
+                        },
+                    );
+                    last_chunk = None;
+                    last_chunk_bad = !matches!(res, Ok(Ok(_)));
                     match res {
                         Ok(Ok((pend, sch, chs, ev_ch))) => {
+                            let outside = pend
+                                .iter()
+                                .filter(|(_, p)| p.log < start || p.log > end)
+                                .count();
+                            if outside > 0 {
+                                ins.problem(
+                                    off,
+                                    format!(
+                                        "{outside} messages have log times outside their chunk's range ({start} .. {end} ns): the chunk header or the messages are corrupt"
+                                    ),
+                                );
+                            }
+                            last_chunk = Some((
+                                off,
+                                pend.iter()
+                                    .map(|(at, p)| (*at, (p.channel, p.log)))
+                                    .collect(),
+                            ));
+                            let pend: Vec<Pending> = pend.into_iter().map(|(_, p)| p).collect();
                             events_channel = ev_ch;
                             schemas.extend(sch);
                             for c in chs {
@@ -299,12 +382,99 @@ impl Inspection {
                     }
                 }
                 Record::Metadata(m) => {
+                    if m.name == "demotape.episode_end" {
+                        episode_end_at = Some(off);
+                    }
                     ins.metadata.insert(m.name, m.metadata);
                 }
                 Record::Statistics(s) => {
                     stats_count = Some(s.channel_message_counts.clone());
                 }
-                Record::Footer(_) => {
+                Record::DataEnd(d) => {
+                    in_data = false;
+                    let crc = data_crc.clone().finalize();
+                    if d.data_section_crc != 0 && d.data_section_crc != crc {
+                        ins.problem(
+                            off,
+                            format!(
+                                "data section CRC mismatch: Data End says {:08x}, the bytes give {crc:08x}",
+                                d.data_section_crc
+                            ),
+                        );
+                    }
+                }
+                Record::MessageIndex(mi) => match &last_chunk {
+                    Some((chunk_at, msgs)) => {
+                        let bad = mi
+                            .records
+                            .iter()
+                            .filter(|e| msgs.get(&e.offset) != Some(&(mi.channel_id, e.log_time)))
+                            .count();
+                        let want = msgs.values().filter(|(c, _)| *c == mi.channel_id).count();
+                        if bad > 0 || want != mi.records.len() {
+                            ins.problem(
+                                off,
+                                format!(
+                                    "message index for channel {} of the chunk at byte {chunk_at} is wrong: {bad} of {} entries point at no such message, and the chunk holds {want} messages of that channel",
+                                    mi.channel_id,
+                                    mi.records.len()
+                                ),
+                            );
+                        }
+                        if let Some(c) = chunks_seen.get_mut(chunk_at) {
+                            c.indexes.insert(off, (mi.channel_id, 9 + len));
+                        }
+                    }
+                    None => {
+                        // (after a corrupt chunk its indexes are expected: already reported)
+                        if !last_chunk_bad {
+                            ins.problem(
+                                off,
+                                "message index record with no readable chunk before it".into(),
+                            );
+                        }
+                    }
+                },
+                Record::ChunkIndex(ci) => chunk_indexes.push((off, ci)),
+                Record::Unknown { opcode, .. } if opcode < 0x80 => {
+                    ins.problem(
+                        off,
+                        format!(
+                            "record with the reserved opcode 0x{opcode:02x} ({len} bytes): not MCAP, likely a corrupted opcode; skipped"
+                        ),
+                    );
+                }
+                Record::Footer(f) => {
+                    let want_summary = summary_start.unwrap_or(0);
+                    if f.summary_start != want_summary {
+                        ins.problem(
+                            off,
+                            format!(
+                                "footer says the summary starts at byte {}, but it starts at byte {want_summary}: readers that seek will fail",
+                                f.summary_start
+                            ),
+                        );
+                    }
+                    let want_offsets = summary_offset_start.unwrap_or(0);
+                    if f.summary_offset_start != want_offsets {
+                        ins.problem(
+                            off,
+                            format!(
+                                "footer says the summary offsets start at byte {}, but they start at byte {want_offsets}",
+                                f.summary_offset_start
+                            ),
+                        );
+                    }
+                    let crc = summary_crc.clone().finalize();
+                    if f.summary_crc != 0 && f.summary_crc != crc {
+                        ins.problem(
+                            off,
+                            format!(
+                                "summary CRC mismatch: the footer says {:08x}, the bytes give {crc:08x}",
+                                f.summary_crc
+                            ),
+                        );
+                    }
                     saw_footer = true;
                     off += 9 + len;
                     ins.readable_bytes = off;
@@ -324,6 +494,106 @@ impl Inspection {
             ins.problem(off, "file ends without a summary and footer: the recorder did not finish it (crash or still recording)".into());
         } else if !saw_footer && !ins.problems.iter().any(|p| p.message.contains("truncated")) {
             ins.problem(off, "no footer: the file is incomplete".into());
+        }
+        // The summary's chunk index, against the chunks and message indexes actually there.
+        for (at, ci) in &chunk_indexes {
+            let Some(c) = chunks_seen.get(&ci.chunk_start_offset) else {
+                ins.problem(
+                    *at,
+                    format!(
+                        "chunk index points at byte {}, where no chunk starts (readers that seek will read garbage)",
+                        ci.chunk_start_offset
+                    ),
+                );
+                continue;
+            };
+            let mut wrong = Vec::new();
+            if ci.chunk_length != c.record_len {
+                wrong.push(format!("length {} (is {})", ci.chunk_length, c.record_len));
+            }
+            if (ci.message_start_time, ci.message_end_time) != (c.start, c.end) {
+                wrong.push(format!(
+                    "times {} .. {} (are {} .. {})",
+                    ci.message_start_time, ci.message_end_time, c.start, c.end
+                ));
+            }
+            if ci.compression != c.compression
+                || ci.compressed_size != c.compressed_size
+                || ci.uncompressed_size != c.uncompressed_size
+            {
+                wrong.push("compression or sizes".into());
+            }
+            let idx: BTreeMap<u16, u64> = c.indexes.iter().map(|(o, (ch, _))| (*ch, *o)).collect();
+            if ci.message_index_offsets != idx {
+                wrong.push(format!(
+                    "message index offsets {:?} (are {:?})",
+                    ci.message_index_offsets, idx
+                ));
+            }
+            let idx_len: u64 = c.indexes.values().map(|(_, l)| *l).sum();
+            if ci.message_index_length != idx_len {
+                wrong.push(format!(
+                    "message index length {} (is {idx_len})",
+                    ci.message_index_length
+                ));
+            }
+            if !wrong.is_empty() {
+                ins.problem(
+                    *at,
+                    format!(
+                        "chunk index for the chunk at byte {} is wrong: {}",
+                        ci.chunk_start_offset,
+                        wrong.join(", ")
+                    ),
+                );
+            }
+        }
+        if saw_footer
+            && !chunks_seen.is_empty()
+            && summary_start.is_some()
+            && chunk_indexes.len() != chunks_seen.len()
+        {
+            ins.problem(
+                summary_start.unwrap_or(0),
+                format!(
+                    "the summary indexes {} chunks, the file holds {}",
+                    chunk_indexes.len(),
+                    chunks_seen.len()
+                ),
+            );
+        }
+        // Messages of channels no Channel record defines cannot be decoded by any reader.
+        for c in channels.values() {
+            if c.topic.starts_with("<unknown channel") {
+                ins.problem(
+                    ins.readable_bytes,
+                    format!(
+                        "{} messages on channel id {}, which no Channel record defines (a corrupted or lost record)",
+                        c.messages, c.id
+                    ),
+                );
+            }
+        }
+        if let Some(e) = ins.end_ns.filter(|e| *e >= IMPLAUSIBLE_LOG_NS) {
+            ins.problem(
+                ins.readable_bytes,
+                format!("a message has the log time {e} ns (after the year 2262): corrupt"),
+            );
+        }
+        // An episode the recorder had to close after a write error (disk full) is a valid
+        // file, but not a complete recording.
+        if let Some(err) = ins
+            .metadata
+            .get("demotape.episode_end")
+            .and_then(|m| m.get("error"))
+        {
+            let err = err.clone();
+            ins.problem(
+                episode_end_at.unwrap_or(0),
+                format!(
+                    "the recorder closed this episode after a write error: {err} (what was flushed before it is here; the rest was never written)"
+                ),
+            );
         }
         // Drops: closing metadata if present, else the drop events seen.
         let closing = ins.metadata.get("demotape.channels").cloned();

@@ -388,9 +388,10 @@ pub(crate) fn layer_writer(
     Ok((w, ch))
 }
 
-/// Episodes under `paths` (files as given; directories searched recursively for `.mcap`,
-/// skipping our own outputs), each by its first file: the later parts of a split episode
-/// found beside their first are left out (they are read with it).
+/// Episodes under `paths` (files as given; directories searched recursively for `.mcap`),
+/// each by its first file: the later parts of a split episode found beside their first are
+/// left out (they are read with it). Companion files (`*.annotations*.mcap`) are never
+/// episodes: skipped in directories, and left out with a warning when named.
 pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     fn walk(d: &Path, out: &mut Vec<PathBuf>) {
@@ -400,9 +401,7 @@ pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
         for p in entries {
             if p.is_dir() {
                 walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "mcap")
-                && !p.to_string_lossy().ends_with(".annotations.mcap")
-            {
+            } else if p.extension().is_some_and(|e| e == "mcap") && !crate::read::is_companion(&p) {
                 out.push(p);
             }
         }
@@ -410,6 +409,11 @@ pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
     for p in paths {
         if p.is_dir() {
             walk(p, &mut out);
+        } else if crate::read::is_companion(p) {
+            tracing::warn!(
+                "{}: a demotape companion file (labels), not an episode; left out",
+                p.display()
+            );
         } else {
             out.push(p.clone());
         }

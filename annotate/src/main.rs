@@ -201,12 +201,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // colour codes only on a terminal, never in a log file
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -402,7 +405,15 @@ fn annotate_cmd(
     use std::sync::atomic::{AtomicUsize, Ordering};
     let files = annotate::label::collect(paths);
     if files.is_empty() {
-        eprintln!("error: no .mcap episodes found in the given paths");
+        eprintln!(
+            "error: no .mcap episodes found in {} (directories are searched recursively; \
+             companion *.annotations*.mcap files are not episodes)",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         return ExitCode::from(2);
     }
     let jobs = jobs

@@ -388,6 +388,16 @@ pub fn episode_parts(path: &Path) -> anyhow::Result<Parts> {
 
 /// Of `paths`, those that start an episode: a file another of them names as its next part
 /// is left out (it is read as part of that episode).
+/// Whether `path` is one of demotape's own companion files (the automatic layer
+/// `<stem>.annotations.mcap`, the human layer `<stem>.annotations.human.mcap`, any other
+/// `<stem>.annotations.<layer>.mcap`), which hold labels, not an episode.
+pub fn is_companion(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".mcap"))
+        .is_some_and(|stem| stem.ends_with(".annotations") || stem.contains(".annotations."))
+}
+
 pub fn episode_heads(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     let continued: Vec<PathBuf> = paths
         .iter()

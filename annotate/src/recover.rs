@@ -94,6 +94,11 @@ impl RecoveryReport {
 
 /// Recover `input` into `output` (which must not exist).
 pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
+    // a device or a pipe (`/dev/zero`) would be read forever
+    let md = std::fs::metadata(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    if !md.is_file() {
+        anyhow::bail!("{}: not a regular file", input.display());
+    }
     let data = std::fs::read(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
     if data.len() < 8 || &data[..8] != MAGIC {
         anyhow::bail!(
@@ -237,6 +242,23 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
             }),
         }
         off += 9 + len as usize;
+    }
+    if !saw_footer && report.losses.is_empty() {
+        // cut exactly at a record boundary (or only the magic survived): whatever was written
+        // after this point is not in the file, and nothing says how much that was
+        report.losses.push(Loss {
+            offset: off as u64,
+            bytes: 0,
+            log_start_ns: None,
+            log_end_ns: None,
+            reason: if header.is_none() {
+                "the file ends without a Header record: it holds nothing to recover".into()
+            } else {
+                "the file ends without Data End and Footer: the recording was cut off here \
+                 (what was written after it is not in the file)"
+                    .into()
+            },
+        });
     }
     report.input_was_intact = saw_footer && report.losses.is_empty();
 

@@ -41,12 +41,29 @@ fn write_error_closes_a_valid_file_and_says_so() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        insp.status.success(),
+    // a valid file, but not a complete recording: inspect says so (exit 1) and why
+    assert_eq!(
+        insp.status.code(),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&insp.stdout)
     );
     let v: serde_json::Value = serde_json::from_slice(&insp.stdout).unwrap();
+    assert_eq!(v["intact"], false);
+    assert_eq!(
+        v["problems"].as_array().unwrap().len(),
+        1,
+        "{}",
+        v["problems"]
+    );
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("closed this episode after a write error: "),
+        "{}",
+        v["problems"]
+    );
     let ours = v["messages"].as_u64().unwrap();
     assert!(ours > 1000, "{v}");
     assert!(

@@ -168,3 +168,112 @@ fn random_damage_never_panics() {
         }
     }
 }
+
+/// Top-level records of an MCAP file: (offset, opcode, body length).
+fn top_records(b: &[u8]) -> Vec<(usize, u8, usize)> {
+    let mut v = Vec::new();
+    let mut off = 8;
+    while off + 9 <= b.len() {
+        let op = b[off];
+        let len = u64::from_le_bytes(b[off + 1..off + 9].try_into().unwrap()) as usize;
+        v.push((off, op, len));
+        if op == 0x02 {
+            break;
+        }
+        off += 9 + len;
+    }
+    v
+}
+
+fn problems(v: &serde_json::Value) -> String {
+    v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("@{} {}\n", p["offset"], p["message"].as_str().unwrap()))
+        .collect()
+}
+
+/// Damage each part of a file a viewer or the other commands trust — the footer, a chunk's
+/// opcode, the chunk index, a message index, any byte the data-section CRC covers — and a
+/// log time no clock gives: every one used to pass as "intact" (exit 0).
+#[test]
+fn damage_outside_the_chunks_is_not_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _) = record_sim(dir.path(), "small", 12, 0, 1, 2.0).remove(0);
+    let good = std::fs::read(&summary.path).unwrap();
+    let recs = top_records(&good);
+    let (code, v, _) = inspect(&summary.path);
+    assert_eq!(code, 0, "{}", problems(&v));
+    let case = |name: &str, bytes: &[u8], want: &str| {
+        let p = dir.path().join(format!("{name}.mcap"));
+        std::fs::write(&p, bytes).unwrap();
+        let (code, v, err) = inspect(&p);
+        assert_eq!(code, 1, "{name}: {err}\n{}", problems(&v));
+        assert_eq!(v["intact"], false, "{name}");
+        let ps = problems(&v);
+        assert!(ps.contains(want), "{name}: wanted {want:?} in\n{ps}");
+    };
+
+    // the footer's summary_start (bytes 0..8 of the footer body)
+    let footer = recs.iter().find(|r| r.1 == 0x02).unwrap().0;
+    let mut b = good.clone();
+    b[footer + 9] ^= 0x10;
+    case("footer", &b, "footer says the summary starts at byte");
+
+    // the first chunk's opcode, flipped to a reserved one: its channels are lost with it
+    let first_chunk = recs.iter().find(|r| r.1 == 0x06).unwrap().0;
+    let mut b = good.clone();
+    b[first_chunk] = 0x16;
+    case("opcode", &b, "reserved opcode 0x16");
+    case("opcode", &b, "which no Channel record defines");
+
+    // the chunk index's chunk_start_offset (body bytes 16..24)
+    let ci = recs.iter().find(|r| r.1 == 0x08).unwrap().0;
+    let mut b = good.clone();
+    b[ci + 9 + 16] ^= 0x01;
+    case("chunk_index", &b, "chunk index points at byte");
+
+    // a message index entry's offset (body: channel u16, entries length u32, then
+    // (log_time u64, offset u64) pairs)
+    let mi = recs.iter().find(|r| r.1 == 0x07 && r.2 >= 22).unwrap().0;
+    let mut b = good.clone();
+    b[mi + 9 + 6 + 8] ^= 0x01;
+    case("message_index", &b, "message index for channel");
+
+    // one character of the configuration in the episode metadata: only the CRC can tell
+    let md = recs.iter().find(|r| r.1 == 0x0c).unwrap();
+    let mut b = good.clone();
+    let at = md.0 + 9 + md.2 - 3;
+    b[at] = if b[at] == b'a' { b'b' } else { b'a' };
+    case("data_crc", &b, "data section CRC mismatch");
+
+    // a log time of u64::MAX in an otherwise valid file
+    let p = dir.path().join("max.mcap");
+    {
+        let mut w = mcap::WriteOptions::new()
+            .create(std::io::BufWriter::new(std::fs::File::create(&p).unwrap()))
+            .unwrap();
+        let ch = w.add_channel(0, "/x", "json", &Default::default()).unwrap();
+        for t in [1_700_000_000_000_000_000, u64::MAX] {
+            w.write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id: ch,
+                    sequence: 0,
+                    log_time: t,
+                    publish_time: t,
+                },
+                b"{}",
+            )
+            .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let (code, v, _) = inspect(&p);
+    assert_eq!(code, 1);
+    assert!(
+        problems(&v).contains("after the year 2262"),
+        "{}",
+        problems(&v)
+    );
+}

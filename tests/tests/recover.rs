@@ -121,3 +121,28 @@ fn truncated_and_corrupted_files_are_recovered_with_losses_stated() {
         assert_eq!(original.get(k), Some(v));
     }
 }
+
+/// `recover /dev/zero OUT` read forever; `recover` on a magic-only file said nothing was lost.
+#[test]
+fn devices_and_empty_files_are_refused_or_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("zero.mcap");
+    let t0 = std::time::Instant::now();
+    let (code, _) = recover(Path::new("/dev/zero"), &out);
+    assert_eq!(code, 1);
+    assert!(t0.elapsed().as_secs() < 30);
+    assert!(!out.exists());
+    let magic = dir.path().join("magic.mcap");
+    std::fs::write(&magic, b"\x89MCAP0\r\n").unwrap();
+    let out = dir.path().join("magic.recovered.mcap");
+    let (code, rep) = recover(&magic, &out);
+    assert_eq!(code, 3, "{rep}");
+    assert_eq!(rep["input_was_intact"], false);
+    assert!(
+        rep["losses"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without a Header"),
+        "{rep}"
+    );
+}

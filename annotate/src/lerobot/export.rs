@@ -523,12 +523,70 @@ struct EpisodeRow {
     path: String,
     start_ns: u64,
     offsets: BTreeMap<String, f64>,
+    /// The recorder's robot id (`demotape.episode` → `robot_id`), empty if unknown.
+    robot: String,
 }
 
 /// Max bytes of images in one row group.
 const ROW_GROUP_IMAGE_BYTES: usize = 64 << 20;
 /// Max rows in one row group.
 const ROW_GROUP_ROWS: usize = 2000;
+
+/// The output directory as a clean absolute path with a last component (`out/` → `out`).
+fn normalize_out(out: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::path::absolute(out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            c => clean.push(c),
+        }
+    }
+    if clean.file_name().is_none() {
+        anyhow::bail!(
+            "{}: name the dataset directory itself (it is built beside it and renamed into place)",
+            out.display()
+        );
+    }
+    Ok(clean)
+}
+
+/// Put the complete dataset `new` at `out`. An existing `out` is renamed aside first, the new
+/// one renamed in, and only then is the old one removed: at no moment is neither complete on
+/// disk (if the second rename fails, the old one is put back).
+fn replace_dir(new: &Path, out: &Path) -> anyhow::Result<()> {
+    if !out.exists() {
+        return std::fs::rename(new, out)
+            .map_err(|e| anyhow::anyhow!("{} → {}: {e}", new.display(), out.display()));
+    }
+    let aside = PathBuf::from(format!("{}.replaced-{}", out.display(), std::process::id()));
+    std::fs::rename(out, &aside)
+        .map_err(|e| anyhow::anyhow!("{} → {}: {e}", out.display(), aside.display()))?;
+    if let Err(e) = std::fs::rename(new, out) {
+        let back = std::fs::rename(&aside, out);
+        anyhow::bail!(
+            "{} → {}: {e}{}",
+            new.display(),
+            out.display(),
+            match back {
+                Ok(()) => " (the old dataset is in place again)".to_string(),
+                Err(b) => format!(
+                    " (and putting the old dataset back failed: {b}; it is at {})",
+                    aside.display()
+                ),
+            }
+        );
+    }
+    std::fs::remove_dir_all(&aside).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the new dataset is in place, but removing the old one failed: {e}",
+            aside.display()
+        )
+    })
+}
 
 /// Export `episodes` (files, or directories searched for .mcap) as a LeRobot v3.0 dataset.
 pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<ExportReport> {
@@ -539,6 +597,13 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
     if opts.video {
         super::video::check_available()?;
     }
+    // `DIR/`, `DIR/.` and `DIR` are one directory: the build dir and the old dataset's place
+    // aside are its siblings, never inside it.
+    let out = normalize_out(&opts.out)?;
+    let opts = &ExportOptions {
+        out,
+        ..opts.clone()
+    };
     if opts.out.exists() {
         let empty = std::fs::read_dir(&opts.out).is_ok_and(|mut d| d.next().is_none());
         if !empty && !opts.force {
@@ -614,6 +679,17 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
     bar.finish_and_clear();
     let Some(layout) = ds.layout.clone() else {
         let _ = std::fs::remove_dir_all(&root);
+        if paths.is_empty() {
+            anyhow::bail!(
+                "no .mcap episode found in {} (directories are searched recursively; companion \
+                 *.annotations*.mcap files are not episodes)",
+                episodes
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         anyhow::bail!(
             "no episode to export ({} excluded: {})",
             excluded.len(),
@@ -639,12 +715,7 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
         f.close()?;
     }
     write_meta(&ds, &layout)?;
-    if opts.out.exists() {
-        std::fs::remove_dir_all(&opts.out)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", opts.out.display()))?;
-    }
-    std::fs::rename(&root, &opts.out)
-        .map_err(|e| anyhow::anyhow!("{} → {}: {e}", root.display(), opts.out.display()))?;
+    replace_dir(&root, &opts.out)?;
     Ok(ExportReport {
         out: opts.out.clone(),
         fps: opts.fps,
@@ -1135,6 +1206,11 @@ fn episode(
         path: path.display().to_string(),
         start_ns: t0,
         offsets: offsets.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+        robot: meta
+            .get("demotape.episode")
+            .and_then(|m| m.get("robot_id"))
+            .map(|r| r.trim().to_string())
+            .unwrap_or_default(),
     });
     Ok(Ok(Kept {
         path: path.to_path_buf(),
@@ -1195,6 +1271,24 @@ fn check_size(ds: &mut Dataset, key: &str, img: &Rgb) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `robot_type` for info.json: `--robot-type`, else the recorder's robot id of the exported
+/// episodes (several distinct ids are joined by `,`), else `unknown`.
+fn robot_type(opts: &ExportOptions, episodes: &[EpisodeRow]) -> String {
+    if let Some(r) = &opts.robot_type {
+        return r.clone();
+    }
+    let ids: std::collections::BTreeSet<&str> = episodes
+        .iter()
+        .map(|e| e.robot.as_str())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if ids.is_empty() {
+        "unknown".into()
+    } else {
+        ids.into_iter().collect::<Vec<_>>().join(",")
+    }
+}
+
 fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
     let opts = &ds.opts;
     let meta = ds.root.join("meta");
@@ -1239,7 +1333,7 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
     let total_episodes = ds.episodes.len();
     let info = serde_json::json!({
         "codebase_version": "v3.0",
-        "robot_type": opts.robot_type.clone().unwrap_or_else(|| "unknown".into()),
+        "robot_type": robot_type(opts, &ds.episodes),
         "total_episodes": total_episodes,
         "total_frames": ds.index,
         "total_tasks": ds.tasks.len(),

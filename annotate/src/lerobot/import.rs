@@ -164,8 +164,26 @@ fn joint_names(feature: &serde_json::Value, n: usize) -> Vec<String> {
     }
 }
 
+/// Removes the file it names when dropped, unless disarmed (`None`).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// One imported episode, written under a temporary name beside its final one
+/// (`.<name>.partial`, which no command takes for an episode) and renamed into place by
+/// [`Writer::commit`] once complete: an import that fails half-way (a missing video file,
+/// a bad row) leaves no partial episode behind.
 struct Writer {
     w: mcap::Writer<std::io::BufWriter<std::fs::File>>,
+    /// Declared after `w`, so dropped after it: the file is removed once the writer is done.
+    tmp: RemoveOnDrop,
+    path: PathBuf,
     channels: BTreeMap<String, u16>,
     schemas: BTreeMap<&'static str, u16>,
     seq: u32,
@@ -174,7 +192,13 @@ struct Writer {
 
 impl Writer {
     fn create(path: &Path) -> anyhow::Result<Self> {
-        let f = std::fs::File::create(path).map_err(|e| err(path, e))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| err(path, "no file name"))?
+            .to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.partial"));
+        let f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
+        let guard = RemoveOnDrop(Some(tmp));
         let w = mcap::WriteOptions::new()
             .profile("ros2")
             .library(concat!("demotape import ", env!("CARGO_PKG_VERSION")))
@@ -182,12 +206,27 @@ impl Writer {
             .create(std::io::BufWriter::new(f))?;
         Ok(Writer {
             w,
+            tmp: guard,
+            path: path.to_path_buf(),
             channels: BTreeMap::new(),
             schemas: BTreeMap::new(),
             seq: 0,
             buf: Vec::new(),
         })
     }
+    /// Finish the file and rename it into place; returns its final path.
+    fn commit(mut self) -> anyhow::Result<PathBuf> {
+        self.w.finish()?;
+        let tmp = self.tmp.0.clone().expect("armed until committed");
+        let mut inner = self.w.into_inner();
+        std::io::Write::flush(&mut inner).map_err(|e| err(&tmp, e))?;
+        inner.get_ref().sync_data().map_err(|e| err(&tmp, e))?;
+        drop(inner);
+        std::fs::rename(&tmp, &self.path).map_err(|e| err(&self.path, e))?;
+        self.tmp.0 = None;
+        Ok(self.path)
+    }
+
     fn write<M: RosMessage>(&mut self, topic: &str, t: u64, m: &M) -> anyhow::Result<()> {
         let sid = match self.schemas.get(M::TYPE_NAME) {
             Some(s) => *s,
@@ -449,8 +488,8 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
                     metadata: BTreeMap::from([("outcome".to_string(), o.to_string())]),
                 })?;
             }
-            w.w.finish()?;
-            report.episodes.push(path);
+            report.episodes.push(w.commit()?);
+            let _ = path;
         }
         Ok(())
     };
