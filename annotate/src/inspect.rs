@@ -92,7 +92,13 @@ pub(crate) const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
 /// lz4 and zstd cannot expand data by more than this factor (and we never write chunks
 /// larger than a few hundred MiB), so a larger claim is corruption, not data.
 const MAX_CHUNK_RATIO: u64 = 300;
-const MAX_UNCOMPRESSED: u64 = 4 << 30;
+/// The most a chunk may decompress to when a command needs it whole in memory (the selective
+/// reader under annotate, export and view). `inspect` and `recover` never hold a chunk whole:
+/// they stream it ([`ChunkStream`]), so their memory stays bounded whatever a chunk claims.
+pub const MAX_CHUNK_IN_MEMORY: u64 = 1 << 30;
+/// The largest single record inside a chunk that is read into memory whole (a schema, a
+/// channel, a message to copy or decode). A larger one is an error, not an allocation.
+pub const MAX_RECORD_IN_MEMORY: u64 = 512 << 20;
 
 /// Messages (with their offset in the chunk), schemas (id, name), channels and the events
 /// channel id found in one chunk.
@@ -282,29 +288,44 @@ impl Inspection {
                             let mut sch = Vec::new();
                             let mut chs = Vec::new();
                             let mut ev_ch = events_channel;
-                            let plain = decompress_chunk(&header, &data)?;
-                            for item in RecordWalker::new(&plain) {
-                                let (at, op, rbody) = item?;
-                                let rec = checked_parse_record(op, rbody)
-                                    .map_err(|e| format!("record at chunk offset {at}: {e}"))?;
-                                match rec {
-                                    Record::Message { header, data } => {
-                                        let ev = decode_event(
+                            let mut stream = ChunkStream::new(&header, &data)?;
+                            while let Some(rec) = stream.next_record(|op, pre| {
+                                // whole bodies only for what is decoded: schemas, channels
+                                // and our own events (message payloads are streamed past)
+                                op != 0x05
+                                    || (pre.len() >= 2
+                                        && Some(u16::from_le_bytes([pre[0], pre[1]])) == ev_ch)
+                            }) {
+                                let rec = rec?;
+                                let at = rec.at;
+                                if rec.op == 0x05 {
+                                    let h = message_header(&rec.body).ok_or_else(|| {
+                                        format!("message record at chunk offset {at} is too short")
+                                    })?;
+                                    let ev = if rec.complete {
+                                        decode_event(
                                             ev_ch,
-                                            header.channel_id,
-                                            header.log_time,
-                                            &data,
-                                        );
-                                        pend.push((
-                                            at as u64,
-                                            Pending {
-                                                channel: header.channel_id,
-                                                log: header.log_time,
-                                                len: data.len() as u64,
-                                                event: ev,
-                                            },
-                                        ));
-                                    }
+                                            h.channel_id,
+                                            h.log_time,
+                                            &rec.body[22..],
+                                        )
+                                    } else {
+                                        None
+                                    };
+                                    pend.push((
+                                        at,
+                                        Pending {
+                                            channel: h.channel_id,
+                                            log: h.log_time,
+                                            len: rec.len - 22,
+                                            event: ev,
+                                        },
+                                    ));
+                                    continue;
+                                }
+                                let r = checked_parse_record(rec.op, &rec.body)
+                                    .map_err(|e| format!("record at chunk offset {at}: {e}"))?;
+                                match r {
                                     Record::Schema { header, .. } => {
                                         sch.push((header.id, header.name))
                                     }
@@ -828,12 +849,13 @@ pub(crate) fn decompress_chunk(
 ) -> Result<Vec<u8>, String> {
     // lz4 and zstd cannot expand by more than MAX_CHUNK_RATIO: a larger claim is corruption,
     // and must be refused before anything is allocated for it
-    if h.uncompressed_size > MAX_UNCOMPRESSED
-        || h.uncompressed_size > h.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20)
-    {
+    check_ratio(h)?;
+    if h.uncompressed_size > MAX_CHUNK_IN_MEMORY {
         return Err(format!(
-            "claims {} uncompressed bytes from {} compressed",
-            h.uncompressed_size, h.compressed_size
+            "decompresses to {} bytes, more than the {} MiB a chunk may take in memory \
+             (`demotape recover` streams it into a file with smaller chunks)",
+            h.uncompressed_size,
+            MAX_CHUNK_IN_MEMORY >> 20
         ));
     }
     let want = h.uncompressed_size as usize;
@@ -871,6 +893,194 @@ pub(crate) fn decompress_chunk(
         }
     }
     Ok(out)
+}
+
+fn check_ratio(h: &mcap::records::ChunkHeader) -> Result<(), String> {
+    if h.uncompressed_size > h.compressed_size.saturating_mul(MAX_CHUNK_RATIO) + (1 << 20) {
+        return Err(format!(
+            "claims {} uncompressed bytes from {} compressed",
+            h.uncompressed_size, h.compressed_size
+        ));
+    }
+    Ok(())
+}
+
+/// One record of a chunk read by [`ChunkStream`]: its offset in the decompressed chunk, its
+/// opcode and length, and its body — whole if `complete`, else only its first bytes.
+pub(crate) struct StreamRecord {
+    pub at: u64,
+    pub op: u8,
+    pub len: u64,
+    pub body: Vec<u8>,
+    pub complete: bool,
+}
+
+/// How much of each record [`ChunkStream`] always reads (a message header is 22 bytes).
+const RECORD_PREFIX: u64 = 64;
+
+/// The records of one chunk, decompressed as a stream and CRC-checked as they pass, so that
+/// memory is bounded by the largest record kept ([`MAX_RECORD_IN_MEMORY`]), not by the size
+/// a chunk claims: an honest 2 GiB chunk is walked in a few KiB plus its largest message.
+pub(crate) struct ChunkStream<'a> {
+    r: Box<dyn Read + 'a>,
+    crc: crc32fast::Hasher,
+    pos: u64,
+    size: u64,
+    want_crc: u32,
+    done: bool,
+}
+
+impl<'a> ChunkStream<'a> {
+    pub(crate) fn new(h: &mcap::records::ChunkHeader, data: &'a [u8]) -> Result<Self, String> {
+        check_ratio(h)?;
+        let r: Box<dyn Read + 'a> = match h.compression.as_str() {
+            "" => {
+                if data.len() as u64 != h.uncompressed_size {
+                    return Err(format!(
+                        "uncompressed chunk holds {} bytes, header says {}",
+                        data.len(),
+                        h.uncompressed_size
+                    ));
+                }
+                Box::new(data)
+            }
+            "lz4" => Box::new(lz4::Decoder::new(data).map_err(|e| format!("lz4: {e}"))?),
+            "zstd" => {
+                Box::new(zstd::stream::read::Decoder::new(data).map_err(|e| format!("zstd: {e}"))?)
+            }
+            other => return Err(format!("unsupported compression {other:?}")),
+        };
+        Ok(ChunkStream {
+            r,
+            crc: crc32fast::Hasher::new(),
+            pos: 0,
+            size: h.uncompressed_size,
+            want_crc: h.uncompressed_crc,
+            done: false,
+        })
+    }
+
+    fn read_hashed(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        let n = read_full(&mut self.r, buf).map_err(|e| format!("decompressing: {e}"))?;
+        self.crc.update(&buf[..n]);
+        self.pos += n as u64;
+        if n < buf.len() {
+            return Err(format!(
+                "decompresses to {} bytes, header says {}",
+                self.pos, self.size
+            ));
+        }
+        Ok(())
+    }
+
+    fn skip_hashed(&mut self, mut n: u64) -> Result<(), String> {
+        let mut buf = vec![0u8; 64 << 10];
+        while n > 0 {
+            let k = n.min(buf.len() as u64) as usize;
+            self.read_hashed(&mut buf[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// The end of the chunk: nothing past its declared size, and its CRC.
+    fn finish(&mut self) -> Result<(), String> {
+        let mut extra = [0u8; 1];
+        if read_full(&mut self.r, &mut extra).map_err(|e| format!("decompressing: {e}"))? > 0 {
+            return Err(format!(
+                "decompresses to more than the {} bytes its header says",
+                self.size
+            ));
+        }
+        let got = self.crc.clone().finalize();
+        if self.want_crc != 0 && got != self.want_crc {
+            return Err(format!(
+                "CRC mismatch (stored {:08x}, computed {got:08x})",
+                self.want_crc
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next record. `keep(op, prefix)` is asked, with the first bytes of the body,
+    /// whether the whole body is wanted; if not, the rest is streamed past (still hashed).
+    /// `None` at the end of a chunk that checked out; an error ends the walk.
+    pub(crate) fn next_record(
+        &mut self,
+        keep: impl FnOnce(u8, &[u8]) -> bool,
+    ) -> Option<Result<StreamRecord, String>> {
+        if self.done {
+            return None;
+        }
+        let r = (|| {
+            if self.pos == self.size {
+                self.done = true;
+                return self.finish().map(|()| None);
+            }
+            let at = self.pos;
+            let rest = self.size - self.pos;
+            if rest < 9 {
+                return Err(format!("record header at chunk offset {at} is cut short"));
+            }
+            let mut head = [0u8; 9];
+            self.read_hashed(&mut head)?;
+            let op = head[0];
+            let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+            if len > rest - 9 {
+                return Err(format!(
+                    "record at chunk offset {at} claims {len} bytes, {} remain",
+                    rest - 9
+                ));
+            }
+            let pre = len.min(RECORD_PREFIX);
+            let mut body = vec![0u8; pre as usize];
+            self.read_hashed(&mut body)?;
+            let complete = if len > pre && keep(op, &body) {
+                if len > MAX_RECORD_IN_MEMORY {
+                    return Err(format!(
+                        "record at chunk offset {at} is {len} bytes, over the {} MiB one record may take in memory",
+                        MAX_RECORD_IN_MEMORY >> 20
+                    ));
+                }
+                body.resize(len as usize, 0);
+                self.read_hashed(&mut body[pre as usize..])?;
+                true
+            } else if len > pre {
+                self.skip_hashed(len - pre)?;
+                false
+            } else {
+                true
+            };
+            Ok(Some(StreamRecord {
+                at,
+                op,
+                len,
+                body,
+                complete,
+            }))
+        })();
+        match r {
+            Ok(Some(rec)) => Some(Ok(rec)),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Channel id, sequence, log time and publish time of a Message record's first 22 bytes.
+pub(crate) fn message_header(body: &[u8]) -> Option<mcap::records::MessageHeader> {
+    if body.len() < 22 {
+        return None;
+    }
+    Some(mcap::records::MessageHeader {
+        channel_id: u16::from_le_bytes([body[0], body[1]]),
+        sequence: u32::from_le_bytes(body[2..6].try_into().ok()?),
+        log_time: u64::from_le_bytes(body[6..14].try_into().ok()?),
+        publish_time: u64::from_le_bytes(body[14..22].try_into().ok()?),
+    })
 }
 
 /// Walks `(offset, opcode, body)` of the records in a buffer, checking every length against

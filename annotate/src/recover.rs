@@ -8,7 +8,7 @@
 //! bit-exact into a new file with a summary section; a `demotape.recovered` metadata record
 //! documents the source and the losses.
 
-use crate::inspect::{MAGIC, RecordWalker, decompress_chunk};
+use crate::inspect::{ChunkStream, MAGIC, message_header};
 use mcap::records::Record;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,12 +37,17 @@ pub struct RecoveryReport {
     /// Per topic, messages the input's own closing metadata promised that are missing
     /// (only when that metadata survived).
     pub missing_vs_metadata: BTreeMap<String, u64>,
+    /// Messages left out because no Channel record defines their channel (per channel id).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub no_channel: BTreeMap<u16, u64>,
     pub input_was_intact: bool,
 }
 
 impl RecoveryReport {
     pub fn lost_anything(&self) -> bool {
-        !self.losses.is_empty() || self.missing_vs_metadata.values().any(|&n| n > 0)
+        !self.losses.is_empty()
+            || self.missing_vs_metadata.values().any(|&n| n > 0)
+            || !self.no_channel.is_empty()
     }
 
     pub fn render(&self) -> String {
@@ -78,6 +83,12 @@ impl RecoveryReport {
                 l.offset + l.bytes,
                 l.bytes,
                 l.reason
+            );
+        }
+        for (id, n) in &self.no_channel {
+            let _ = writeln!(
+                s,
+                "LOST: {n} messages on channel id {id}, which no readable Channel record defines"
             );
         }
         for (t, n) in &self.missing_vs_metadata {
@@ -121,11 +132,11 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
     let mut schemas: BTreeMap<u16, (String, String, Vec<u8>)> = BTreeMap::new();
     let mut channels: BTreeMap<u16, mcap::records::Channel> = BTreeMap::new();
     let mut metadata: Vec<mcap::records::Metadata> = Vec::new();
-    let mut messages: Vec<(mcap::records::MessageHeader, Vec<u8>)> = Vec::new();
+    // records whose messages are copied in pass 2: readable chunks and top-level messages
+    let mut copy: Vec<usize> = Vec::new();
     let mut saw_footer = false;
     let mut off = 8usize;
     let handle = |rec: Record<'_>,
-                  messages: &mut Vec<(mcap::records::MessageHeader, Vec<u8>)>,
                   schemas: &mut BTreeMap<u16, (String, String, Vec<u8>)>,
                   channels: &mut BTreeMap<u16, mcap::records::Channel>| match rec {
         Record::Schema { header, data } => {
@@ -136,7 +147,6 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
         Record::Channel(c) => {
             channels.entry(c.id).or_insert(c);
         }
-        Record::Message { header, data } => messages.push((header, data.into_owned())),
         _ => {}
     };
     while off < data.len() {
@@ -181,38 +191,32 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
                 data: cdata,
             }) => {
                 let (a, b) = (ch.message_start_time, ch.message_end_time);
-                let result = decompress_chunk(&ch, &cdata);
+                // pass 1 reads the chunk as a stream (message payloads hashed, not kept):
+                // all or nothing per chunk, so every record is checked before any is used
+                let result = (|| -> Result<Vec<Record<'static>>, String> {
+                    let mut stream = ChunkStream::new(&ch, &cdata)?;
+                    let mut recs = Vec::new();
+                    while let Some(rec) = stream.next_record(|op, _| op != 0x05) {
+                        let rec = rec?;
+                        if rec.op == 0x05 {
+                            message_header(&rec.body).ok_or_else(|| {
+                                format!("message record at chunk offset {} is too short", rec.at)
+                            })?;
+                            continue;
+                        }
+                        let r = crate::inspect::checked_parse_record(rec.op, &rec.body)
+                            .map_err(|e| format!("record at chunk offset {}: {e}", rec.at))?
+                            .into_owned();
+                        recs.push(r);
+                    }
+                    Ok(recs)
+                })();
                 match result {
-                    Ok(plain) => {
-                        // all or nothing per chunk: check every record first
-                        let mut recs = Vec::new();
-                        let mut bad = None;
-                        for item in RecordWalker::new(&plain) {
-                            match item.and_then(|(at, op, b)| {
-                                crate::inspect::checked_parse_record(op, b)
-                                    .map_err(|e| format!("record at chunk offset {at}: {e}"))
-                            }) {
-                                Ok(r) => recs.push(r),
-                                Err(e) => {
-                                    bad = Some(e);
-                                    break;
-                                }
-                            }
+                    Ok(recs) => {
+                        for r in recs {
+                            handle(r, &mut schemas, &mut channels);
                         }
-                        match bad {
-                            None => {
-                                for r in recs {
-                                    handle(r, &mut messages, &mut schemas, &mut channels);
-                                }
-                            }
-                            Some(e) => report.losses.push(Loss {
-                                offset: off as u64,
-                                bytes: 9 + len,
-                                log_start_ns: Some(a),
-                                log_end_ns: Some(b),
-                                reason: format!("chunk is corrupt: {e}"),
-                            }),
-                        }
+                        copy.push(off);
                     }
                     Err(e) => report.losses.push(Loss {
                         offset: off as u64,
@@ -229,8 +233,9 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
                 break;
             }
             Ok(Record::DataEnd(_)) | Ok(Record::Attachment { .. }) => {}
-            Ok(r @ (Record::Schema { .. } | Record::Channel(_) | Record::Message { .. })) => {
-                handle(r, &mut messages, &mut schemas, &mut channels)
+            Ok(Record::Message { .. }) => copy.push(off),
+            Ok(r @ (Record::Schema { .. } | Record::Channel(_))) => {
+                handle(r, &mut schemas, &mut channels)
             }
             Ok(_) => {} // indexes and statistics are rebuilt
             Err(e) => report.losses.push(Loss {
@@ -287,9 +292,12 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
             ),
         );
     }
-    for (mh, d) in &messages {
+    // Pass 2: stream the messages of every readable chunk (and top-level ones) straight into
+    // the new file, one record in memory at a time.
+    let mut write = |mh: &mcap::records::MessageHeader, d: &[u8]| -> anyhow::Result<()> {
         let Some((cid, topic)) = channel_map.get(&mh.channel_id) else {
-            continue;
+            *report.no_channel.entry(mh.channel_id).or_default() += 1;
+            return Ok(());
         };
         w.write_to_known_channel(
             &mcap::records::MessageHeader {
@@ -299,6 +307,38 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
             d,
         )?;
         *report.recovered.entry(topic.clone()).or_default() += 1;
+        Ok(())
+    };
+    for &at in &copy {
+        let len = u64::from_le_bytes(data[at + 1..at + 9].try_into().expect("8 bytes")) as usize;
+        let body = &data[at + 9..at + 9 + len];
+        match crate::inspect::checked_parse_record(data[at], body) {
+            Ok(Record::Message { header, data: d }) => write(&header, &d)?,
+            Ok(Record::Chunk {
+                header: ch,
+                data: cdata,
+            }) => {
+                let mut stream =
+                    ChunkStream::new(&ch, &cdata).map_err(|e| anyhow::anyhow!("{e}"))?;
+                while let Some(rec) = stream.next_record(|_, _| true) {
+                    let rec = rec.map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}: chunk at byte {at} changed between passes: {e}",
+                            input.display()
+                        )
+                    })?;
+                    if rec.op == 0x05
+                        && let Some(h) = message_header(&rec.body)
+                    {
+                        write(&h, &rec.body[22..])?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !report.no_channel.is_empty() {
+        report.input_was_intact = false;
     }
     for m in &metadata {
         w.write_metadata(m)?;

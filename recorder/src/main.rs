@@ -189,7 +189,8 @@ fn main() -> ExitCode {
     // the operator's client says only what went wrong (no Zenoh INFO chatter); the recorder
     // itself logs at info
     let default = if matches!(cli.command, Command::Ctl { .. }) {
-        "warn"
+        // ctl reports failures to reach a recorder itself
+        "error,demotape_recorder=warn,recorder=warn"
     } else {
         "info"
     };
@@ -364,7 +365,7 @@ fn ctrlc_handler(stop: CancellationToken) {
 /// (no listener, no scouting: it talks to the recorder or router it was pointed at and to
 /// nothing else); without, a peer that finds the recorder by multicast scouting but still
 /// listens nowhere.
-fn client_config(z: &hal::zenoh::SessionConfig) -> anyhow::Result<zenoh::Config> {
+fn client_config(z: &hal::zenoh::SessionConfig, wait_s: f64) -> anyhow::Result<zenoh::Config> {
     let mut c = z.to_zenoh()?;
     let mut set = |k: &str, v: &str| {
         c.insert_json5(k, v)
@@ -373,6 +374,12 @@ fn client_config(z: &hal::zenoh::SessionConfig) -> anyhow::Result<zenoh::Config>
     if !z.connect.is_empty() {
         set("mode", "\"client\"")?;
         set("scouting/multicast/enabled", "false")?;
+        // keep trying to reach the endpoint for as long as we would wait for an answer (a
+        // client otherwise gives up at once, e.g. while the recorder is still starting)
+        set(
+            "connect/timeout_ms",
+            &((wait_s * 1000.0) as i64).to_string(),
+        )?;
     } else {
         set("listen/endpoints", "[]")?;
     }
@@ -397,7 +404,7 @@ fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
     if conn.zenoh_config.is_some() {
         z.config_file = conn.zenoh_config.clone();
     }
-    let zc = client_config(&z)?;
+    let zc = client_config(&z, conn.timeout)?;
     let (name, args, watch) = match verb {
         CtlVerb::Start {
             task,
@@ -459,9 +466,17 @@ fn ctl(conn: CtlConn, verb: CtlVerb) -> anyhow::Result<ExitCode> {
     let prefix = cfg.control.key_prefix.clone();
     let robot = cfg.recorder.robot_id.clone();
     rt.block_on(async move {
-        let session = zenoh::open(zc)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the Zenoh session: {e}"))?;
+        let session = match zenoh::open(zc).await {
+            Ok(s) => s,
+            Err(e) => {
+                // a client that cannot reach the endpoint it was given: nobody to answer
+                eprintln!(
+                    "error: {name}: no recorder answered: cannot reach {} ({e})",
+                    z.connect.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            }
+        };
         if watch {
             recorder::ctl::watch(&session, &prefix, &robot).await?;
             return Ok(ExitCode::SUCCESS);

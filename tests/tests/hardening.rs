@@ -379,3 +379,73 @@ fn an_episode_whose_joint_states_are_all_malformed_is_unreadable() {
     );
     assert!(!bad.with_extension("annotations.json").exists());
 }
+
+/// Peak resident memory (KiB) of `demotape ARGS` (via Python's `getrusage` of its child).
+fn peak_rss_kib(args: &[&std::ffi::OsStr]) -> (i32, u64) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+        )
+        .arg(bin("demotape"))
+        .args(args)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    let mut it = s.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+/// An ~9 MB file holding one honest 2 GiB lz4 chunk made `inspect` take 2 GB and `recover`
+/// 4 GB: both now stream the chunk, in memory bounded by the largest record.
+#[test]
+fn a_huge_honest_chunk_is_walked_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.mcap");
+    let per = 1usize << 20;
+    let n = 2048u64;
+    {
+        let mut w = mcap::WriteOptions::new()
+            .compression(Some(mcap::Compression::Lz4))
+            .chunk_size(None)
+            .create(std::io::BufWriter::new(
+                std::fs::File::create(&big).unwrap(),
+            ))
+            .unwrap();
+        let ch = w
+            .add_channel(0, "/zeros", "raw", &Default::default())
+            .unwrap();
+        let zeros = vec![0u8; per];
+        for i in 0..n {
+            let t = 1_700_000_000_000_000_000 + i * 1_000_000;
+            w.write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id: ch,
+                    sequence: i as u32,
+                    log_time: t,
+                    publish_time: t,
+                },
+                &zeros,
+            )
+            .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let file_mb = std::fs::metadata(&big).unwrap().len() as f64 / 1e6;
+    assert!(file_mb < 20.0, "{file_mb} MB");
+    let (code, rss) = peak_rss_kib(&["inspect".as_ref(), "--json".as_ref(), big.as_os_str()]);
+    assert_eq!(code, 0);
+    assert!(rss < 256 * 1024, "inspect peaked at {} MiB", rss / 1024);
+    let out = tmp.path().join("out.mcap");
+    let (code, rss) = peak_rss_kib(&["recover".as_ref(), big.as_os_str(), out.as_os_str()]);
+    assert_eq!(code, 0);
+    assert!(rss < 256 * 1024, "recover peaked at {} MiB", rss / 1024);
+    let (code, v, err) = demotape(&["inspect", "--json"], &[&out]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["messages"], n, "{v}");
+}

@@ -201,10 +201,25 @@ rate_hz = 100.0
     assert_eq!(labels["note"], "placed");
     assert!(labels["marks"].contains("rotated"));
     assert!(log.contains("control: ok"), "{log}");
+    // logs that go to a pipe or a file carry no colour codes
+    assert!(!log.contains('\x1b'), "ANSI escape codes in a piped log");
+    // the episode says how long samples waited in the capture queue at worst
+    let peak_age: f64 = r.metadata["demotape.episode_end"]["peak_queue_age_ms"]
+        .parse()
+        .unwrap();
+    assert!((0.0..5000.0).contains(&peak_age), "{peak_age}");
 
     // live status, once a second, seen by the third-party peer while it published
     let statuses = out["statuses"].as_array().unwrap();
     assert!(statuses.len() >= 2, "{} status messages", statuses.len());
+    // the crash-loss figure is live: the queue's age now and its peak
+    for st in statuses {
+        let age = st["queue_age_ms"]
+            .as_f64()
+            .expect("queue_age_ms in every status");
+        assert!((0.0..5000.0).contains(&age), "{st}");
+        assert!(st["queue_peak_age_ms"].as_f64().unwrap() >= 0.0);
+    }
     // The rate is messages per status period. The first status after `start` covers a window
     // that began while idle, before the peer published, so take one whose previous status was
     // already recording: its whole window lies inside the episode.
