@@ -109,6 +109,9 @@ type ChunkContents = (
     Option<u16>,
 );
 
+/// A chunk's messages by their offset in it: (channel, log time).
+type ChunkMessages = std::collections::HashMap<u64, (u16, u64)>;
+
 /// A chunk as the walk found it, to check the summary's chunk index against.
 struct ChunkSeen {
     record_len: u64,
@@ -168,7 +171,7 @@ impl Inspection {
         let mut chunks_seen: BTreeMap<u64, ChunkSeen> = BTreeMap::new();
         // the last chunk read clean: its offset and its messages by offset in the chunk, for
         // the message index records that follow it
-        let mut last_chunk: Option<(u64, std::collections::HashMap<u64, (u16, u64)>)> = None;
+        let mut last_chunk: Option<(u64, ChunkMessages)> = None;
         let mut chunk_indexes: Vec<(u64, mcap::records::ChunkIndex)> = Vec::new();
         let mut episode_end_at: Option<u64> = None;
         let mut last_chunk_bad = false;

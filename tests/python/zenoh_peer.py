@@ -256,6 +256,19 @@ def scenario_auth(session, robot, out):
             out["schemas"] = sorted(json.loads(r.ok.payload.to_string()))
 
 
+def scenario_sensor_node(session, robot, out):
+    """An rmw_zenoh-style sensor node: a liveliness token for itself, joint states, then it
+    stops (token undeclared, session closed)."""
+    zid = str(session.info.zid())
+    token = session.liveliness().declare_token(f"@ros2_lv/0/{zid}/0/0/NN/%/%/joint_driver")
+    for k in range(20):
+        session.put("joint_states", joints(time.time_ns(), k))
+        time.sleep(0.01)
+    token.undeclare()
+    time.sleep(0.5)
+    out["published"] = 20
+
+
 def main():
     scenario, endpoint, robot = sys.argv[1], sys.argv[2], sys.argv[3]
     user = sys.argv[4] if len(sys.argv) > 4 else None
@@ -269,12 +282,13 @@ def main():
         print(json.dumps(out))
         return
     with session:
-        if scenario != "auth":
+        if scenario not in ("auth", "sensor_node"):
             out["status0"] = wait_for_recorder(session, robot)
         else:
             time.sleep(1.0)
         {"record": scenario_record, "seams": scenario_seams, "auth": scenario_auth,
-         "compressed": scenario_compressed, "idle_stale": scenario_idle_stale}[scenario](
+         "compressed": scenario_compressed, "idle_stale": scenario_idle_stale,
+         "sensor_node": scenario_sensor_node}[scenario](
             session, robot, out)
     print(json.dumps(out))
 

@@ -40,8 +40,17 @@ fn only_authenticated_operators_control_the_recorder() {
     let impostor = zenoh_peer("auth", port, &robot, &["operator", "wrong-password"]);
     assert_eq!(episodes(), 0, "a refused start must not start anything");
     let operator = zenoh_peer("auth", port, &robot, &["operator", "operator-password"]);
+    // an rmw_zenoh sensor node comes and goes: its liveliness token is allowed, so its
+    // undeclaration is no "Unknown token" error
+    let sensor = zenoh_peer("sensor_node", port, &robot, &["sensors", "sensors-password"]);
+    assert_eq!(sensor["published"], 20, "{sensor}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
 
     let log = rec.stop();
+    assert!(
+        !log.contains("Unknown token") && !log.contains(" ERROR "),
+        "a sensor node's liveliness token is accepted and released cleanly:\n{log}"
+    );
 
     for (who, v) in [
         ("viewer", &viewer),
