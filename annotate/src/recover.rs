@@ -66,6 +66,11 @@ impl RecoveryReport {
         }
         if self.input_was_intact {
             let _ = writeln!(s, "The input was intact: nothing was lost.");
+        } else if !self.lost_anything() {
+            let _ = writeln!(
+                s,
+                "The input was damaged outside its messages (summary, index or CRC; `demotape inspect` says where): every message was recovered, the output is indexed anew."
+            );
         }
         for l in &self.losses {
             let range = match (l.log_start_ns, l.log_end_ns) {
@@ -265,7 +270,11 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
             },
         });
     }
-    report.input_was_intact = saw_footer && report.losses.is_empty();
+    // no message lost is not the same as intact: a wrong footer offset, chunk index or CRC
+    // leaves every message readable here but breaks readers that trust the summary
+    report.input_was_intact = saw_footer
+        && report.losses.is_empty()
+        && crate::inspect::Inspection::run(input).is_ok_and(|i| i.intact);
 
     // Write the new file.
     let h = header.unwrap_or(mcap::records::Header {

@@ -146,3 +146,23 @@ fn devices_and_empty_files_are_refused_or_reported_lost() {
         "{rep}"
     );
 }
+
+/// A corrupted footer offset left every message readable, and `recover` called the input
+/// intact ("nothing was lost") although readers that trust the summary fail on it.
+#[test]
+fn a_damaged_summary_is_not_called_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _) = record_sim(dir.path(), "small", 32, 0, 1, 2.0).remove(0);
+    let mut b = std::fs::read(&summary.path).unwrap();
+    // the footer: opcode, length, summary_start (8 bytes), ... then the 8-byte magic
+    let footer = b.len() - 8 - 9 - 20;
+    assert_eq!(b[footer], 0x02);
+    b[footer + 9] ^= 0x10;
+    let bad = dir.path().join("bad_footer.mcap");
+    std::fs::write(&bad, &b).unwrap();
+    let out = dir.path().join("fixed.mcap");
+    let (code, rep) = recover(&bad, &out);
+    assert_eq!(code, 0, "no message was lost: {rep}");
+    assert_eq!(rep["input_was_intact"], false, "{rep}");
+    assert_eq!(messages(&out), messages(&summary.path));
+}

@@ -42,7 +42,12 @@ fn only_authenticated_operators_control_the_recorder() {
     let operator = zenoh_peer("auth", port, &robot, &["operator", "operator-password"]);
     // an rmw_zenoh sensor node comes and goes: its liveliness token is allowed, so its
     // undeclaration is no "Unknown token" error
-    let sensor = zenoh_peer("sensor_node", port, &robot, &["sensors", "sensors-password"]);
+    let sensor = zenoh_peer(
+        "sensor_node",
+        port,
+        &robot,
+        &["sensors", "sensors-password"],
+    );
     assert_eq!(sensor["published"], 20, "{sensor}");
     std::thread::sleep(std::time::Duration::from_millis(500));
 
