@@ -291,10 +291,6 @@ impl EpisodeWriter {
         opts: &WriterOptions,
         meta: &EpisodeMeta,
     ) -> Result<Self, WriteError> {
-        let io = |source| WriteError::Io {
-            path: path.into(),
-            source,
-        };
         // Never overwrite an existing episode. (A character device such as /dev/null is
         // opened as it is: the capacity benchmark writes to a discarding sink.)
         let is_device = {
@@ -305,7 +301,10 @@ impl EpisodeWriter {
             .write(true)
             .create_new(!is_device)
             .open(path)
-            .map_err(io)?;
+            .map_err(|source| WriteError::Io {
+                path: path.into(),
+                source,
+            })?;
         match Self::create_in(file, is_device, path, streams, opts, meta) {
             Ok(w) => Ok(w),
             Err(e) => {

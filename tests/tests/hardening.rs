@@ -9,18 +9,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn mcaps(dir: &Path) -> Vec<PathBuf> {
+    files_with_ext(dir, "mcap")
+}
+
+/// Files under `dir` (recursively) whose extension is `ext`, sorted.
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
-    fn walk(d: &Path, v: &mut Vec<PathBuf>) {
+    fn walk(d: &Path, ext: &str, v: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                walk(&p, v);
-            } else if p.extension().is_some_and(|x| x == "mcap") {
+                walk(&p, ext, v);
+            } else if p.extension().is_some_and(|x| x == ext) {
                 v.push(p);
             }
         }
     }
-    walk(dir, &mut v);
+    walk(dir, ext, &mut v);
     v.sort();
     v
 }
@@ -248,7 +253,7 @@ fn an_import_that_fails_leaves_no_partial_episode() {
         &[&ds, &eps],
     );
     assert_eq!(code, 0, "{err}");
-    let videos = mcaps_like(&ds.join("videos"), "mp4");
+    let videos = files_with_ext(&ds.join("videos"), "mp4");
     assert!(!videos.is_empty());
     std::fs::remove_file(&videos[0]).unwrap();
     let out = tmp.path().join("imported");
@@ -265,23 +270,6 @@ fn an_import_that_fails_leaves_no_partial_episode() {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing half-written is left: {left:?}");
-}
-
-fn mcaps_like(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    fn walk(d: &Path, ext: &str, v: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, ext, v);
-            } else if p.extension().is_some_and(|x| x == ext) {
-                v.push(p);
-            }
-        }
-    }
-    walk(dir, ext, &mut v);
-    v.sort();
-    v
 }
 
 /// After `review correct`, `<stem>.annotations.human.mcap` sits beside the episode; a second

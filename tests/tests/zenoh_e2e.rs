@@ -30,6 +30,26 @@ min_free_mb = 1
     p
 }
 
+/// Record one scenario of the Python peer against a fresh `run` service whose config gets
+/// `extra` ([ros] topics...): the peer's report (its start and stop were answered ok) and
+/// the episode files.
+fn record_scenario(
+    tmp: &Path,
+    prefix: &str,
+    scenario: &str,
+    extra: &str,
+) -> (serde_json::Value, Vec<PathBuf>) {
+    let port = free_port();
+    let robot = format!("{prefix}{}", std::process::id());
+    let cfg = write_config(tmp, &robot, port, extra);
+    let rec = RecorderProcess::start(&cfg);
+    let out = zenoh_peer(scenario, port, &robot, &[]);
+    let log = rec.stop();
+    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
+    assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
+    (out, mcaps(&tmp.join("out").join(&robot)))
+}
+
 struct Read {
     /// payloads per topic in file order
     messages: BTreeMap<String, Vec<Vec<u8>>>,
@@ -566,12 +586,10 @@ fn ctl_client_drives_the_recorder_with_meaningful_exit_codes() {
 #[test]
 fn jpeg_compressed_camera_is_recorded_and_exported_to_lerobot() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let robot = format!("zj{}", std::process::id());
-    let cfg = write_config(
+    let (out, files) = record_scenario(
         tmp.path(),
-        &robot,
-        port,
+        "zj",
+        "compressed",
         r#"
 [ros]
 [[ros.topics]]
@@ -584,12 +602,6 @@ type = "sensor_msgs/msg/JointState"
 rate_hz = 100.0
 "#,
     );
-    let rec = RecorderProcess::start(&cfg);
-    let out = zenoh_peer("compressed", port, &robot, &[]);
-    let log = rec.stop();
-    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
-    assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
-    let files = mcaps(&tmp.path().join("out").join(&robot));
     assert_eq!(files.len(), 1, "{files:?}");
     let r = read(&files[0]);
     assert_eq!(
@@ -663,12 +675,10 @@ rate_hz = 100.0
 #[test]
 fn an_episode_starts_knowing_which_streams_are_stale() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let robot = format!("zs{}", std::process::id());
-    let cfg = write_config(
+    let (_, files) = record_scenario(
         tmp.path(),
-        &robot,
-        port,
+        "zs",
+        "idle_stale",
         r#"
 [ros]
 key_styles = ["bridge"]
@@ -683,12 +693,6 @@ type = "geometry_msgs/msg/WrenchStamped"
 rate_hz = 100.0
 "#,
     );
-    let rec = RecorderProcess::start(&cfg);
-    let out = zenoh_peer("idle_stale", port, &robot, &[]);
-    let log = rec.stop();
-    assert_eq!(out["start"]["ok"], true, "{out}\n{log}");
-    assert_eq!(out["stop"]["ok"], true, "{out}\n{log}");
-    let files = mcaps(&tmp.path().join("out").join(&robot));
     assert_eq!(files.len(), 1, "{files:?}");
     let r = read(&files[0]);
     let stale: Vec<_> = r.events.iter().filter(|e| e.0 == "stale").collect();
