@@ -91,4 +91,21 @@ fn write_error_closes_a_valid_file_and_says_so() {
     );
     let theirs: u64 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
     assert_eq!(theirs, ours, "Python mcap decodes every message we count");
+    // the message says what it counts: the sensor messages in the file (the recorder's own
+    // clock and event messages aside), and how many were lost after the last flush
+    let held: u64 = err
+        .split("it holds ")
+        .nth(1)
+        .and_then(|r| r.split(" sensor messages").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sensor message count in: {err}"));
+    let sensor: u64 = v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["topic"].as_str().unwrap().starts_with("/demotape/"))
+        .map(|c| c["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(held, sensor, "{err}");
+    assert!(err.contains("written after that flush are lost"), "{err}");
 }
