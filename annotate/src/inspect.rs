@@ -931,6 +931,8 @@ pub(crate) struct ChunkStream<'a> {
     size: u64,
     want_crc: u32,
     done: bool,
+    /// Reused for the bytes streamed past.
+    scratch: Vec<u8>,
 }
 
 impl<'a> ChunkStream<'a> {
@@ -960,6 +962,7 @@ impl<'a> ChunkStream<'a> {
             size: h.uncompressed_size,
             want_crc: h.uncompressed_crc,
             done: false,
+            scratch: Vec::new(),
         })
     }
 
@@ -977,13 +980,19 @@ impl<'a> ChunkStream<'a> {
     }
 
     fn skip_hashed(&mut self, mut n: u64) -> Result<(), String> {
-        let mut buf = vec![0u8; 64 << 10];
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(64 << 10, 0);
+        let mut r = Ok(());
         while n > 0 {
             let k = n.min(buf.len() as u64) as usize;
-            self.read_hashed(&mut buf[..k])?;
+            r = self.read_hashed(&mut buf[..k]);
+            if r.is_err() {
+                break;
+            }
             n -= k as u64;
         }
-        Ok(())
+        self.scratch = buf;
+        r
     }
 
     /// The end of the chunk: nothing past its declared size, and its CRC.
