@@ -416,6 +416,22 @@ fn annotate_cmd(
         );
         return ExitCode::from(2);
     }
+    // Two episodes must never share a sidecar: with --out, episodes of the same file name
+    // from two folders would overwrite each other's labels (whichever finished last won).
+    let mut by_sidecar: std::collections::BTreeMap<PathBuf, &PathBuf> = Default::default();
+    for f in &files {
+        let (side, _) = annotate::label::outputs(f, out);
+        if let Some(other) = by_sidecar.insert(side.clone(), f) {
+            eprintln!(
+                "error: {} and {} would both write {}: annotate them into different --out \
+                 directories (or without --out, beside each episode)",
+                other.display(),
+                f.display(),
+                side.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let jobs = jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .clamp(1, 64);

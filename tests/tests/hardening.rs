@@ -437,3 +437,31 @@ fn a_huge_honest_chunk_is_walked_in_bounded_memory() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(v["messages"], n, "{v}");
 }
+
+/// `annotate a b --out X` with an episode of the same file name in `a` and `b` wrote one
+/// sidecar, whichever thread finished last. Now it refuses (exit 2), naming both.
+#[test]
+fn two_episodes_never_share_a_sidecar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = record_sim(&tmp.path().join("a"), "small", 9, 0, 1, 2.0);
+    let name = rec[0].0.path.file_name().unwrap().to_owned();
+    let b = tmp.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    std::fs::copy(&rec[0].0.path, b.join(&name)).unwrap();
+    let out = tmp.path().join("labels");
+    let (code, _, err) = demotape(
+        &["annotate", "--out", out.to_str().unwrap()],
+        &[&tmp.path().join("a"), &b],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&rec[0].0.path.display().to_string())
+            && err.contains(&b.join(&name).display().to_string()),
+        "{err}"
+    );
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+    // beside each episode (no --out) both are annotated
+    let (code, v, err) = demotape(&["annotate", "--json"], &[&tmp.path().join("a"), &b]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v.as_array().map(|a| a.len()), Some(2), "{v}");
+}
