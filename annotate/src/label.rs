@@ -196,23 +196,18 @@ pub fn annotate_file(
         limit: gates_cfg.min_duration_s,
         detail: "episode length (s)".into(),
     });
-    let missing: Vec<&str> = [
-        ("wrench", signals.wrench.is_some()),
-        ("tactile", signals.tactile.is_some()),
-    ]
-    .iter()
-    .filter(|x| !x.1)
-    .map(|x| x.0)
-    .collect();
+    // A configured stream is missing when the recording has its channel but no message on
+    // it (the sensor fell silent); a robot without that sensor (no channel) misses nothing.
+    let missing = &signals.silent;
     gates.push(Gate {
         name: "missing_streams",
         pass: missing.is_empty(),
         value: missing.len() as f64,
         limit: 0.0,
         detail: if missing.is_empty() {
-            "all streams present".into()
+            "every recorded stream has messages".into()
         } else {
-            format!("missing: {}", missing.join(", "))
+            format!("declared but silent: {}", missing.join(", "))
         },
     });
     let jump = signals

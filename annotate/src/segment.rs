@@ -27,6 +27,10 @@ pub struct Signals {
     /// Fingertip tactile: times, total pressure (kPa, both tips), contact centroid row.
     pub tactile: Option<(Vec<f64>, Vec<f64>, Vec<f64>)>,
     pub duration_s: f64,
+    /// Configured streams the recording declares (it has their channel) but that hold no
+    /// message: a sensor that was expected and fell silent. A stream the recording has no
+    /// channel for is not missing: the robot has no such sensor.
+    pub silent: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -369,5 +369,11 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
     if bad > 0 {
         tracing::warn!(file = %path.display(), bad, "undecodable joint-state messages skipped");
     }
+    let declared = |t: &str| sel.channels.values().any(|c| c.topic == t);
+    for t in std::iter::once(&cfg.wrench_topic).chain(&cfg.tactile_topics) {
+        if declared(t) && sel.by_topic(t).is_empty() {
+            s.silent.push(t.clone());
+        }
+    }
     Ok((s, start, sel.metadata))
 }

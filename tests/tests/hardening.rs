@@ -465,3 +465,90 @@ fn two_episodes_never_share_a_sidecar() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(v.as_array().map(|a| a.len()), Some(2), "{v}");
 }
+
+/// Rewrite `src` into `dst`: `keep_channel(topic)` false drops a channel entirely;
+/// `keep_messages(topic)` false keeps the channel but none of its messages.
+fn rewrite(
+    src: &Path,
+    dst: &Path,
+    keep_channel: impl Fn(&str) -> bool,
+    keep_messages: impl Fn(&str) -> bool,
+) {
+    let data = std::fs::read(src).unwrap();
+    let mut w = mcap::WriteOptions::new()
+        .profile("ros2")
+        .create(std::io::BufWriter::new(std::fs::File::create(dst).unwrap()))
+        .unwrap();
+    let summary = mcap::Summary::read(&data).unwrap().unwrap();
+    let mut ids = std::collections::BTreeMap::new();
+    for c in summary.channels.values() {
+        if keep_channel(&c.topic) {
+            let sid = match &c.schema {
+                Some(s) => w.add_schema(&s.name, &s.encoding, &s.data).unwrap(),
+                None => 0,
+            };
+            let id = w
+                .add_channel(sid, &c.topic, &c.message_encoding, &c.metadata)
+                .unwrap();
+            ids.insert(c.topic.clone(), id);
+        }
+    }
+    for m in mcap::MessageStream::new(&data).unwrap() {
+        let m = m.unwrap();
+        if keep_channel(&m.channel.topic) && keep_messages(&m.channel.topic) {
+            w.write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id: ids[&m.channel.topic],
+                    sequence: m.sequence,
+                    log_time: m.log_time,
+                    publish_time: m.publish_time,
+                },
+                &m.data,
+            )
+            .unwrap();
+        }
+    }
+    for r in mcap::read::LinearReader::new(&data).unwrap() {
+        if let mcap::records::Record::Metadata(md) = r.unwrap() {
+            w.write_metadata(&md).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+fn gate(sidecar: &Path, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+    v["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+/// The missing_streams gate always wanted tactile: every episode of a robot without touch
+/// sensors failed it. Missing now means declared in the recording but silent.
+#[test]
+fn a_robot_without_touch_sensors_misses_no_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = record_sim(&tmp.path().join("eps"), "small", 10, 0, 1, 3.0);
+    let src = &rec[0].0.path;
+    let no_touch = tmp.path().join("no_touch.mcap");
+    rewrite(src, &no_touch, |t| !t.starts_with("/tactile/"), |_| true);
+    let silent = tmp.path().join("silent_touch.mcap");
+    rewrite(src, &silent, |_| true, |t| !t.starts_with("/tactile/"));
+    let (code, _, err) = demotape(&["annotate", "--json"], &[&no_touch, &silent]);
+    assert_eq!(code, 0, "{err}");
+    let g = gate(
+        &no_touch.with_extension("annotations.json"),
+        "missing_streams",
+    );
+    assert_eq!(g["pass"], true, "{g}");
+    let g = gate(
+        &silent.with_extension("annotations.json"),
+        "missing_streams",
+    );
+    assert_eq!(g["pass"], false, "{g}");
+    assert!(g["detail"].as_str().unwrap().contains("/tactile/"), "{g}");
+}
