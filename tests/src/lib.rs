@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// `~/.cache/demotape`: where the tests keep the clients they install (venv, node modules).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into())
+        .join(".cache/demotape")
+}
+
 /// The Python interpreter with the test clients installed (`tests/python/requirements.txt`).
 ///
 /// `DEMOTAPE_PYTHON` names one explicitly. Otherwise a venv under `~/.cache/demotape/venv` is
@@ -21,10 +29,7 @@ pub fn python() -> PathBuf {
         if let Some(p) = std::env::var_os("DEMOTAPE_PYTHON") {
             return PathBuf::from(p);
         }
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/root".into());
-        let venv = home.join(".cache/demotape/venv");
+        let venv = cache_dir().join("venv");
         let py = venv.join("bin/python");
         let req = script("requirements.txt");
         let want = std::fs::read_to_string(&req).expect("tests/python/requirements.txt");
@@ -72,10 +77,7 @@ pub fn python() -> PathBuf {
 pub fn foxglove_reader(files: &[&Path]) -> Vec<serde_json::Value> {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/root".into());
-        let dir = home.join(".cache/demotape/node");
+        let dir = cache_dir().join("node");
         std::fs::create_dir_all(&dir).expect("creating ~/.cache/demotape/node");
         let js = crate_dir().join("js");
         let lock = std::fs::read_to_string(js.join("package-lock.json"))
