@@ -8,11 +8,13 @@
 //! - [`sim`]: the simulated robot, the embedded default source.
 //! - [`serial`]: microcontroller boards over serial (firmware-bridge protocol).
 //! - [`zenoh`]: ROS 2 topics over Zenoh (zenoh-bridge-ros2dds and rmw_zenoh key styles).
+//! - [`ros`]: any ROS 2 type at run time: `.msg` definitions, the schema-driven CDR reader.
 //! - [`cdr_check`]: allocation-free structural checks of CDR bytes from the network.
 
 pub mod cdr_check;
 pub mod kinematics;
 pub mod msgs;
+pub mod ros;
 pub mod sample;
 pub mod serial;
 pub mod sim;
