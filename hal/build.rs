@@ -29,7 +29,10 @@ fn main() {
     entries.sort();
     let mut out = String::from("pub const MSGS: &[(&str, &str)] = &[\n");
     for (name, path) in entries {
-        out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", path.display().to_string()));
+        out.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("builtin_msgs.rs");

@@ -23,12 +23,16 @@ pub enum Modality {
     JointState,
     Wrench,
     Tactile,
+    /// Any other ROS 2 type (`/tf`, IMU, odometry, commands, ...), recorded as published.
+    Other,
 }
 
 impl Modality {
-    /// The ROS 2 message type used for this modality.
+    /// The ROS 2 message type used for this modality (`Other` has none of its own: see
+    /// [`StreamSpec::type_name`]).
     pub fn type_name(self) -> &'static str {
         match self {
+            Modality::Other => "",
             Modality::Rgb | Modality::Depth => Image::TYPE_NAME,
             Modality::CompressedRgb => CompressedImage::TYPE_NAME,
             Modality::JointState => JointState::TYPE_NAME,
@@ -39,6 +43,7 @@ impl Modality {
     /// The full `ros2msg` schema text for this modality's type.
     pub fn schema_text(self) -> String {
         match self {
+            Modality::Other => String::new(),
             Modality::Rgb | Modality::Depth => Image::schema_text(),
             Modality::CompressedRgb => CompressedImage::schema_text(),
             Modality::JointState => JointState::schema_text(),
@@ -60,6 +65,41 @@ pub struct StreamSpec {
     pub rate_hz: f64,
     /// Nominal message size in bytes (for reports and queue sizing).
     pub nominal_bytes: usize,
+    /// The stream's ROS 2 type when it is not the modality's own (any type recorded from
+    /// ROS 2): name, full `ros2msg` schema and RIHS01 hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ros_type: Option<RosType>,
+}
+
+/// A ROS 2 message type as the writer needs it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RosType {
+    /// `pkg/msg/Type`
+    pub name: String,
+    /// The full `ros2msg` schema text (own definition, then every dependency).
+    pub schema: String,
+    /// `RIHS01_<sha256>`
+    pub hash: String,
+    /// The type starts with a `std_msgs/Header` (its stamp is clock-synchronized); otherwise
+    /// messages are stamped when received.
+    pub stamped: bool,
+}
+
+impl StreamSpec {
+    /// The ROS 2 type name of this stream's messages.
+    pub fn type_name(&self) -> &str {
+        match &self.ros_type {
+            Some(t) => &t.name,
+            None => self.modality.type_name(),
+        }
+    }
+    /// The full `ros2msg` schema text.
+    pub fn schema_text(&self) -> String {
+        match &self.ros_type {
+            Some(t) => t.schema.clone(),
+            None => self.modality.schema_text(),
+        }
+    }
 }
 
 /// Index of a stream in the list its source declared.

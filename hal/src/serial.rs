@@ -118,6 +118,7 @@ impl Source for SerialSource {
                 modality: modality(c.kind),
                 device: self.cfg.device.clone(),
                 rate_hz: c.rate_hz,
+                ros_type: None,
                 nominal_bytes: match c.kind {
                     ChannelUse::Wrench => 80,
                     ChannelUse::Tactile => (c.rows * c.cols * 4) as usize + 64,

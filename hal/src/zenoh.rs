@@ -17,7 +17,8 @@
 //! silent (`stale`, then `resumed`), sequence gaps in rmw attachments (`gap`).
 
 use crate::cdr_check::{self, KnownType};
-use crate::sample::{Modality, Payload, Sample, StreamSpec};
+use crate::ros::{Layout, Registry};
+use crate::sample::{Modality, Payload, RosType, Sample, StreamSpec};
 use crate::source::{SampleSink, Source, SourceError, SourceEvent, SourceFuture, SourceReport};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -159,29 +160,83 @@ fn default_rate() -> f64 {
     30.0
 }
 
-impl TopicConfig {
-    pub fn known_type(&self) -> Result<KnownType, String> {
-        KnownType::from_ros_name(&self.type_name).ok_or_else(|| {
-            format!(
-                "topic {}: type {:?} is not one demotape can check and record (supported: {})",
-                self.topic,
-                self.type_name,
-                KnownType::ALL.map(|t| t.ros_name()).join(", ")
-            )
+/// A configured topic's type, resolved against the definitions.
+#[derive(Clone, Debug)]
+pub struct ResolvedType {
+    /// `pkg/msg/Type`
+    pub name: String,
+    /// `pkg::msg::dds_::Type_` (rmw_zenoh keys)
+    pub dds: String,
+    pub layout: Arc<Layout>,
+    /// One of the five types with a modality of their own.
+    pub known: Option<KnownType>,
+    pub ros_type: RosType,
+}
+
+impl ResolvedType {
+    /// Resolve `type_name` (`pkg/msg/T` or `pkg/T`) against `reg`.
+    pub fn new(reg: &Registry, type_name: &str) -> Result<Self, String> {
+        let name = crate::ros::normalize_name(type_name).ok_or_else(|| {
+            format!("{type_name:?} is not a ROS 2 message type name (pkg/msg/Type)")
+        })?;
+        let layout = reg.layout(&name).map_err(|e| match e {
+            crate::ros::DefError::Unknown { ty, .. } if ty == name => format!(
+                "type {name} has no definition (built in: the standard interface packages; \
+                 add your packages' share/ directories to [ros] msg_paths)"
+            ),
+            e => e.to_string(),
+        })?;
+        let schema = reg.schema_text(&name).map_err(|e| e.to_string())?;
+        let hash = reg.type_hash(&name).map_err(|e| e.to_string())?;
+        Ok(ResolvedType {
+            dds: crate::ros::to_dds_name(&name),
+            known: KnownType::from_ros_name(&name),
+            ros_type: RosType {
+                name: name.clone(),
+                schema,
+                hash,
+                stamped: layout.header_first,
+            },
+            layout,
+            name,
         })
     }
+}
 
-    pub fn modality(&self) -> Result<Modality, String> {
+impl TopicConfig {
+    /// The topic's type, resolved (any type `reg` defines).
+    pub fn resolve(&self, reg: &Registry) -> Result<ResolvedType, String> {
+        ResolvedType::new(reg, &self.type_name).map_err(|e| format!("topic {}: {e}", self.topic))
+    }
+
+    /// The modality: as configured (it must fit the type), else from the type.
+    pub fn modality(&self, ty: &ResolvedType) -> Result<Modality, String> {
+        let fits = |m: Modality| match m {
+            Modality::Other => true,
+            Modality::Rgb | Modality::Depth => ty.known == Some(KnownType::Image),
+            Modality::CompressedRgb => ty.known == Some(KnownType::CompressedImage),
+            Modality::JointState => ty.known == Some(KnownType::JointState),
+            Modality::Wrench => ty.known == Some(KnownType::WrenchStamped),
+            Modality::Tactile => ty.known == Some(KnownType::TactileArray),
+        };
         if let Some(m) = self.modality {
-            return Ok(m);
+            return if fits(m) {
+                Ok(m)
+            } else {
+                Err(format!(
+                    "topic {}: modality {m:?} does not fit type {} (leave it out for any type)",
+                    self.topic, ty.name
+                ))
+            };
         }
-        Ok(match self.known_type()? {
-            KnownType::Image if self.topic.contains("depth") => Modality::Depth,
-            KnownType::Image => Modality::Rgb,
-            KnownType::CompressedImage => Modality::CompressedRgb,
-            KnownType::JointState => Modality::JointState,
-            KnownType::WrenchStamped => Modality::Wrench,
-            KnownType::TactileArray => Modality::Tactile,
+        Ok(match ty.known {
+            Some(KnownType::Image) if self.topic.contains("depth") => Modality::Depth,
+            Some(KnownType::Image) => Modality::Rgb,
+            Some(KnownType::CompressedImage) => Modality::CompressedRgb,
+            Some(KnownType::JointState) => Modality::JointState,
+            Some(KnownType::WrenchStamped) => Modality::Wrench,
+            Some(KnownType::TactileArray) => Modality::Tactile,
+            None => Modality::Other,
         })
     }
 
@@ -210,6 +265,17 @@ pub struct TopicsConfig {
     pub key_styles: Vec<KeyStyle>,
     /// A topic silent for longer than this (and 5 periods) gets a `stale` event.
     pub stale_after_ms: u64,
+    /// Directories holding `<pkg>/msg/<Type>.msg` files (an installed workspace's `share/`)
+    /// for types beyond the built-in standard packages.
+    pub msg_paths: Vec<PathBuf>,
+    /// Record every topic ROS 2 nodes announce (rmw_zenoh and zenoh-bridge-ros2dds liveliness
+    /// tokens), filtered by `include` / `exclude`, besides the listed `topics`.
+    pub discover: bool,
+    /// With `discover`: record only topics whose name matches one of these regexes (none =
+    /// all).
+    pub include: Vec<String>,
+    /// With `discover`: never record topics whose name matches one of these regexes.
+    pub exclude: Vec<String>,
     pub topics: Vec<TopicConfig>,
 }
 
@@ -220,13 +286,49 @@ impl Default for TopicsConfig {
             bridge_namespace: String::new(),
             key_styles: vec![KeyStyle::Bridge, KeyStyle::Rmw],
             stale_after_ms: 1000,
+            msg_paths: Vec::new(),
+            discover: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
             topics: Vec::new(),
         }
     }
 }
 
 impl TopicsConfig {
+    /// The built-in definitions plus those under `msg_paths`.
+    pub fn registry(&self) -> Result<Registry, String> {
+        let mut r = Registry::builtin().clone();
+        for d in &self.msg_paths {
+            if !d.is_dir() {
+                return Err(format!("ros.msg_paths: {} is not a directory", d.display()));
+            }
+            let n = r.load_dir(d).map_err(|e| format!("ros.msg_paths: {e}"))?;
+            tracing::info!(dir = %d.display(), types = n, "message definitions loaded");
+        }
+        Ok(r)
+    }
+
+    /// The `include` / `exclude` regexes, compiled.
+    pub fn filters(&self) -> Result<(Vec<regex::Regex>, Vec<regex::Regex>), String> {
+        let compile = |key: &str, v: &[String]| {
+            v.iter()
+                .map(|p| regex::Regex::new(p).map_err(|e| format!("ros.{key} {p:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok((
+            compile("include", &self.include)?,
+            compile("exclude", &self.exclude)?,
+        ))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        let reg = self.registry()?;
+        self.validate_with(&reg)
+    }
+
+    pub fn validate_with(&self, reg: &Registry) -> Result<(), String> {
+        self.filters()?;
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.topics {
             if !t.topic.starts_with('/') || t.topic.len() < 2 || t.topic.ends_with('/') {
@@ -244,8 +346,8 @@ impl TopicsConfig {
             if !seen.insert(&t.topic) {
                 return Err(format!("zenoh topic {:?} is listed twice", t.topic));
             }
-            t.known_type()?;
-            t.modality()?;
+            let ty = t.resolve(reg)?;
+            t.modality(&ty)?;
             if !(t.rate_hz > 0.0 && t.rate_hz <= 100_000.0) {
                 return Err(format!(
                     "zenoh topic {}: rate_hz must be in (0, 100000]",
@@ -253,7 +355,7 @@ impl TopicsConfig {
                 ));
             }
         }
-        if self.key_styles.is_empty() && !self.topics.is_empty() {
+        if self.key_styles.is_empty() && (!self.topics.is_empty() || self.discover) {
             return Err("zenoh.key_styles must name at least one of bridge, rmw".into());
         }
         Ok(())
@@ -345,16 +447,29 @@ pub struct TopicStats {
 pub struct ZenohSource {
     session: zenoh::Session,
     cfg: TopicsConfig,
+    /// each configured topic's type and modality
+    types: Vec<(ResolvedType, Modality)>,
     stats: Arc<Vec<TopicStats>>,
 }
 
 impl ZenohSource {
     pub fn new(session: zenoh::Session, cfg: TopicsConfig) -> Result<Self, String> {
-        cfg.validate()?;
+        let reg = cfg.registry()?;
+        cfg.validate_with(&reg)?;
+        let types = cfg
+            .topics
+            .iter()
+            .map(|t| {
+                let ty = t.resolve(&reg)?;
+                let m = t.modality(&ty)?;
+                Ok((ty, m))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let stats = Arc::new(cfg.topics.iter().map(|_| TopicStats::default()).collect());
         Ok(ZenohSource {
             session,
             cfg,
+            types,
             stats,
         })
     }
@@ -368,7 +483,7 @@ impl ZenohSource {
 struct Ctx {
     index: usize,
     topic: String,
-    ty: KnownType,
+    ty: ResolvedType,
     stamp: StampFrom,
     style: KeyStyle,
     stats: Arc<Vec<TopicStats>>,
@@ -397,19 +512,19 @@ impl Ctx {
         if self.style == KeyStyle::Rmw {
             let key = sample.key_expr().as_str();
             let found = rmw_key_type(key);
-            if found.and_then(KnownType::from_dds_name) != Some(self.ty) {
+            if found != Some(self.ty.dds.as_str()) {
                 st.wrong_type.fetch_add(1, Ordering::Relaxed);
                 st.pending_wrong_type.fetch_add(1, Ordering::Relaxed);
                 *st.last_error.lock().unwrap_or_else(|e| e.into_inner()) = format!(
                     "key {key}: type {} is not the configured {}",
                     found.unwrap_or("?"),
-                    self.ty.ros_name()
+                    self.ty.name
                 );
                 return;
             }
         }
         let payload = sample.payload().to_bytes();
-        let checked = match cdr_check::check(self.ty, &payload) {
+        let checked = match cdr_check::check_layout(&self.ty.layout, &payload) {
             Ok(c) => c,
             Err(e) => {
                 st.malformed.fetch_add(1, Ordering::Relaxed);
@@ -441,13 +556,15 @@ impl Ctx {
             }
             None => st.local_seq.fetch_add(1, Ordering::Relaxed),
         };
-        let stamp_ns = match self.stamp {
-            StampFrom::Header if checked.stamp_ns > 0 => checked.stamp_ns,
-            StampFrom::Header => match att {
+        let stamp_ns = match (self.stamp, checked.stamp_ns) {
+            (StampFrom::Header, Some(ns)) if ns > 0 => ns,
+            // a header left unset: the publisher's rmw source time, else receive time
+            (StampFrom::Header, Some(_)) => match att {
                 Some(a) if a.source_timestamp_ns > 0 => a.source_timestamp_ns as u64,
                 _ => host,
             },
-            StampFrom::Receive => host,
+            // a type without a header is stamped when received (channel metadata says so)
+            (StampFrom::Header, None) | (StampFrom::Receive, _) => host,
         };
         let s = Sample {
             stream: self.index,
@@ -466,6 +583,29 @@ impl Ctx {
     }
 }
 
+/// The stream a topic becomes.
+fn topic_stream(t: &TopicConfig, ty: &ResolvedType, modality: Modality) -> StreamSpec {
+    StreamSpec {
+        topic: t.topic.clone(),
+        modality,
+        // a receive-stamped stream is on the host's clock
+        device: if ty.ros_type.stamped {
+            t.device()
+        } else {
+            t.device.clone().unwrap_or_else(|| "host".into())
+        },
+        rate_hz: t.rate_hz,
+        nominal_bytes: match modality {
+            Modality::Rgb => 640 * 480 * 3,
+            Modality::Depth => 640 * 480 * 2,
+            Modality::CompressedRgb => 64 * 1024,
+            _ => 512,
+        },
+        // the five sensor types keep their modality's schema; any other is the registry's
+        ros_type: ty.known.is_none().then(|| ty.ros_type.clone()),
+    }
+}
+
 impl Source for ZenohSource {
     fn name(&self) -> &str {
         "zenoh"
@@ -475,21 +615,8 @@ impl Source for ZenohSource {
         self.cfg
             .topics
             .iter()
-            .map(|t| {
-                let modality = t.modality().unwrap_or(Modality::Rgb);
-                StreamSpec {
-                    topic: t.topic.clone(),
-                    modality,
-                    device: t.device(),
-                    rate_hz: t.rate_hz,
-                    nominal_bytes: match modality {
-                        Modality::Rgb => 640 * 480 * 3,
-                        Modality::Depth => 640 * 480 * 2,
-                        Modality::CompressedRgb => 64 * 1024,
-                        _ => 512,
-                    },
-                }
-            })
+            .zip(&self.types)
+            .map(|(t, (ty, modality))| topic_stream(t, ty, *modality))
             .collect()
     }
 
@@ -500,14 +627,13 @@ impl Source for ZenohSource {
                 message,
             };
             let mut subs = Vec::new();
-            for (index, t) in self.cfg.topics.iter().enumerate() {
-                let ty = t.known_type().map_err(fail)?;
+            for (index, (t, (ty, _))) in self.cfg.topics.iter().zip(&self.types).enumerate() {
                 for &style in &self.cfg.key_styles {
                     let key = self.cfg.key_expr(&t.topic, style);
                     let ctx = Ctx {
                         index,
                         topic: t.topic.clone(),
-                        ty,
+                        ty: ty.clone(),
                         stamp: t.stamp,
                         style,
                         stats: self.stats.clone(),
@@ -692,17 +818,63 @@ mod tests {
             rate_hz: 10.0,
             stamp: StampFrom::Header,
         });
+        c.validate().unwrap();
+        let reg = c.registry().unwrap();
+        let ty = c.topics[0].resolve(&reg).unwrap();
+        assert_eq!(c.topics[0].modality(&ty).unwrap(), Modality::Other);
+        assert!(!ty.ros_type.stamped);
+        assert_eq!(ty.dds, "std_msgs::msg::dds_::String_");
+        c.topics[0].modality = Some(Modality::Rgb);
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("does not fit type std_msgs/msg/String"), "{e}");
+        c.topics[0].modality = None;
+        c.topics[0].type_name = "my_pkg/msg/Gripper".into();
         let e = c.validate().unwrap_err();
         assert!(
-            e.contains("std_msgs/msg/String") && e.contains("sensor_msgs/msg/Image"),
+            e.contains("my_pkg/msg/Gripper has no definition") && e.contains("msg_paths"),
             "{e}"
         );
         c.topics[0].type_name = "sensor_msgs/msg/Image".into();
         c.topics[0].topic = "/camera/depth".into();
         c.validate().unwrap();
-        assert_eq!(c.topics[0].modality().unwrap(), Modality::Depth);
+        let ty = c.topics[0].resolve(&reg).unwrap();
+        assert_eq!(c.topics[0].modality(&ty).unwrap(), Modality::Depth);
         assert_eq!(c.topics[0].device(), "camera_depth");
         c.topics[0].topic = "camera".into();
         assert!(c.validate().is_err());
+        c.topics.clear();
+        c.exclude = vec!["(".into()];
+        assert!(c.validate().unwrap_err().contains("ros.exclude"));
+        c.exclude.clear();
+        c.msg_paths = vec!["/nonexistent/share".into()];
+        assert!(c.validate().unwrap_err().contains("/nonexistent/share"));
+    }
+
+    #[test]
+    fn msg_paths_add_custom_types() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("share/my_pkg/msg");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(
+            m.join("Gripper.msg"),
+            "std_msgs/Header header\nfloat64 width\nmy_pkg/Finger[2] fingers\n",
+        )
+        .unwrap();
+        std::fs::write(m.join("Finger.msg"), "float32 force # N\n").unwrap();
+        let c = TopicsConfig {
+            msg_paths: vec![d.path().join("share")],
+            ..Default::default()
+        };
+        let reg = c.registry().unwrap();
+        let ty = ResolvedType::new(&reg, "my_pkg/Gripper").unwrap();
+        assert!(ty.ros_type.stamped);
+        assert!(
+            ty.ros_type
+                .schema
+                .contains("MSG: my_pkg/Finger\nfloat32 force # N"),
+            "{}",
+            ty.ros_type.schema
+        );
+        assert!(ty.ros_type.schema.contains("MSG: builtin_interfaces/Time"));
     }
 }

@@ -363,11 +363,7 @@ fn bare_mcap(pool: &Pool, path: &Path, msgs: u64) -> (f64, u64) {
             let mut ids = Vec::new();
             for s in &streams {
                 let sid = w
-                    .add_schema(
-                        s.modality.type_name(),
-                        "ros2msg",
-                        s.modality.schema_text().as_bytes(),
-                    )
+                    .add_schema(s.type_name(), "ros2msg", s.schema_text().as_bytes())
                     .unwrap();
                 ids.push(
                     w.add_channel(sid, &s.topic, "cdr", &Default::default())

@@ -76,15 +76,29 @@ multicast_scouting = true
 [ros]
 # ROS 2 topics to record over Zenoh, from zenoh-bridge-ros2dds ("bridge": key = topic without
 # the leading '/', under bridge_namespace if set) and rmw_zenoh nodes ("rmw": key =
-# <domain_id>/<topic>/<type>/<hash>). Payloads are checked against the type and recorded
-# byte for byte; malformed ones, other types and silent publishers become events.
+# <domain_id>/<topic>/<type>/<hash>). Payloads of any message type are checked against its
+# definition and recorded byte for byte; malformed ones, other types and silent publishers
+# become events.
 domain_id = 0
 bridge_namespace = ""
 key_styles = ["bridge", "rmw"]
 # A topic silent this long (and at least 5 periods) gets a "stale" event.
 stale_after_ms = 1000
-# One [[ros.topics]] table per topic. Types: sensor_msgs/msg/Image, CompressedImage,
-# JointState, geometry_msgs/msg/WrenchStamped, demotape_msgs/msg/TactileArray. Example:
+# Message definitions beyond the built-in standard packages (std_msgs, builtin_interfaces,
+# geometry_msgs, sensor_msgs, nav_msgs, tf2_msgs, trajectory_msgs, diagnostic_msgs,
+# shape_msgs, visualization_msgs as in ROS 2 Jazzy, and demotape_msgs): directories holding
+# <pkg>/msg/<Type>.msg, e.g. an installed workspace's share/.
+msg_paths = []                # e.g. ["/opt/ros/jazzy/share", "/home/robot/ws/install/my_msgs/share"]
+# Record every topic that ROS 2 nodes announce (rmw_zenoh liveliness tokens, also those of
+# nodes started before the recorder), besides the [[ros.topics]] below. include / exclude are
+# regexes on the topic name (include empty = every topic); a type without a definition is
+# skipped with an event and counted in status.
+discover = false
+include = []                  # e.g. ["^/arm/", "^/tf"]
+exclude = []                  # e.g. ["/image_raw$", "^/rosout$"]
+# One [[ros.topics]] table per topic, of any defined type. A type whose first field is a
+# std_msgs/Header is clock-synchronized on header.stamp; any other is stamped when received
+# (channel metadata demotape.stamp = "receive"). Example:
 #
 # [[ros.topics]]
 # topic = "/camera/head/image_raw"
@@ -92,7 +106,8 @@ stale_after_ms = 1000
 # device = "camera_head"        # clock domain of header.stamp (default: from the topic)
 # rate_hz = 30.0                # nominal, for status and the silence watchdog
 # stamp = "header"              # header (default) | receive
-# modality = "rgb"              # rgb | depth | compressed_rgb | joint_state | wrench | tactile
+# modality = "rgb"              # rgb | depth | compressed_rgb | joint_state | wrench | tactile | other
+#                               # (default from the type: Image -> rgb, or depth if the topic says so)
 
 [control]
 # Episode control for `demotape-recorder run`: queryables <key_prefix>/<robot_id>/ctl/*

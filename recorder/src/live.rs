@@ -116,6 +116,7 @@ struct Stats {
 struct Topic {
     topic: String,
     modality: Modality,
+    type_name: String,
     publisher: zenoh::pubsub::Publisher<'static>,
     /// A subscriber matches this topic's key (kept current by a matching listener).
     watched: Arc<AtomicBool>,
@@ -241,8 +242,8 @@ impl LiveHub {
         {
             let mut m = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
             for s in streams {
-                m.entry(s.modality.type_name().to_string())
-                    .or_insert_with(|| s.modality.schema_text());
+                m.entry(s.type_name().to_string())
+                    .or_insert_with(|| s.schema_text());
             }
         }
         for s in streams {
@@ -254,9 +255,7 @@ impl LiveHub {
             let publisher = self
                 .session
                 .declare_publisher(key.clone())
-                .encoding(
-                    zenoh::bytes::Encoding::APPLICATION_CDR.with_schema(s.modality.type_name()),
-                )
+                .encoding(zenoh::bytes::Encoding::APPLICATION_CDR.with_schema(s.type_name()))
                 .congestion_control(zenoh::qos::CongestionControl::Drop)
                 .priority(zenoh::qos::Priority::DataLow)
                 .wait()
@@ -275,6 +274,7 @@ impl LiveHub {
             let t = Arc::new(Topic {
                 topic: s.topic.clone(),
                 modality: s.modality,
+                type_name: s.type_name().to_string(),
                 publisher,
                 watched,
             });
@@ -354,7 +354,15 @@ fn publish_loop(rx: crossbeam_channel::Receiver<Copy>, stats: &Stats, stride: u3
     let mut warned = false;
     let mut buf = Vec::new();
     for (topic, sample) in rx {
-        let r = encode(&topic.topic, topic.modality, sample, stride, &mut buf).and_then(|att| {
+        let r = encode(
+            &topic.topic,
+            topic.modality,
+            &topic.type_name,
+            sample,
+            stride,
+            &mut buf,
+        )
+        .and_then(|att| {
             topic
                 .publisher
                 .put(std::mem::take(&mut buf))
@@ -381,6 +389,7 @@ fn publish_loop(rx: crossbeam_channel::Receiver<Copy>, stats: &Stats, stride: u3
 fn encode(
     topic: &str,
     modality: Modality,
+    type_name: &str,
     mut s: Sample,
     stride: u32,
     out: &mut Vec<u8>,
@@ -414,7 +423,7 @@ fn encode(
         .map_err(|e| format!("encoding {topic}: {e}"))?;
     let att = serde_json::json!({
         "topic": topic,
-        "schema": modality.type_name(),
+        "schema": type_name,
         "receive_ns": t,
         "sequence": s.sequence,
         "stride": applied,
@@ -465,9 +474,18 @@ mod tests {
         let be = cdr::serialize::<_, _, cdr::CdrBe>(&img, cdr::Infinite).unwrap();
         let raw = sample(0, 1_000, Payload::Raw(be.into()));
         let mut out = Vec::new();
-        let att: serde_json::Value =
-            serde_json::from_str(&encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap())
-                .unwrap();
+        let att: serde_json::Value = serde_json::from_str(
+            &encode(
+                "/cam",
+                Modality::Rgb,
+                "sensor_msgs/msg/Image",
+                raw,
+                2,
+                &mut out,
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(att["stride"], 2, "{att}");
         let back: Image = hal::msgs::decode(&out).unwrap();
         assert_eq!(
@@ -481,9 +499,18 @@ mod tests {
         };
         let bytes = bayer.encode().unwrap();
         let raw = sample(0, 1_000, Payload::Raw(bytes.clone().into()));
-        let att: serde_json::Value =
-            serde_json::from_str(&encode("/cam", Modality::Rgb, raw, 2, &mut out).unwrap())
-                .unwrap();
+        let att: serde_json::Value = serde_json::from_str(
+            &encode(
+                "/cam",
+                Modality::Rgb,
+                "sensor_msgs/msg/Image",
+                raw,
+                2,
+                &mut out,
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!((&att["stride"], &out), (&serde_json::json!(1), &bytes));
     }
 
@@ -493,6 +520,7 @@ mod tests {
             modality,
             device: "d".into(),
             rate_hz: 1000.0,
+            ros_type: None,
             nominal_bytes: 100,
         }
     }

@@ -1229,6 +1229,7 @@ mod tests {
             modality: Modality::Wrench,
             device: "ft".into(),
             rate_hz: 1000.0,
+            ros_type: None,
             nominal_bytes: 100,
         }];
         let (queue, rx) = CaptureQueue::new(1, 1000, 1 << 20);

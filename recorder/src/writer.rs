@@ -387,18 +387,16 @@ impl EpisodeWriter {
         })
         .map_err(mc)?;
 
-        let mut schema_ids: BTreeMap<&'static str, u16> = BTreeMap::new();
-        let mut schema = |w: &mut mcap::Writer<_>,
-                          name: &'static str,
-                          text: String|
-         -> Result<u16, WriteError> {
-            if let Some(id) = schema_ids.get(name) {
-                return Ok(*id);
-            }
-            let id = w.add_schema(name, "ros2msg", text.as_bytes()).map_err(mc)?;
-            schema_ids.insert(name, id);
-            Ok(id)
-        };
+        let mut schema_ids: BTreeMap<String, u16> = BTreeMap::new();
+        let mut schema =
+            |w: &mut mcap::Writer<_>, name: &str, text: String| -> Result<u16, WriteError> {
+                if let Some(id) = schema_ids.get(name) {
+                    return Ok(*id);
+                }
+                let id = w.add_schema(name, "ros2msg", text.as_bytes()).map_err(mc)?;
+                schema_ids.insert(name.to_string(), id);
+                Ok(id)
+            };
         let qos = |m: Modality| {
             if matches!(m, Modality::Rgb | Modality::Depth | Modality::CompressedRgb) {
                 QOS_SENSOR
@@ -415,14 +413,29 @@ impl EpisodeWriter {
             ClockObservations::schema_text(),
         )?;
         for s in streams {
-            let sid = schema(w, s.modality.type_name(), s.modality.schema_text())?;
-            let md = BTreeMap::from([
+            let sid = schema(w, s.type_name(), s.schema_text())?;
+            let mut md = BTreeMap::from([
                 (
                     "offered_qos_profiles".to_string(),
                     qos(s.modality).to_string(),
                 ),
                 ("demotape.device".to_string(), s.device.clone()),
             ]);
+            // as rosbag2 (Iron and later) writes it; our own types hash like any other
+            let hash = match &s.ros_type {
+                Some(t) => Some(t.hash.clone()),
+                None => hal::ros::Registry::builtin().type_hash(s.type_name()).ok(),
+            };
+            if let Some(h) = hash {
+                md.insert("topic_type_hash".to_string(), h);
+            }
+            // which time header.stamp / log_time is: the publisher's (clock-synchronized)
+            // header stamp, or the receive time for a type without a header
+            let stamp = match &s.ros_type {
+                Some(t) if !t.stamped => "receive",
+                _ => "header",
+            };
+            md.insert("demotape.stamp".to_string(), stamp.to_string());
             channel_ids.push(w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?);
             let di = match devices.iter().position(|d| d.name == s.device) {
                 Some(i) => i,

@@ -68,11 +68,7 @@ impl Registry {
         Ok(self.compile(&full, &mut memo))
     }
 
-    fn compile(
-        &self,
-        name: &str,
-        memo: &mut BTreeMap<String, Arc<Layout>>,
-    ) -> Arc<Layout> {
+    fn compile(&self, name: &str, memo: &mut BTreeMap<String, Arc<Layout>>) -> Arc<Layout> {
         if let Some(l) = memo.get(name) {
             return l.clone();
         }
@@ -434,7 +430,9 @@ fn encapsulation(payload: &[u8]) -> Result<bool, CdrError> {
         (0, 0) => Ok(false),
         (a, b) => Err(CdrError {
             offset: 0,
-            what: format!("encapsulation {a:#04x} {b:#04x} is not plain CDR (XCDR1 BE/LE expected)"),
+            what: format!(
+                "encapsulation {a:#04x} {b:#04x} is not plain CDR (XCDR1 BE/LE expected)"
+            ),
         }),
     }
 }
@@ -567,9 +565,11 @@ impl Value {
                     v.numbers_into(format!("{at}[{i}]"), out);
                 }
             }
-            Value::Bytes(b) => {
-                out.extend(b.iter().enumerate().map(|(i, x)| (format!("{at}[{i}]"), *x as f64)))
-            }
+            Value::Bytes(b) => out.extend(
+                b.iter()
+                    .enumerate()
+                    .map(|(i, x)| (format!("{at}[{i}]"), *x as f64)),
+            ),
             Value::String(_) => {}
             v => out.push((at, v.as_f64().unwrap_or(f64::NAN))),
         }
@@ -593,7 +593,9 @@ impl Value {
                             let _ = writeln!(s, "{pad}{n}:");
                             v.render_into(s, indent + 1, max);
                         }
-                        Value::List(items) if items.iter().any(|i| matches!(i, Value::Struct(_))) => {
+                        Value::List(items)
+                            if items.iter().any(|i| matches!(i, Value::Struct(_))) =>
+                        {
                             let _ = writeln!(s, "{pad}{n}: # {} items", items.len());
                             for (i, it) in items.iter().take(max).enumerate() {
                                 let _ = writeln!(s, "{pad}- # [{i}]");
@@ -641,8 +643,10 @@ impl Value {
                 format!("[{}{more}]", shown.join(", "))
             }
             Value::Struct(f) => {
-                let shown: Vec<String> =
-                    f.iter().map(|(n, v)| format!("{n}: {}", v.inline(max))).collect();
+                let shown: Vec<String> = f
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}", v.inline(max)))
+                    .collect();
                 format!("{{{}}}", shown.join(", "))
             }
         }
@@ -694,7 +698,9 @@ impl Visit for Builder {
         let v = v.unwrap_or(Value::Struct(Vec::new()));
         if let Some(parent) = self.stack.last_mut() {
             match &mut parent.1 {
-                None => parent.1 = Some(Value::Struct(vec![(name.unwrap_or_else(|| "".into()), v)])),
+                None => {
+                    parent.1 = Some(Value::Struct(vec![(name.unwrap_or_else(|| "".into()), v)]))
+                }
                 Some(Value::Struct(f)) => f.push((name.unwrap_or_else(|| "".into()), v)),
                 Some(Value::List(items)) => items.push(v),
                 Some(_) => {}
@@ -708,7 +714,10 @@ pub fn decode(layout: &Layout, payload: &[u8]) -> Result<Value, CdrError> {
     let mut b = Builder::default();
     b.stack.push((None, None));
     walk(layout, payload, &mut b)?;
-    Ok(b.stack.pop().and_then(|(_, v)| v).unwrap_or(Value::Struct(Vec::new())))
+    Ok(b.stack
+        .pop()
+        .and_then(|(_, v)| v)
+        .unwrap_or(Value::Struct(Vec::new())))
 }
 
 /// One step of a [`FieldPath`].
@@ -742,9 +751,9 @@ impl FieldPath {
                 let close = rest
                     .find(']')
                     .ok_or_else(|| format!("field path {s:?}: unclosed ["))?;
-                let i = rest[1..close]
-                    .parse::<usize>()
-                    .map_err(|_| format!("field path {s:?}: {:?} is not an index", &rest[..=close]))?;
+                let i = rest[1..close].parse::<usize>().map_err(|_| {
+                    format!("field path {s:?}: {:?} is not an index", &rest[..=close])
+                })?;
                 segs.push(Seg::Index(i));
                 rest = &rest[close + 1..];
                 if !rest.is_empty() && !rest.starts_with('[') {
@@ -770,13 +779,22 @@ impl FieldPath {
                     let Elem::Msg(owner) = &cur else {
                         return Err(format!("{at} has no field {n:?} (it is not a message)"));
                     };
-                    let f = owner.fields.iter().find(|f| &*f.name == n.as_str()).ok_or_else(|| {
-                        format!(
-                            "{} has no field {n:?} (its fields: {})",
-                            owner.name,
-                            owner.fields.iter().map(|f| &*f.name).collect::<Vec<_>>().join(", ")
-                        )
-                    })?;
+                    let f = owner
+                        .fields
+                        .iter()
+                        .find(|f| &*f.name == n.as_str())
+                        .ok_or_else(|| {
+                            format!(
+                                "{} has no field {n:?} (its fields: {})",
+                                owner.name,
+                                owner
+                                    .fields
+                                    .iter()
+                                    .map(|f| &*f.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })?;
                     at = format!("{at}.{n}");
                     array = (f.array != ArrayKind::Single).then_some(f.array);
                     cur = f.elem.clone();
@@ -960,21 +978,56 @@ mod tests {
             vec![("x".into(), 1.0), ("y".into(), 2.0), ("z".into(), 3.0)]
         );
         assert_eq!(p.to_string(), "wrench.force");
-        let e = FieldPath::parse("wrench.forse").unwrap().check_against(&l).unwrap_err();
-        assert!(e.contains("no field \"forse\"") && e.contains("force, torque"), "{e}");
+        let e = FieldPath::parse("wrench.forse")
+            .unwrap()
+            .check_against(&l)
+            .unwrap_err();
+        assert!(
+            e.contains("no field \"forse\"") && e.contains("force, torque"),
+            "{e}"
+        );
         let jl = layout(JointState::TYPE_NAME);
-        FieldPath::parse("position[1]").unwrap().check_against(&jl).unwrap();
-        assert!(FieldPath::parse("position.x").unwrap().check_against(&jl).is_err());
-        assert!(FieldPath::parse("header[0]").unwrap().check_against(&jl).is_err());
+        FieldPath::parse("position[1]")
+            .unwrap()
+            .check_against(&jl)
+            .unwrap();
+        assert!(
+            FieldPath::parse("position.x")
+                .unwrap()
+                .check_against(&jl)
+                .is_err()
+        );
+        assert!(
+            FieldPath::parse("header[0]")
+                .unwrap()
+                .check_against(&jl)
+                .is_err()
+        );
         let tl = layout("trajectory_msgs/msg/JointTrajectory");
-        FieldPath::parse("points[0].positions").unwrap().check_against(&tl).unwrap();
-        assert!(FieldPath::parse("points.positions").unwrap().check_against(&tl).is_err());
+        FieldPath::parse("points[0].positions")
+            .unwrap()
+            .check_against(&tl)
+            .unwrap();
+        assert!(
+            FieldPath::parse("points.positions")
+                .unwrap()
+                .check_against(&tl)
+                .is_err()
+        );
         for bad in ["a..b", "a[", "a[x]", "a]", "[0]", "a[0]b"] {
             assert!(FieldPath::parse(bad).is_err(), "{bad}");
         }
         let il = layout("sensor_msgs/msg/Imu");
-        FieldPath::parse("orientation_covariance[8]").unwrap().check_against(&il).unwrap();
-        assert!(FieldPath::parse("orientation_covariance[9]").unwrap().check_against(&il).is_err());
+        FieldPath::parse("orientation_covariance[8]")
+            .unwrap()
+            .check_against(&il)
+            .unwrap();
+        assert!(
+            FieldPath::parse("orientation_covariance[9]")
+                .unwrap()
+                .check_against(&il)
+                .is_err()
+        );
     }
 
     #[test]
@@ -990,7 +1043,10 @@ mod tests {
             }
             for (other, _) in &all {
                 if other != ty {
-                    assert!(check(&layout(other), bytes).is_err(), "{ty} bytes as {other}");
+                    assert!(
+                        check(&layout(other), bytes).is_err(),
+                        "{ty} bytes as {other}"
+                    );
                 }
             }
         }
@@ -1003,7 +1059,11 @@ mod tests {
         bytes[4 + 16..4 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
         let e = check(&layout(JointState::TYPE_NAME), &bytes).unwrap_err();
         assert_eq!(e.offset, 20, "{e}");
-        assert!(e.what.starts_with("sensor_msgs/msg/JointState.name: sequence of 4294967295"), "{e}");
+        assert!(
+            e.what
+                .starts_with("sensor_msgs/msg/JointState.name: sequence of 4294967295"),
+            "{e}"
+        );
         // a bad string inside a nested array names the element
         let (_, mut bytes) = samples().remove(2);
         let at = 4 + 20 + 4 + 4; // "a\0" length (4) + bytes (2) padded → second name's length
@@ -1011,7 +1071,11 @@ mod tests {
         let pos = bytes.windows(7).position(|w| w == b"joint_2").unwrap();
         bytes[pos] = 0xff;
         let e = check(&layout(JointState::TYPE_NAME), &bytes).unwrap_err();
-        assert!(e.what.contains("JointState.name[1]: string is not valid UTF-8"), "{e}");
+        assert!(
+            e.what
+                .contains("JointState.name[1]: string is not valid UTF-8"),
+            "{e}"
+        );
         assert_eq!(e.offset, pos, "{e}");
     }
 
@@ -1039,10 +1103,23 @@ mod tests {
             b
         };
         let v = decode(&l, &enc("abc", &[1, -2])).unwrap();
-        assert_eq!(v.get("v"), Some(&Value::List(vec![Value::Int(1), Value::Int(-2)])));
+        assert_eq!(
+            v.get("v"),
+            Some(&Value::List(vec![Value::Int(1), Value::Int(-2)]))
+        );
         assert_eq!(v.get("f"), Some(&Value::Bytes(vec![7, 8])));
-        assert!(check(&l, &enc("abcd", &[1])).unwrap_err().what.contains("bound 3"));
-        assert!(check(&l, &enc("a", &[1, 2, 3])).unwrap_err().what.contains("bound 2"));
+        assert!(
+            check(&l, &enc("abcd", &[1]))
+                .unwrap_err()
+                .what
+                .contains("bound 3")
+        );
+        assert!(
+            check(&l, &enc("a", &[1, 2, 3]))
+                .unwrap_err()
+                .what
+                .contains("bound 2")
+        );
         // std_msgs/Empty is one byte on the wire
         let e = layout("std_msgs/msg/Empty");
         assert!(check(&e, &[0, 1, 0, 0, 0]).is_ok());

@@ -408,8 +408,8 @@ impl Registry {
                 let d = parse_msg(name, text).expect("built-in definitions parse (unit test)");
                 r.defs.insert(d.name.clone(), Arc::new(d));
             }
-            use crate::msgs::{Annotation, ClockObservations, EpisodeEvent, RosMessage};
             use crate::msgs::TactileArray;
+            use crate::msgs::{Annotation, ClockObservations, EpisodeEvent, RosMessage};
             for (name, def) in [
                 (TactileArray::TYPE_NAME, TactileArray::DEFINITION),
                 (ClockObservations::TYPE_NAME, ClockObservations::DEFINITION),
@@ -471,7 +471,9 @@ impl Registry {
                         stack.push((p, depth + 1));
                     }
                 } else if p.extension().is_some_and(|e| e == "msg")
-                    && p.parent().and_then(|q| q.file_name()).is_some_and(|f| f == "msg")
+                    && p.parent()
+                        .and_then(|q| q.file_name())
+                        .is_some_and(|f| f == "msg")
                 {
                     found.push(p);
                 }
@@ -697,12 +699,22 @@ mod tests {
                     BaseType::Msg("pkg/msg/Other".into()),
                     ArrayKind::Unbounded
                 ),
-                ("bar", BaseType::Msg("foo/msg/Bar".into()), ArrayKind::Single),
+                (
+                    "bar",
+                    BaseType::Msg("foo/msg/Bar".into()),
+                    ArrayKind::Single
+                ),
                 ("flag", BaseType::Prim(Prim::Bool), ArrayKind::Single),
             ]
         );
         assert_eq!(d.fields[3].default.as_deref(), Some("\"dflt\""));
-        for bad in ["int32", "int32[ x", "int32 9x", "in-t32 x", "int32 a\nint32 a"] {
+        for bad in [
+            "int32",
+            "int32[ x",
+            "int32 9x",
+            "in-t32 x",
+            "int32 a\nint32 a",
+        ] {
             assert!(parse_msg("pkg/T", bad).is_err(), "{bad:?}");
         }
         let e = parse_msg("pkg/T", "int32 a\nfloat64[x] b").unwrap_err();
@@ -715,11 +727,18 @@ mod tests {
         r.insert(parse_msg("p/A", "p/B b\n").unwrap());
         r.insert(parse_msg("p/B", "p/C[] c\n").unwrap());
         let e = r.dependencies("p/A").unwrap_err();
-        assert_eq!(e.to_string(), "type p/msg/C is not defined (needed by p/msg/A -> p/msg/B)");
+        assert_eq!(
+            e.to_string(),
+            "type p/msg/C is not defined (needed by p/msg/A -> p/msg/B)"
+        );
         r.insert(parse_msg("p/C", "A a\n").unwrap());
         let e = r.dependencies("p/A").unwrap_err();
         assert!(matches!(e, DefError::Recursive { .. }), "{e}");
-        assert!(e.to_string().contains("p/msg/A -> p/msg/B -> p/msg/C -> p/msg/A"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("p/msg/A -> p/msg/B -> p/msg/C -> p/msg/A"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -729,7 +748,10 @@ mod tests {
         assert!(s.contains("MSG: std_msgs/Header"), "{s}");
         assert!(s.contains("MSG: geometry_msgs/Quaternion"), "{s}");
         let parts = split_schema("sensor_msgs/msg/Imu", &s);
-        assert_eq!(parts.len(), 1 + r.dependencies("sensor_msgs/msg/Imu").unwrap().len());
+        assert_eq!(
+            parts.len(),
+            1 + r.dependencies("sensor_msgs/msg/Imu").unwrap().len()
+        );
         let r2 = Registry::empty()
             .with_schema("sensor_msgs/msg/Imu", &s)
             .unwrap();
@@ -740,7 +762,9 @@ mod tests {
     fn type_hashes_match_ros2() {
         // the hash rmw_zenoh puts in every std_msgs/String key (ROS 2 Jazzy)
         assert_eq!(
-            Registry::builtin().type_hash("std_msgs/msg/String").unwrap(),
+            Registry::builtin()
+                .type_hash("std_msgs/msg/String")
+                .unwrap(),
             "RIHS01_df668c740482bbd48fb39d76a70dfd4bd59db1288021743503259e948f6b1a18"
         );
     }
@@ -755,6 +779,9 @@ mod tests {
             from_dds_name("sensor_msgs::msg::dds_::Image_").as_deref(),
             Some("sensor_msgs/msg/Image")
         );
-        assert_eq!(to_dds_name("sensor_msgs/msg/Image"), "sensor_msgs::msg::dds_::Image_");
+        assert_eq!(
+            to_dds_name("sensor_msgs/msg/Image"),
+            "sensor_msgs::msg::dds_::Image_"
+        );
     }
 }

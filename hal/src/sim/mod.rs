@@ -276,6 +276,7 @@ impl SimEpisode {
                 modality: Modality::Rgb,
                 device: device.clone(),
                 rate_hz: cfg.camera_rate_hz,
+                ros_type: None,
                 nominal_bytes: img_bytes * 3,
             });
             let depth = if cfg.depth_cameras.contains(name) {
@@ -284,6 +285,7 @@ impl SimEpisode {
                     modality: Modality::Depth,
                     device: device.clone(),
                     rate_hz: cfg.camera_rate_hz,
+                    ros_type: None,
                     nominal_bytes: img_bytes * 2,
                 });
                 Some(streams.len() - 1)
@@ -313,6 +315,7 @@ impl SimEpisode {
             modality: Modality::JointState,
             device: "joint_controller".into(),
             rate_hz: cfg.joint_rate_hz,
+            ros_type: None,
             nominal_bytes: 32 * 24 + 32 * 28,
         });
         kinds.push((
@@ -329,6 +332,7 @@ impl SimEpisode {
                 modality: Modality::Wrench,
                 device: format!("ft_{side}"),
                 rate_hz: cfg.wrench_rate_hz,
+                ros_type: None,
                 nominal_bytes: 80,
             });
             kinds.push((
@@ -350,6 +354,7 @@ impl SimEpisode {
                     modality: Modality::Tactile,
                     device: format!("tactile_{side}"),
                     rate_hz: cfg.tactile_rate_hz,
+                    ros_type: None,
                     nominal_bytes: (cfg.tactile_rows * cfg.tactile_cols * 4) as usize + 64,
                 });
             }
