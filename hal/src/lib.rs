@@ -21,7 +21,7 @@ pub mod sim;
 pub mod source;
 pub mod zenoh;
 
-pub use sample::{Modality, Payload, RosType, Sample, StreamSpec};
+pub use sample::{Modality, Payload, RosType, Sample, StreamSpec, StreamTable};
 pub use source::{SampleSink, Source, SourceError, SourceEvent, SourceReport};
 
 /// Keep only `[A-Za-z0-9_-]`, so no user string reaches a path unescaped.

@@ -102,6 +102,28 @@ impl StreamSpec {
     }
 }
 
+/// The streams of a recording as they are now: a source that discovers topics while running
+/// declares unbound slots (empty topic, see [`StreamSpec::slot`]) and binds them here before
+/// it pushes their first sample.
+pub type StreamTable = std::sync::Arc<std::sync::RwLock<Vec<StreamSpec>>>;
+
+impl StreamSpec {
+    /// A stream not bound to a topic yet.
+    pub fn slot() -> StreamSpec {
+        StreamSpec {
+            topic: String::new(),
+            modality: Modality::Other,
+            device: String::new(),
+            rate_hz: 1.0,
+            nominal_bytes: 512,
+            ros_type: None,
+        }
+    }
+    pub fn is_slot(&self) -> bool {
+        self.topic.is_empty()
+    }
+}
+
 /// Index of a stream in the list its source declared.
 pub type StreamIndex = usize;
 

@@ -18,7 +18,7 @@
 
 use crate::cdr_check::{self, KnownType};
 use crate::ros::{Layout, Registry};
-use crate::sample::{Modality, Payload, RosType, Sample, StreamSpec};
+use crate::sample::{Modality, Payload, RosType, Sample, StreamSpec, StreamTable};
 use crate::source::{SampleSink, Source, SourceError, SourceEvent, SourceFuture, SourceReport};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -449,7 +449,63 @@ pub struct ZenohSource {
     cfg: TopicsConfig,
     /// each configured topic's type and modality
     types: Vec<(ResolvedType, Modality)>,
+    /// per stream (configured topics, then discovery slots)
     stats: Arc<Vec<TopicStats>>,
+    /// the streams as they are now (slots get bound as topics are discovered)
+    table: StreamTable,
+    registry: Arc<Registry>,
+    discovery: Arc<DiscoveryStats>,
+}
+
+/// Streams reserved for discovered topics (`[ros] discover`): topics past this many are
+/// skipped with an event.
+pub const DISCOVERY_SLOTS: usize = 256;
+
+/// What discovery saw (status `discovery`).
+#[derive(Debug, Default)]
+pub struct DiscoveryStats {
+    /// distinct topics announced by publishers
+    pub announced: AtomicU64,
+    /// discovered topics being recorded
+    pub recorded: AtomicU64,
+    /// discovered topics not recorded (filtered out, no definition, no slot left)
+    pub skipped: AtomicU64,
+    /// publisher tokens withdrawn
+    pub left: AtomicU64,
+    /// topic → why it is not recorded
+    pub skipped_topics: Mutex<std::collections::BTreeMap<String, String>>,
+    seen: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// A publisher announced by an rmw_zenoh liveliness token
+/// (`@ros2_lv/<domain>/<zid>/<nid>/<eid>/MP/<enclave>/<namespace>/<node>/<topic>/<type>/<hash>/<qos>`,
+/// names with `/` mangled to `%`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    pub topic: String,
+    /// DDS type name, `sensor_msgs::msg::dds_::Imu_`
+    pub dds_type: String,
+    pub hash: String,
+    pub node: String,
+}
+
+/// Parse a publisher token (`None` for nodes, subscriptions, services, other domains).
+pub fn parse_token(key: &str, domain: u32) -> Option<Announcement> {
+    let p: Vec<&str> = key.split('/').collect();
+    if p.len() < 12 || p[0] != "@ros2_lv" || p[1] != domain.to_string() || p[5] != "MP" {
+        return None;
+    }
+    let demangle = |s: &str| s.replace('%', "/");
+    let topic = demangle(p[9]);
+    if !topic.starts_with('/') || topic.len() < 2 {
+        return None;
+    }
+    Some(Announcement {
+        topic,
+        dds_type: p[10].to_string(),
+        hash: p[11].to_string(),
+        node: format!("{}/{}", demangle(p[7]).trim_end_matches('/'), p[8]),
+    })
 }
 
 impl ZenohSource {
@@ -465,13 +521,34 @@ impl ZenohSource {
                 Ok((ty, m))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let stats = Arc::new(cfg.topics.iter().map(|_| TopicStats::default()).collect());
+        let mut streams: Vec<StreamSpec> = cfg
+            .topics
+            .iter()
+            .zip(&types)
+            .map(|(t, (ty, m))| topic_stream(t, ty, *m))
+            .collect();
+        if cfg.discover {
+            streams.extend((0..DISCOVERY_SLOTS).map(|_| StreamSpec::slot()));
+        }
+        let stats = Arc::new(streams.iter().map(|_| TopicStats::default()).collect());
         Ok(ZenohSource {
             session,
             cfg,
             types,
             stats,
+            table: Arc::new(std::sync::RwLock::new(streams)),
+            registry: Arc::new(reg),
+            discovery: Arc::new(DiscoveryStats::default()),
         })
+    }
+
+    /// The streams as they are now, shared: discovered topics bind slots in it.
+    pub fn table(&self) -> StreamTable {
+        self.table.clone()
+    }
+
+    pub fn discovery(&self) -> Arc<DiscoveryStats> {
+        self.discovery.clone()
     }
 
     /// Per-topic counters (same order as the config's topics).
@@ -612,12 +689,7 @@ impl Source for ZenohSource {
     }
 
     fn streams(&self) -> Vec<StreamSpec> {
-        self.cfg
-            .topics
-            .iter()
-            .zip(&self.types)
-            .map(|(t, (ty, modality))| topic_stream(t, ty, *modality))
-            .collect()
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn run(self: Box<Self>, sink: Arc<dyn SampleSink>, stop: CancellationToken) -> SourceFuture {
@@ -649,13 +721,51 @@ impl Source for ZenohSource {
                     subs.push(sub);
                 }
             }
+            let (tok_tx, mut tok_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
+            let mut _token_sub = None;
+            if self.cfg.discover {
+                let ke = format!("@ros2_lv/{}/**", self.cfg.domain_id);
+                // tokens already alive (publishers started before us) ...
+                match self.session.liveliness().get(&ke).timeout(std::time::Duration::from_secs(2)).await {
+                    Ok(replies) => {
+                        while let Ok(r) = replies.recv_async().await {
+                            if let Ok(s) = r.result() {
+                                let _ = tok_tx.send((s.key_expr().to_string(), true));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!("liveliness query {ke}: {e}"),
+                }
+                // ... then every token that comes or goes
+                let tx = tok_tx.clone();
+                let sub = self
+                    .session
+                    .liveliness()
+                    .declare_subscriber(&ke)
+                    .history(true)
+                    .callback(move |s| {
+                        let put = s.kind() == zenoh::sample::SampleKind::Put;
+                        let _ = tx.send((s.key_expr().to_string(), put));
+                    })
+                    .await
+                    .map_err(|e| fail(format!("subscribing to liveliness {ke}: {e}")))?;
+                tracing::info!(%ke, "discovering ROS 2 publishers");
+                _token_sub = Some(sub);
+            }
+            let (include, exclude) = self.cfg.filters().map_err(fail)?;
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => self.watchdog(&*sink),
+                    Some((key, put)) = tok_rx.recv() => {
+                        if let Some(sub) = self.on_token(&key, put, &include, &exclude, &sink).await {
+                            subs.extend(sub);
+                        }
+                    }
                 }
             }
+            drop(_token_sub);
             for s in subs {
                 let _ = s.undeclare().await;
             }
@@ -676,10 +786,142 @@ impl Source for ZenohSource {
 }
 
 impl ZenohSource {
+    /// A liveliness token came (`put`) or went: bind a slot to a new publisher's topic and
+    /// subscribe to it, or note that a publisher left.
+    async fn on_token(
+        &self,
+        key: &str,
+        put: bool,
+        include: &[regex::Regex],
+        exclude: &[regex::Regex],
+        sink: &Arc<dyn SampleSink>,
+    ) -> Option<Vec<zenoh::pubsub::Subscriber<()>>> {
+        let a = parse_token(key, self.cfg.domain_id)?;
+        let now = crate::sim::now_ns();
+        let d = &self.discovery;
+        let bound = {
+            let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+            t.iter().position(|s| s.topic == a.topic)
+        };
+        if !put {
+            d.left.fetch_add(1, Ordering::Relaxed);
+            if bound.is_some() {
+                sink.event(SourceEvent {
+                    t_ns: now,
+                    kind: "publisher_left".into(),
+                    topic: a.topic.clone(),
+                    count: 1,
+                    detail: format!("node {} withdrew its publisher", a.node),
+                });
+            }
+            return None;
+        }
+        if !d.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(a.topic.clone()) {
+            return None; // another publisher of a topic we already handled
+        }
+        d.announced.fetch_add(1, Ordering::Relaxed);
+        if bound.is_some() {
+            return None; // configured
+        }
+        let skip = |why: String, event: bool| {
+            d.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(topic = %a.topic, "not recorded: {why}");
+            if event {
+                sink.event(SourceEvent {
+                    t_ns: now,
+                    kind: "unrecorded_topic".into(),
+                    topic: a.topic.clone(),
+                    count: 1,
+                    detail: why.clone(),
+                });
+            }
+            d.skipped_topics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(a.topic.clone(), why);
+            None
+        };
+        if !include.is_empty() && !include.iter().any(|r| r.is_match(&a.topic)) {
+            return skip("not matched by ros.include".into(), false);
+        }
+        if let Some(r) = exclude.iter().find(|r| r.is_match(&a.topic)) {
+            return skip(format!("excluded by ros.exclude {:?}", r.as_str()), false);
+        }
+        let Some(name) = crate::ros::from_dds_name(&a.dds_type) else {
+            return skip(format!("type {:?} is not a ROS 2 message type", a.dds_type), true);
+        };
+        let ty = match ResolvedType::new(&self.registry, &name) {
+            Ok(t) => t,
+            Err(e) => return skip(e, true),
+        };
+        let index = {
+            let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+            t.iter().position(|s| s.is_slot())
+        };
+        let Some(index) = index else {
+            return skip(format!("all {DISCOVERY_SLOTS} discovery slots are in use"), true);
+        };
+        let tc = TopicConfig {
+            topic: a.topic.clone(),
+            type_name: name.clone(),
+            device: None,
+            modality: None,
+            rate_hz: default_rate(),
+            stamp: StampFrom::Header,
+        };
+        let modality = tc.modality(&ty).unwrap_or(Modality::Other);
+        let mut spec = topic_stream(&tc, &ty, modality);
+        spec.ros_type = Some(ty.ros_type.clone());
+        self.table.write().unwrap_or_else(|e| e.into_inner())[index] = spec;
+        let mut detail = format!("{name} from node {}; recorded from here on", a.node);
+        if a.hash.starts_with("RIHS01_") && a.hash != ty.ros_type.hash {
+            detail.push_str(&format!(
+                "; the publisher's type hash {} differs from our definition's {} (another ROS distribution or package version?)",
+                a.hash, ty.ros_type.hash
+            ));
+        }
+        tracing::info!(topic = %a.topic, "discovered: {detail}");
+        sink.event(SourceEvent {
+            t_ns: now,
+            kind: "discovered".into(),
+            topic: a.topic.clone(),
+            count: 1,
+            detail,
+        });
+        d.recorded.fetch_add(1, Ordering::Relaxed);
+        let mut subs = Vec::new();
+        for &style in &self.cfg.key_styles {
+            let key = self.cfg.key_expr(&a.topic, style);
+            let ctx = Ctx {
+                index,
+                topic: a.topic.clone(),
+                ty: ty.clone(),
+                stamp: StampFrom::Header,
+                style,
+                stats: self.stats.clone(),
+                sink: sink.clone(),
+            };
+            match self
+                .session
+                .declare_subscriber(key.clone())
+                .callback(move |s| ctx.on_sample(s))
+                .await
+            {
+                Ok(s) => subs.push(s),
+                Err(e) => tracing::warn!(%key, "subscribing to a discovered topic: {e}"),
+            }
+        }
+        Some(subs)
+    }
+
     /// Report what was counted since the last tick as events; flag silent publishers.
     fn watchdog(&self, sink: &dyn SampleSink) {
         let now = crate::sim::now_ns();
-        for (t, st) in self.cfg.topics.iter().zip(self.stats.iter()) {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for (t, st) in table.iter().zip(self.stats.iter()) {
+            if t.is_slot() {
+                continue;
+            }
             let last_error = || {
                 st.last_error
                     .lock()

@@ -259,6 +259,7 @@ fn run_pipeline(
         chunk_size: 8 << 20,
         compression,
         fsync_interval: Some(Duration::from_secs(1)),
+        table: None,
     };
     let meta = EpisodeMeta {
         robot_id: "bench".into(),

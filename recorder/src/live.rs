@@ -241,14 +241,19 @@ impl LiveHub {
         let mut out = Vec::with_capacity(streams.len());
         {
             let mut m = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
-            for s in streams {
+            for s in streams.iter().filter(|s| !s.is_slot()) {
                 m.entry(s.type_name().to_string())
                     .or_insert_with(|| s.schema_text());
             }
         }
         for s in streams {
+            if s.is_slot() {
+                // a discovery slot: no live copy (topics found later are not offered live)
+                out.push(None);
+                continue;
+            }
             if let Some(t) = topics.get(&s.topic) {
-                out.push(t.clone());
+                out.push(Some(t.clone()));
                 continue;
             }
             let key = live_key(&self.prefix, &self.robot, &s.topic);
@@ -279,7 +284,7 @@ impl LiveHub {
                 watched,
             });
             topics.insert(s.topic.clone(), t.clone());
-            out.push(t);
+            out.push(Some(t));
         }
         let period = |m: Modality| {
             let hz = match m {
@@ -312,7 +317,7 @@ impl LiveHub {
 
 /// The hot-path half: decides per sample whether a copy goes live.
 pub struct LiveTap {
-    topics: Vec<Arc<Topic>>,
+    topics: Vec<Option<Arc<Topic>>>,
     period_ns: Vec<u64>,
     next_due: Vec<AtomicU64>,
     tx: crossbeam_channel::Sender<Copy>,
@@ -323,7 +328,7 @@ impl LiveTap {
     /// Offer a sample (global stream index). Never blocks; see the module docs for the cost.
     #[inline]
     pub fn offer(&self, s: &Sample) {
-        let Some(topic) = self.topics.get(s.stream) else {
+        let Some(Some(topic)) = self.topics.get(s.stream) else {
             return;
         };
         if !topic.watched.load(Relaxed) {

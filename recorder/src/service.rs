@@ -888,10 +888,15 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSu
     tracing::info!(zid = %session.zid(), mode = %cfg.zenoh.mode, "zenoh session open");
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     let mut net_stats = None;
-    if !cfg.ros.topics.is_empty() {
+    let mut net_table = None;
+    let mut discovery = None;
+    if !cfg.ros.topics.is_empty() || cfg.ros.discover {
         let z = hal::zenoh::ZenohSource::new(session.clone(), cfg.ros.clone())
             .map_err(anyhow::Error::msg)?;
         net_stats = Some(z.stats());
+        // the Zenoh source comes first (offset 0): its table's indexes are the recording's
+        net_table = Some(z.table());
+        discovery = cfg.ros.discover.then(|| z.discovery());
         sources.push(Box::new(z));
     }
     for c in &cfg.serial {
@@ -951,6 +956,7 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSu
         status.clone(),
         Arc::new(free_bytes),
     );
+    manager.opts.table = net_table.clone();
     let flush_every = std::time::Duration::from_millis(cfg.recorder.flush_interval_ms);
     let manager_thread = std::thread::Builder::new()
         .name("episode-manager".into())
@@ -1018,7 +1024,26 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSu
                             });
                         }
                     }
-                    serde_json::to_string(&*st).unwrap_or_default()
+                    let mut v = serde_json::to_value(&*st).unwrap_or_default();
+                    // discovered topics by name; slots not bound yet left out
+                    if let (Some(t), Some(chs)) = (&net_table, v.get_mut("channels").and_then(|c| c.as_array_mut())) {
+                        let t = t.read().unwrap_or_else(|e| e.into_inner());
+                        for (c, spec) in chs.iter_mut().zip(t.iter()) {
+                            c["topic"] = spec.topic.clone().into();
+                        }
+                        chs.retain(|c| c["topic"].as_str().is_some_and(|t| !t.is_empty()));
+                    }
+                    if let Some(d) = &discovery {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        v["discovery"] = serde_json::json!({
+                            "announced": d.announced.load(Relaxed),
+                            "recorded": d.recorded.load(Relaxed),
+                            "skipped": d.skipped.load(Relaxed),
+                            "publishers_left": d.left.load(Relaxed),
+                            "skipped_topics": *d.skipped_topics.lock().unwrap_or_else(|e| e.into_inner()),
+                        });
+                    }
+                    v.to_string()
                 };
                 if let Err(e) = session.put(&skey, json).await {
                     tracing::warn!("publishing status: {e}");

@@ -35,6 +35,10 @@ pub struct WriterOptions {
     /// `fdatasync` the episode this often from a helper thread (never blocking the writer);
     /// `None` = only when the episode is finished.
     pub fsync_interval: Option<std::time::Duration>,
+    /// Streams bound while recording (topics discovered on the network): a stream declared
+    /// as an unbound slot (empty topic) gets its channel when its first sample arrives, from
+    /// this table's entry.
+    pub table: Option<hal::StreamTable>,
 }
 
 impl WriterOptions {
@@ -45,6 +49,7 @@ impl WriterOptions {
             compression: r.compression,
             fsync_interval: (r.fsync_interval_ms > 0)
                 .then(|| std::time::Duration::from_millis(r.fsync_interval_ms)),
+            table: None,
         }
     }
 }
@@ -250,9 +255,13 @@ pub struct EpisodeWriter {
     slot: SlotFile,
     path: PathBuf,
     streams: Vec<StreamSpec>,
-    channel_ids: Vec<u16>,
+    /// `None` for a slot not bound yet (see [`WriterOptions::table`]).
+    channel_ids: Vec<Option<u16>>,
     stream_device: Vec<usize>,
     devices: Vec<DeviceState>,
+    schema_ids: BTreeMap<String, u16>,
+    clock_schema: u16,
+    table: Option<hal::StreamTable>,
     events_channel: u16,
     events_seq: u32,
     counts: Vec<u64>,
@@ -387,84 +396,20 @@ impl EpisodeWriter {
         })
         .map_err(mc)?;
 
-        let mut schema_ids: BTreeMap<String, u16> = BTreeMap::new();
-        let mut schema =
-            |w: &mut mcap::Writer<_>, name: &str, text: String| -> Result<u16, WriteError> {
-                if let Some(id) = schema_ids.get(name) {
-                    return Ok(*id);
-                }
-                let id = w.add_schema(name, "ros2msg", text.as_bytes()).map_err(mc)?;
-                schema_ids.insert(name.to_string(), id);
-                Ok(id)
-            };
-        let qos = |m: Modality| {
-            if matches!(m, Modality::Rgb | Modality::Depth | Modality::CompressedRgb) {
-                QOS_SENSOR
-            } else {
-                QOS_RELIABLE
-            }
-        };
-        let mut channel_ids = Vec::new();
-        let mut devices: Vec<DeviceState> = Vec::new();
-        let mut stream_device = Vec::new();
-        let clock_schema = schema(
-            w,
-            ClockObservations::TYPE_NAME,
-            ClockObservations::schema_text(),
-        )?;
-        for s in streams {
-            let sid = schema(w, s.type_name(), s.schema_text())?;
-            let mut md = BTreeMap::from([
-                (
-                    "offered_qos_profiles".to_string(),
-                    qos(s.modality).to_string(),
-                ),
-                ("demotape.device".to_string(), s.device.clone()),
-            ]);
-            // as rosbag2 (Iron and later) writes it; our own types hash like any other
-            let hash = match &s.ros_type {
-                Some(t) => Some(t.hash.clone()),
-                None => hal::ros::Registry::builtin().type_hash(s.type_name()).ok(),
-            };
-            if let Some(h) = hash {
-                md.insert("topic_type_hash".to_string(), h);
-            }
-            // which time header.stamp / log_time is: the publisher's (clock-synchronized)
-            // header stamp, or the receive time for a type without a header
-            let stamp = match &s.ros_type {
-                Some(t) if !t.stamped => "receive",
-                _ => "header",
-            };
-            md.insert("demotape.stamp".to_string(), stamp.to_string());
-            channel_ids.push(w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?);
-            let di = match devices.iter().position(|d| d.name == s.device) {
-                Some(i) => i,
-                None => {
-                    let topic = format!("/demotape/clock/{}", crate::config::sanitize(&s.device));
-                    let md = BTreeMap::from([(
-                        "offered_qos_profiles".to_string(),
-                        QOS_RELIABLE.to_string(),
-                    )]);
-                    let channel = w
-                        .add_channel(clock_schema, &topic, "cdr", &md)
-                        .map_err(mc)?;
-                    devices.push(DeviceState {
-                        name: s.device.clone(),
-                        channel,
-                        mapper: EnvelopeClock::default(),
-                        resets_written: 0,
-                        batch: ClockObservations {
-                            device: s.device.clone(),
-                            ..Default::default()
-                        },
-                        sequence: 0,
-                    });
-                    devices.len() - 1
-                }
-            };
-            stream_device.push(di);
-        }
-        let ev_schema = schema(w, EpisodeEvent::TYPE_NAME, EpisodeEvent::schema_text())?;
+        let clock_schema = w
+            .add_schema(
+                ClockObservations::TYPE_NAME,
+                "ros2msg",
+                ClockObservations::schema_text().as_bytes(),
+            )
+            .map_err(mc)?;
+        let ev_schema = w
+            .add_schema(
+                EpisodeEvent::TYPE_NAME,
+                "ros2msg",
+                EpisodeEvent::schema_text().as_bytes(),
+            )
+            .map_err(mc)?;
         let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
         let events_channel = w
             .add_channel(ev_schema, "/demotape/events", "cdr", &md)
@@ -476,9 +421,15 @@ impl EpisodeWriter {
             slot: slot.clone(),
             path: path.into(),
             streams: streams.to_vec(),
-            channel_ids,
-            stream_device,
-            devices,
+            channel_ids: vec![None; n],
+            stream_device: vec![usize::MAX; n],
+            devices: Vec::new(),
+            schema_ids: BTreeMap::from([
+                (ClockObservations::TYPE_NAME.to_string(), clock_schema),
+                (EpisodeEvent::TYPE_NAME.to_string(), ev_schema),
+            ]),
+            clock_schema,
+            table: opts.table.clone(),
             events_channel,
             events_seq: 0,
             counts: vec![0; n],
@@ -498,6 +449,9 @@ impl EpisodeWriter {
         };
         close_on_error.0 = None;
         let r = (|| {
+            for i in 0..n {
+                me.bind_channel(i)?;
+            }
             me.event(
                 meta.start_ns,
                 "start",
@@ -668,9 +622,103 @@ impl EpisodeWriter {
         Ok(())
     }
 
+    /// Give stream `i` its channel (and its device's clock channel) if it is bound: declared
+    /// with a topic, or a slot the table has bound since. Returns whether it has one.
+    fn bind_channel(&mut self, i: usize) -> Result<bool, WriteError> {
+        if self.channel_ids[i].is_some() {
+            return Ok(true);
+        }
+        if self.streams[i].topic.is_empty()
+            && let Some(t) = &self.table
+            && let Some(spec) = t.read().unwrap_or_else(|e| e.into_inner()).get(i)
+        {
+            self.streams[i] = spec.clone();
+        }
+        if self.streams[i].topic.is_empty() {
+            return Ok(false);
+        }
+        let s = self.streams[i].clone();
+        let path = self.path.clone();
+        let mc = |source| WriteError::Mcap {
+            path: path.clone(),
+            source,
+        };
+        let w = &mut self.mcap;
+        let sid = match self.schema_ids.get(s.type_name()) {
+            Some(id) => *id,
+            None => {
+                let id = w
+                    .add_schema(s.type_name(), "ros2msg", s.schema_text().as_bytes())
+                    .map_err(mc)?;
+                self.schema_ids.insert(s.type_name().to_string(), id);
+                id
+            }
+        };
+        let qos = if matches!(
+            s.modality,
+            Modality::Rgb | Modality::Depth | Modality::CompressedRgb
+        ) {
+            QOS_SENSOR
+        } else {
+            QOS_RELIABLE
+        };
+        let mut md = BTreeMap::from([
+            ("offered_qos_profiles".to_string(), qos.to_string()),
+            ("demotape.device".to_string(), s.device.clone()),
+        ]);
+        // as rosbag2 (Iron and later) writes it; our own types hash like any other
+        let hash = match &s.ros_type {
+            Some(t) => Some(t.hash.clone()),
+            None => hal::ros::Registry::builtin().type_hash(s.type_name()).ok(),
+        };
+        if let Some(h) = hash {
+            md.insert("topic_type_hash".to_string(), h);
+        }
+        // which time header.stamp / log_time is: the publisher's (clock-synchronized) header
+        // stamp, or the receive time for a type without a header
+        let stamp = match &s.ros_type {
+            Some(t) if !t.stamped => "receive",
+            _ => "header",
+        };
+        md.insert("demotape.stamp".to_string(), stamp.to_string());
+        self.channel_ids[i] = Some(w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?);
+        let di = match self.devices.iter().position(|d| d.name == s.device) {
+            Some(d) => d,
+            None => {
+                let topic = format!("/demotape/clock/{}", crate::config::sanitize(&s.device));
+                let md = BTreeMap::from([(
+                    "offered_qos_profiles".to_string(),
+                    QOS_RELIABLE.to_string(),
+                )]);
+                let channel = w
+                    .add_channel(self.clock_schema, &topic, "cdr", &md)
+                    .map_err(mc)?;
+                self.devices.push(DeviceState {
+                    name: s.device.clone(),
+                    channel,
+                    mapper: EnvelopeClock::default(),
+                    resets_written: 0,
+                    batch: ClockObservations {
+                        device: s.device.clone(),
+                        ..Default::default()
+                    },
+                    sequence: 0,
+                });
+                self.devices.len() - 1
+            }
+        };
+        self.stream_device[i] = di;
+        Ok(true)
+    }
+
     /// Synchronize, stamp, encode and append one sample.
     pub fn write_sample(&mut self, mut s: Sample) -> Result<(), WriteError> {
         let i = s.stream;
+        if i >= self.streams.len() || !self.bind_channel(i)? {
+            // a source pushed for a slot it never bound: a bug, but never a crash
+            tracing::error!(stream = i, "sample of an unbound stream not written");
+            return Ok(());
+        }
         let di = self.stream_device[i];
         let dev = &mut self.devices[di];
         let mapped = dev.mapper.observe(
@@ -730,7 +778,7 @@ impl EpisodeWriter {
                 source,
             })?;
         let h = MessageHeader {
-            channel_id: self.channel_ids[i],
+            channel_id: self.channel_ids[i].expect("bound above"),
             sequence: s.sequence as u32,
             log_time: mapped,
             publish_time: s.host_receive_ns,
@@ -859,6 +907,7 @@ impl EpisodeWriter {
             .streams
             .iter()
             .enumerate()
+            .filter(|(_, s)| !s.topic.is_empty()) // slots never bound
             .map(|(i, s)| StreamSummary {
                 topic: s.topic.clone(),
                 messages: self.counts[i],
