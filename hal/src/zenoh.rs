@@ -726,7 +726,13 @@ impl Source for ZenohSource {
             if self.cfg.discover {
                 let ke = format!("@ros2_lv/{}/**", self.cfg.domain_id);
                 // tokens already alive (publishers started before us) ...
-                match self.session.liveliness().get(&ke).timeout(std::time::Duration::from_secs(2)).await {
+                match self
+                    .session
+                    .liveliness()
+                    .get(&ke)
+                    .timeout(std::time::Duration::from_secs(2))
+                    .await
+                {
                     Ok(replies) => {
                         while let Ok(r) = replies.recv_async().await {
                             if let Ok(s) = r.result() {
@@ -816,7 +822,12 @@ impl ZenohSource {
             }
             return None;
         }
-        if !d.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(a.topic.clone()) {
+        if !d
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(a.topic.clone())
+        {
             return None; // another publisher of a topic we already handled
         }
         d.announced.fetch_add(1, Ordering::Relaxed);
@@ -848,7 +859,10 @@ impl ZenohSource {
             return skip(format!("excluded by ros.exclude {:?}", r.as_str()), false);
         }
         let Some(name) = crate::ros::from_dds_name(&a.dds_type) else {
-            return skip(format!("type {:?} is not a ROS 2 message type", a.dds_type), true);
+            return skip(
+                format!("type {:?} is not a ROS 2 message type", a.dds_type),
+                true,
+            );
         };
         let ty = match ResolvedType::new(&self.registry, &name) {
             Ok(t) => t,
@@ -859,7 +873,10 @@ impl ZenohSource {
             t.iter().position(|s| s.is_slot())
         };
         let Some(index) = index else {
-            return skip(format!("all {DISCOVERY_SLOTS} discovery slots are in use"), true);
+            return skip(
+                format!("all {DISCOVERY_SLOTS} discovery slots are in use"),
+                true,
+            );
         };
         let tc = TopicConfig {
             topic: a.topic.clone(),

@@ -1026,7 +1026,10 @@ async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSu
                     }
                     let mut v = serde_json::to_value(&*st).unwrap_or_default();
                     // discovered topics by name; slots not bound yet left out
-                    if let (Some(t), Some(chs)) = (&net_table, v.get_mut("channels").and_then(|c| c.as_array_mut())) {
+                    if let (Some(t), Some(chs)) = (
+                        &net_table,
+                        v.get_mut("channels").and_then(|c| c.as_array_mut()),
+                    ) {
                         let t = t.read().unwrap_or_else(|e| e.into_inner());
                         for (c, spec) in chs.iter_mut().zip(t.iter()) {
                             c["topic"] = spec.topic.clone().into();

@@ -269,6 +269,195 @@ def scenario_sensor_node(session, robot, out):
     out["published"] = 20
 
 
+MSG_DIR = __import__("pathlib").Path(__file__).parent / "msgs"
+
+
+def any_type_messages():
+    """One builder per topic: (topic, type, fn(t_ns, k) -> message), 14 standard types and a
+    custom one (tests/python/msgs), in both byte orders."""
+    from rosbags.typesys import get_types_from_msg
+
+    types = {}
+    for f in sorted(MSG_DIR.glob("*/msg/*.msg")):
+        types.update(get_types_from_msg(f.read_text(), f"{f.parent.parent.name}/msg/{f.stem}"))
+    TS.register(types)
+    T = TS.types
+
+    def h(t, frame="base"):
+        return header(t, frame)
+
+    def vec(x, y, z):
+        return T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z)
+
+    def quat(k):
+        return T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=np.sin(k / 20), w=np.cos(k / 20))
+
+    def pose(k):
+        return T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=0.01 * k, y=0.0, z=0.3), orientation=quat(k))
+
+    def twist(k):
+        return T["geometry_msgs/msg/Twist"](linear=vec(0.1, 0.0, 0.0), angular=vec(0.0, 0.0, 0.01 * k))
+
+    def tf(t, k):
+        tr = T["geometry_msgs/msg/TransformStamped"](
+            header=h(t, "world"), child_frame_id="tool0",
+            transform=T["geometry_msgs/msg/Transform"](translation=vec(0.4, 0.1 * k, 0.2),
+                                                        rotation=quat(k)))
+        return T["tf2_msgs/msg/TFMessage"](transforms=[tr, tr])
+
+    def camera_info(t, k):
+        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                     do_rectify=False)
+        return T["sensor_msgs/msg/CameraInfo"](
+            header=h(t, "head"), height=480, width=640, distortion_model="plumb_bob",
+            d=np.array([0.1, -0.2, 0.0, 0.0, 0.01]), k=np.arange(9, dtype=np.float64),
+            r=np.eye(3).ravel(), p=np.arange(12, dtype=np.float64), binning_x=0, binning_y=0,
+            roi=roi)
+
+    def imu(t, k):
+        return T["sensor_msgs/msg/Imu"](
+            header=h(t, "imu"), orientation=quat(k), orientation_covariance=np.zeros(9),
+            angular_velocity=vec(0.0, 0.0, 0.1), angular_velocity_covariance=np.zeros(9),
+            linear_acceleration=vec(0.0, 0.01 * k, 9.81), linear_acceleration_covariance=np.zeros(9))
+
+    def cloud(t, k):
+        PF = T["sensor_msgs/msg/PointField"]
+        fields = [PF(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
+        pts = np.arange(3 * 16, dtype=np.float32) * (k + 1)
+        return T["sensor_msgs/msg/PointCloud2"](
+            header=h(t, "lidar"), height=1, width=16, fields=fields, is_bigendian=False,
+            point_step=12, row_step=192, data=np.frombuffer(pts.tobytes(), dtype=np.uint8),
+            is_dense=True)
+
+    def odom(t, k):
+        return T["nav_msgs/msg/Odometry"](
+            header=h(t, "odom"), child_frame_id="base_link",
+            pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose(k), covariance=np.zeros(36)),
+            twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist(k), covariance=np.zeros(36)))
+
+    def traj(t, k):
+        P = T["trajectory_msgs/msg/JointTrajectoryPoint"]
+        D = T["builtin_interfaces/msg/Duration"]
+        pts = [P(positions=np.array([0.1 * k + i, 0.2, -0.3]), velocities=np.array([]),
+                 accelerations=np.array([]), effort=np.array([]),
+                 time_from_start=D(sec=i, nanosec=0)) for i in range(2)]
+        return T["trajectory_msgs/msg/JointTrajectory"](header=h(t), joint_names=["a", "b", "c"],
+                                                       points=pts)
+
+    def f64array(t, k):
+        L = T["std_msgs/msg/MultiArrayLayout"]
+        return T["std_msgs/msg/Float64MultiArray"](layout=L(dim=[], data_offset=0),
+                                                  data=np.array([0.04 - 0.001 * k]))
+
+    def pose_stamped(t, k):
+        return T["geometry_msgs/msg/PoseStamped"](header=h(t), pose=pose(k))
+
+    def battery(t, k):
+        return T["sensor_msgs/msg/BatteryState"](
+            header=h(t), voltage=48.0, temperature=30.0, current=-2.0, charge=10.0,
+            capacity=20.0, design_capacity=20.0, percentage=0.5 - 0.001 * k,
+            power_supply_status=2, power_supply_health=1, power_supply_technology=2, present=True,
+            cell_voltage=np.array([4.0] * 12, dtype=np.float32),
+            cell_temperature=np.array([], dtype=np.float32), location="base", serial_number="B1")
+
+    def diag(t, k):
+        KV = T["diagnostic_msgs/msg/KeyValue"]
+        st = T["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=bytes([0]) if False else 0, name="motor", message="ok", hardware_id="m1",
+            values=[KV(key="temp", value=str(40 + k))])
+        return T["diagnostic_msgs/msg/DiagnosticArray"](header=h(t), status=[st])
+
+    def scan(t, k):
+        return T["sensor_msgs/msg/LaserScan"](
+            header=h(t, "laser"), angle_min=-1.0, angle_max=1.0, angle_increment=0.1,
+            time_increment=0.0, scan_time=0.1, range_min=0.1, range_max=10.0,
+            ranges=np.linspace(1, 2, 21, dtype=np.float32), intensities=np.array([], dtype=np.float32))
+
+    def string(t, k):
+        return T["std_msgs/msg/String"](data=f"state {k} ✓")
+
+    def gripper(t, k):
+        F = T["my_robot_msgs/msg/FingerState"]
+        return T["my_robot_msgs/msg/GripperState"](
+            header=h(t, "gripper"), width=0.08 - 0.001 * k, force=5.0, mode=1,
+            object_detected=k > 10,
+            fingers=[F(position=0.04, taxels=np.array([0.5, 1.5], dtype=np.float32)),
+                     F(position=0.04, taxels=np.array([], dtype=np.float32))],
+            fault="")
+
+    return [
+        ("/tf", "tf2_msgs/msg/TFMessage", tf),
+        ("/camera/head/camera_info", "sensor_msgs/msg/CameraInfo", camera_info),
+        ("/imu/data", "sensor_msgs/msg/Imu", imu),
+        ("/lidar/points", "sensor_msgs/msg/PointCloud2", cloud),
+        ("/odom", "nav_msgs/msg/Odometry", odom),
+        ("/arm_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", traj),
+        ("/gripper_controller/commands", "std_msgs/msg/Float64MultiArray", f64array),
+        ("/cmd_vel", "geometry_msgs/msg/Twist", lambda t, k: twist(k)),
+        ("/tool_pose", "geometry_msgs/msg/PoseStamped", pose_stamped),
+        ("/battery", "sensor_msgs/msg/BatteryState", battery),
+        ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", diag),
+        ("/scan", "sensor_msgs/msg/LaserScan", scan),
+        ("/robot_state", "std_msgs/msg/String", string),
+        ("/gripper/state", "my_robot_msgs/msg/GripperState", gripper),
+        ("/debug/scan", "sensor_msgs/msg/LaserScan", scan),  # excluded by the recorder's config
+    ]
+
+
+def dds(ty):
+    pkg, _, name = ty.split("/")
+    return f"{pkg}::msg::dds_::{name}_"
+
+
+def scenario_any_types(session, robot, out):
+    """rmw_zenoh-style publishers of 15 topics (14 types, one custom) announced by liveliness
+    tokens before the episode; one more announces a type nobody defined. Every topic gets 25
+    messages (every 5th big-endian) inside the episode, plus 2 malformed ones each."""
+    zid = str(session.info.zid())
+    statuses = []
+    status_sub = session.declare_subscriber(
+        f"demotape/{robot}/status", lambda s: statuses.append(json.loads(s.payload.to_string())))
+    builders = any_type_messages()
+    tokens = []
+    qos = "::,10:,:,:,,"
+    hashes = {}
+    for i, (topic, ty, _) in enumerate(builders + [("/vendor/blob", "vendor_msgs/msg/Blob", None)]):
+        hs = TS.hash_rihs01(ty) if ty in TS.types else "RIHS01_" + "00" * 32
+        hashes[topic] = hs
+        mangled = topic.replace("/", "%")
+        key = f"@ros2_lv/0/{zid}/0/{10 + i}/MP/%/%/peer_node/{mangled}/{dds(ty)}/{hs}/{qos}"
+        tokens.append(session.liveliness().declare_token(key))
+    out["hashes"] = {ty: TS.hash_rihs01(ty) for _, ty, _ in builders}
+    time.sleep(2.0)  # the recorder discovers them and subscribes
+    out["start"] = ask(session, robot, "start", {"task": "any types"})
+    pub = {t: [] for t, _, _ in builders}
+    out["published"] = pub
+    out["types"] = {t: ty for t, ty, _ in builders}
+    malformed = {}
+    for k in range(25):
+        t = time.time_ns()
+        for i, (topic, ty, fn) in enumerate(builders):
+            b = bytes(TS.serialize_cdr(fn(t, k), ty, little_endian=(k % 5 != 0)))
+            key = f"0/{topic[1:]}/{dds(ty)}/{hashes[topic]}"
+            session.put(key, b, attachment=att_tuple(k, t, bytes([i] * 16)))
+            pub[topic].append(b.hex())
+            if k in (7, 8):  # truncated, and one with trailing garbage
+                bad = b[: max(4, len(b) // 2)] if k == 7 else b + b"\x01" * 9
+                session.put(key, bad, attachment=att_tuple(1000 + k, t, bytes([i] * 16)))
+                malformed[topic] = malformed.get(topic, 0) + 1
+        session.put(f"0/vendor/blob/{dds('vendor_msgs/msg/Blob')}/{hashes['/vendor/blob']}", b"\x00\x01\x00\x00abcd")
+        time.sleep(0.04)
+    out["malformed"] = malformed
+    time.sleep(0.5)
+    out["stop"] = ask(session, robot, "stop")
+    time.sleep(1.2)
+    status_sub.undeclare()
+    out["statuses"] = statuses
+    for tk in tokens:
+        tk.undeclare()
+
+
 def main():
     scenario, endpoint, robot = sys.argv[1], sys.argv[2], sys.argv[3]
     user = sys.argv[4] if len(sys.argv) > 4 else None
@@ -288,7 +477,7 @@ def main():
             time.sleep(1.0)
         {"record": scenario_record, "seams": scenario_seams, "auth": scenario_auth,
          "compressed": scenario_compressed, "idle_stale": scenario_idle_stale,
-         "sensor_node": scenario_sensor_node}[scenario](
+         "sensor_node": scenario_sensor_node, "any_types": scenario_any_types}[scenario](
             session, robot, out)
     print(json.dumps(out))
 

@@ -705,3 +705,134 @@ rate_hz = 100.0
     );
     assert!(!r.messages["/joint_states"].is_empty());
 }
+
+/// `[ros] discover`: a real Python peer announces rmw_zenoh publisher tokens for 15 topics of
+/// 14 types (one from a robot's own package, defined in `msg_paths`) and one of a type nobody
+/// defined, then publishes inside one episode, in both byte orders, with malformed messages.
+/// Every good message is in the file exactly once and byte for byte; the excluded topic and
+/// the undefined type are not, and say why; every schema decodes in mcap-ros2-support and
+/// rosbags, and the channel's RIHS01 hash is the one rosbags computes.
+#[test]
+fn discovered_topics_of_any_type_are_recorded_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let msgs = demotape_e2e::script("msgs");
+    let extra = format!(
+        "[ros]\ndiscover = true\nexclude = [\"^/debug/\"]\nmsg_paths = [{:?}]\nkey_styles = [\"rmw\"]\n",
+        msgs.display().to_string()
+    );
+    let (out, files) = record_scenario(tmp.path(), "anyty", "any_types", &extra);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = read(&files[0]);
+    let published = out["published"].as_object().unwrap();
+    assert!(published.len() >= 15, "{}", published.len());
+    let mut types = std::collections::BTreeSet::new();
+    for (topic, msgs) in published {
+        let want: Vec<Vec<u8>> = msgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| hex(h.as_str().unwrap()))
+            .collect();
+        if topic.starts_with("/debug/") {
+            assert!(!r.messages.contains_key(topic), "{topic} was excluded");
+            continue;
+        }
+        types.insert(out["types"][topic].as_str().unwrap().to_string());
+        let got = r
+            .messages
+            .get(topic)
+            .unwrap_or_else(|| panic!("{topic} not recorded"));
+        assert_eq!(got.len(), want.len(), "{topic}: message count");
+        assert!(
+            got == &want,
+            "{topic}: bytes differ from what was published"
+        );
+    }
+    assert!(types.len() >= 14, "{types:?}");
+    assert!(!r.messages.contains_key("/vendor/blob"));
+    // malformed ones refused and counted, per topic (discovery itself happened while idle,
+    // before the episode: status reports it)
+    let malformed: BTreeMap<&str, u64> =
+        r.events
+            .iter()
+            .filter(|e| e.0 == "malformed")
+            .fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e.1.as_str()).or_default() += e.2;
+                m
+            });
+    for (topic, n) in out["malformed"].as_object().unwrap() {
+        if topic.starts_with("/debug/") {
+            continue;
+        }
+        assert_eq!(
+            malformed.get(topic.as_str()).copied(),
+            n.as_u64(),
+            "{topic}: {malformed:?}"
+        );
+    }
+    // the undefined type and the excluded topic, with why
+    let last = out["statuses"].as_array().unwrap().last().cloned().unwrap();
+    let d = &last["discovery"];
+    assert_eq!(d["recorded"], published.len() as u64 - 1, "{d}");
+    assert!(
+        d["skipped_topics"]["/debug/scan"]
+            .as_str()
+            .unwrap()
+            .contains("ros.exclude"),
+        "{d}"
+    );
+    assert!(
+        d["skipped_topics"]["/vendor/blob"]
+            .as_str()
+            .unwrap()
+            .contains("vendor_msgs/msg/Blob has no definition"),
+        "{d}"
+    );
+    let chans: Vec<&str> = last["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["topic"].as_str().unwrap())
+        .collect();
+    assert!(
+        chans.contains(&"/gripper/state") && !chans.contains(&""),
+        "{chans:?}"
+    );
+    // two readers we did not write, from the file's own schemas
+    let o = std::process::Command::new(demotape_e2e::python())
+        .arg(demotape_e2e::script("check_any_types.py"))
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (topic, msgs) in published {
+        if topic.starts_with("/debug/") {
+            continue;
+        }
+        let c = &rep[topic];
+        let n = msgs.as_array().unwrap().len() as u64;
+        assert_eq!(c["messages"], n, "{topic}: {c}");
+        assert_eq!(c["mcap_ros2_ok"], n, "{topic}: {c}");
+        assert_eq!(c["rosbags_ok"], n, "{topic}: {c}");
+        assert_eq!(c["hash_file"], c["hash_rosbags"], "{topic}: {c}");
+        assert_eq!(
+            c["hash_file"],
+            out["hashes"][out["types"][topic].as_str().unwrap()],
+            "{topic}"
+        );
+        let stamped = !matches!(
+            out["types"][topic].as_str().unwrap(),
+            "tf2_msgs/msg/TFMessage"
+                | "std_msgs/msg/Float64MultiArray"
+                | "geometry_msgs/msg/Twist"
+                | "std_msgs/msg/String"
+        );
+        assert_eq!(
+            c["stamp"],
+            if stamped { "header" } else { "receive" },
+            "{topic}: {c}"
+        );
+    }
+    demotape_e2e::assert_viewer_timeline(&files[0]);
+}
