@@ -108,14 +108,17 @@ struct Dims<'n> {
 }
 
 impl Visit for Dims<'_> {
-    fn field(&mut self, name: &str) -> bool {
+    fn field(&mut self, name: &Arc<str>) -> bool {
         if self.cur.is_some() {
             return false;
         }
-        self.cur = self.want.iter().position(|w| *w == name);
+        self.cur = self.want.iter().position(|w| *w == &**name);
         self.cur.is_some()
     }
     fn index(&mut self, _i: usize) -> bool {
+        false
+    }
+    fn elements(&mut self) -> bool {
         false
     }
     fn array_len(&mut self, len: usize) {

@@ -30,6 +30,10 @@ pub struct Layout {
     pub header_first: bool,
     /// Fewest bytes a value can take (alignment aside); ≥ 1 for every type.
     pub min_size: usize,
+    /// (size, alignment) when every value has the same bytes layout: only fixed-size fields,
+    /// the first one as strictly aligned as any (so padding inside never depends on where the
+    /// value starts). Such a value is checked in one step when nobody asks for its fields.
+    pub fixed: Option<(usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -102,6 +106,7 @@ impl Registry {
                 ArrayKind::Bounded(_) | ArrayKind::Unbounded => 4,
             })
             .fold(0usize, usize::saturating_add);
+        let fixed = fixed_layout(&fields);
         let header_first = matches!(
             fields.first(),
             Some(FieldLayout { elem: Elem::Msg(h), array: ArrayKind::Single, .. })
@@ -112,10 +117,42 @@ impl Registry {
             fields,
             header_first,
             min_size,
+            fixed,
         });
         memo.insert(name.to_string(), l.clone());
         l
     }
+}
+
+/// See [`Layout::fixed`].
+fn fixed_layout(fields: &[FieldLayout]) -> Option<(usize, usize)> {
+    let elem = |e: &Elem| match e {
+        Elem::Prim(p) => Some((p.size(), p.size())),
+        Elem::Msg(l) => l.fixed,
+        _ => None,
+    };
+    let mut pos = 0usize;
+    let mut max_align = 1;
+    let mut first_align = None;
+    for f in fields {
+        let (size, align) = elem(&f.elem)?;
+        let n = match f.array {
+            ArrayKind::Single => 1,
+            ArrayKind::Fixed(n) => n as usize,
+            _ => return None,
+        };
+        if n == 0 {
+            return None;
+        }
+        first_align.get_or_insert(align);
+        max_align = max_align.max(align);
+        pos = pos.div_ceil(align) * align;
+        pos = pos.checked_add(size.checked_mul(n)?)?;
+        if size % align != 0 {
+            return None;
+        }
+    }
+    (first_align? == max_align).then_some((pos, max_align))
 }
 
 /// Why a payload is not a valid message of its type.
@@ -154,7 +191,7 @@ impl Leaf<'_> {
 /// `field`/`index` returns false is still checked but not reported.
 pub trait Visit {
     /// Entering field `name` of the current message; report it?
-    fn field(&mut self, _name: &str) -> bool {
+    fn field(&mut self, _name: &Arc<str>) -> bool {
         false
     }
     /// Entering element `i` of the current array; report it?
@@ -163,6 +200,10 @@ pub trait Visit {
     }
     /// An array of `len` elements starts (after `field`, before its elements).
     fn array_len(&mut self, _len: usize) {}
+    /// Report the elements of the array just entered? (false: only `array_len`)
+    fn elements(&mut self) -> bool {
+        true
+    }
     /// Leaving what the last `field`/`index` that returned true entered.
     fn leave(&mut self) {}
     fn leaf(&mut self, _v: Leaf<'_>) {}
@@ -301,6 +342,10 @@ impl<'a> Walker<'a> {
     }
 
     fn message<V: Visit + ?Sized>(&mut self, l: &Layout, v: &mut V, report: bool) -> R<()> {
+        if !report && let Some((size, align)) = l.fixed {
+            self.align(align)?;
+            return self.take(size).map(|_| ());
+        }
         for f in &l.fields {
             let rep = report && v.field(&f.name);
             let r = self.field(f, v, rep);
@@ -331,9 +376,10 @@ impl<'a> Walker<'a> {
             ArrayKind::Bounded(b) => self.seq_len(f.elem.min_size(), Some(b))?,
             ArrayKind::Unbounded => self.seq_len(f.elem.min_size(), None)?,
         };
-        if report {
+        let report = report && {
             v.array_len(n);
-        }
+            v.elements()
+        };
         if let Elem::Prim(p) = f.elem {
             // one block: check it, then report it if asked
             if n > 0 {
@@ -661,8 +707,8 @@ struct Builder {
 }
 
 impl Visit for Builder {
-    fn field(&mut self, name: &str) -> bool {
-        self.stack.push((Some(name.into()), None));
+    fn field(&mut self, name: &Arc<str>) -> bool {
+        self.stack.push((Some(name.clone()), None));
         true
     }
     fn index(&mut self, _i: usize) -> bool {
