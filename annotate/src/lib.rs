@@ -11,6 +11,7 @@
 //! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
 //!   of how far the online stamps are from it.
 
+pub mod decode;
 pub mod inspect;
 pub mod label;
 pub mod lerobot;

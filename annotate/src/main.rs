@@ -197,6 +197,13 @@ enum Command {
         /// far the recorded (online) stamps are from that re-estimate, per device.
         #[arg(long)]
         resync: bool,
+        /// Print decoded messages of TOPIC (any ROS 2 type, decoded with the schema the file
+        /// carries), e.g. `--sample /tf` or `--sample /gripper/state`; repeatable.
+        #[arg(long, value_name = "TOPIC")]
+        sample: Vec<String>,
+        /// How many messages `--sample` prints per topic (spread over the episode).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        samples: usize,
     },
 }
 
@@ -351,7 +358,49 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Inspect { file, json, resync } => {
+        Command::Inspect {
+            file,
+            json,
+            resync,
+            sample,
+            samples,
+        } => {
+            if !sample.is_empty() {
+                let want: std::collections::BTreeSet<&str> =
+                    sample.iter().map(String::as_str).collect();
+                let r = annotate::read::read_selected(&file, |topic, _| want.contains(topic))
+                    .and_then(|sel| {
+                        let mut out = Vec::new();
+                        for t in &sample {
+                            out.push((t, annotate::decode::sample(&sel, t, samples)?));
+                        }
+                        Ok(out)
+                    });
+                return match r {
+                    Ok(out) => {
+                        for (topic, msgs) in out {
+                            if msgs.is_empty() {
+                                println!("# {topic}: no messages");
+                            }
+                            for (t, v) in msgs {
+                                if json {
+                                    println!(
+                                        "{}",
+                                        serde_json::json!({"topic": topic, "log_time": t, "message": v.to_json()})
+                                    );
+                                } else {
+                                    println!("# {topic} @ {t} ns\n{}", v.render(8));
+                                }
+                            }
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {}: {e:#}", file.display());
+                        ExitCode::from(2)
+                    }
+                };
+            }
             match annotate::inspect::Inspection::run(&file) {
                 Ok(mut ins) => {
                     if resync && ins.intact {

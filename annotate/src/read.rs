@@ -25,6 +25,8 @@ pub struct Selection {
     pub channels: BTreeMap<u16, Channel>,
     /// Schema names by id.
     pub schemas: BTreeMap<u16, String>,
+    /// `ros2msg` schema texts by id (other encodings left out).
+    pub schema_texts: BTreeMap<u16, String>,
     /// Messages of the selected channels, per channel id, in file order.
     pub messages: BTreeMap<u16, Vec<Msg>>,
     pub chunks_total: usize,
@@ -103,7 +105,12 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
                 format!("summary record at {}: {e}", summary_start as usize + at),
             )
         })? {
-            Record::Schema { header, .. } => {
+            Record::Schema { header, data } => {
+                if header.encoding == "ros2msg"
+                    && let Ok(t) = std::str::from_utf8(&data)
+                {
+                    sel.schema_texts.insert(header.id, t.to_string());
+                }
                 sel.schemas.insert(header.id, header.name);
             }
             Record::Channel(c) => {
@@ -495,6 +502,9 @@ pub fn read_selected_parts(
                 None => {
                     let to = all.schemas.keys().max().map_or(1, |m| m + 1);
                     all.schemas.insert(to, name.clone());
+                    if let Some(t) = part.schema_texts.get(id) {
+                        all.schema_texts.insert(to, t.clone());
+                    }
                     to
                 }
             };

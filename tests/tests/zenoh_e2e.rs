@@ -835,4 +835,38 @@ fn discovered_topics_of_any_type_are_recorded_byte_exact() {
         );
     }
     demotape_e2e::assert_viewer_timeline(&files[0]);
+    // `demotape inspect --sample` decodes any type from the file's own schema
+    let o = Command::new(demotape_e2e::bin("demotape"))
+        .arg("inspect")
+        .arg(&files[0])
+        .args(["--sample", "/gripper/state", "--sample", "/tf", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let g = &lines[0]["message"];
+    assert_eq!(g["width"], 0.08, "{g}");
+    assert_eq!(
+        g["fingers"][0]["taxels"],
+        serde_json::json!([0.5, 1.5]),
+        "{g}"
+    );
+    assert_eq!(g["header"]["frame_id"], "gripper", "{g}");
+    let tf = &lines[1]["message"];
+    assert_eq!(tf["transforms"][1]["child_frame_id"], "tool0", "{tf}");
+    let o = Command::new(demotape_e2e::bin("demotape"))
+        .arg("inspect")
+        .arg(&files[0])
+        .args(["--sample", "/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("no topic /nope") && e.contains("/gripper/state"),
+        "{e}"
+    );
 }

@@ -621,6 +621,27 @@ impl Value {
         }
     }
 
+    /// As JSON (byte arrays as arrays of numbers, non-finite floats as strings).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::UInt(u) => J::from(*u),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or_else(|| J::String(f.to_string())),
+            Value::String(s) => J::String(s.clone()),
+            Value::Bytes(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
+            Value::List(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Struct(f) => J::Object(
+                f.iter()
+                    .map(|(n, v)| (n.to_string(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// A compact YAML-like rendering (arrays longer than `max_items` are elided).
     pub fn render(&self, max_items: usize) -> String {
         let mut s = String::new();
