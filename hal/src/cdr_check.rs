@@ -139,11 +139,14 @@ impl Visit for Dims<'_> {
     }
 }
 
+/// Given two dimensions and a length, what is inconsistent about them, if anything.
+type Consistency = fn(u64, u64, u64) -> Option<String>;
+
 /// Check that `payload` (CDR with its encapsulation header) is a complete, well-formed
 /// message of `layout`'s type; for images and tactile arrays also that the data size agrees
 /// with the dimensions.
 pub fn check_layout(layout: &Layout, payload: &[u8]) -> Result<Checked, CdrError> {
-    let (want, what): (&[&str], fn(u64, u64, u64) -> Option<String>) = match layout.name.as_str() {
+    let (want, what): (&[&str], Consistency) = match layout.name.as_str() {
         "sensor_msgs/msg/Image" => (&["height", "step", "data"], |h, step, n| {
             (n != step.saturating_mul(h)).then(|| {
                 format!(

@@ -214,9 +214,8 @@ pub fn from_dds_name(name: &str) -> Option<String> {
 
 /// `sensor_msgs/msg/Image` → `sensor_msgs::msg::dds_::Image_`.
 pub fn to_dds_name(name: &str) -> String {
-    let mut it = name.split('/');
-    let pkg = it.next().unwrap_or_default();
-    let ty = it.last().unwrap_or_default();
+    let pkg = name.split('/').next().unwrap_or_default();
+    let ty = name.rsplit('/').next().unwrap_or_default();
     format!("{pkg}::msg::dds_::{ty}_")
 }
 
