@@ -402,6 +402,7 @@ def any_type_messages():
         ("/robot_state", "std_msgs/msg/String", string),
         ("/gripper/state", "my_robot_msgs/msg/GripperState", gripper),
         ("/debug/scan", "sensor_msgs/msg/LaserScan", scan),  # excluded by the recorder's config
+        ("/late/imu", "sensor_msgs/msg/Imu", imu),  # announced only once the episode runs
     ]
 
 
@@ -422,15 +423,23 @@ def scenario_any_types(session, robot, out):
     tokens = []
     qos = "::,10:,:,:,,"
     hashes = {}
+    late = {}
     for i, (topic, ty, _) in enumerate(builders + [("/vendor/blob", "vendor_msgs/msg/Blob", None)]):
         hs = TS.hash_rihs01(ty) if ty in TS.types else "RIHS01_" + "00" * 32
         hashes[topic] = hs
         mangled = topic.replace("/", "%")
         key = f"@ros2_lv/0/{zid}/0/{10 + i}/MP/%/%/peer_node/{mangled}/{dds(ty)}/{hs}/{qos}"
-        tokens.append(session.liveliness().declare_token(key))
+        if topic.startswith("/late/"):
+            late[topic] = key
+        else:
+            tokens.append(session.liveliness().declare_token(key))
     out["hashes"] = {ty: TS.hash_rihs01(ty) for _, ty, _ in builders}
     time.sleep(2.0)  # the recorder discovers them and subscribes
     out["start"] = ask(session, robot, "start", {"task": "any types"})
+    # a publisher that appears mid-episode: its channel begins inside the episode
+    for key in late.values():
+        tokens.append(session.liveliness().declare_token(key))
+    time.sleep(1.0)
     pub = {t: [] for t, _, _ in builders}
     out["published"] = pub
     out["types"] = {t: ty for t, ty, _ in builders}

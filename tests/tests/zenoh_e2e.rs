@@ -750,8 +750,16 @@ fn discovered_topics_of_any_type_are_recorded_byte_exact() {
     }
     assert!(types.len() >= 14, "{types:?}");
     assert!(!r.messages.contains_key("/vendor/blob"));
-    // malformed ones refused and counted, per topic (discovery itself happened while idle,
-    // before the episode: status reports it)
+    // the publisher announced mid-episode: discovered then, and the file says so
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.0 == "discovered" && e.1 == "/late/imu" && e.3.contains("sensor_msgs/msg/Imu")),
+        "{:?}",
+        r.events
+    );
+    // malformed ones refused and counted, per topic (the other topics were discovered while
+    // idle, before the episode: status reports them)
     let malformed: BTreeMap<&str, u64> =
         r.events
             .iter()
