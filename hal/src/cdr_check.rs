@@ -35,18 +35,13 @@ impl KnownType {
 
     /// From a ROS type name, `sensor_msgs/msg/Image` (also `sensor_msgs/Image`).
     pub fn from_ros_name(name: &str) -> Option<Self> {
-        let full = match name.split('/').collect::<Vec<_>>().as_slice() {
-            [pkg, ty] => format!("{pkg}/msg/{ty}"),
-            _ => name.to_string(),
-        };
+        let full = crate::ros::normalize_name(name)?;
         Self::ALL.into_iter().find(|t| t.ros_name() == full)
     }
 
     /// From an rmw_zenoh DDS type name, `sensor_msgs::msg::dds_::Image_`.
     pub fn from_dds_name(name: &str) -> Option<Self> {
-        let (pkg, rest) = name.split_once("::msg::dds_::")?;
-        let ty = rest.strip_suffix('_')?;
-        Self::from_ros_name(&format!("{pkg}/msg/{ty}"))
+        Self::from_ros_name(&crate::ros::from_dds_name(name)?)
     }
 
     pub fn ros_name(self) -> &'static str {
@@ -61,10 +56,7 @@ impl KnownType {
 
     /// The rmw_zenoh DDS type name, `sensor_msgs::msg::dds_::Image_`.
     pub fn dds_name(self) -> String {
-        let mut it = self.ros_name().split('/');
-        let pkg = it.next().unwrap_or_default();
-        let ty = it.nth(1).unwrap_or_default();
-        format!("{pkg}::msg::dds_::{ty}_")
+        crate::ros::to_dds_name(self.ros_name())
     }
 
     pub fn schema_text(self) -> String {

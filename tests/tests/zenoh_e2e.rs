@@ -752,9 +752,9 @@ fn discovered_topics_of_any_type_are_recorded_byte_exact() {
     assert!(!r.messages.contains_key("/vendor/blob"));
     // the publisher announced mid-episode: discovered then, and the file says so
     assert!(
-        r.events
-            .iter()
-            .any(|e| e.0 == "discovered" && e.1 == "/late/imu" && e.3.contains("sensor_msgs/msg/Imu")),
+        r.events.iter().any(|e| e.0 == "discovered"
+            && e.1 == "/late/imu"
+            && e.3.contains("sensor_msgs/msg/Imu")),
         "{:?}",
         r.events
     );
