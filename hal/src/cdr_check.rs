@@ -178,83 +178,12 @@ pub fn check(ty: KnownType, payload: &[u8]) -> Result<Checked, CdrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgs::{Header, Time, Vector3, Wrench};
-
-    fn header(ns: u64) -> Header {
-        Header {
-            stamp: Time::from_nanos(ns),
-            frame_id: "cam".into(),
-        }
-    }
 
     fn samples() -> Vec<(KnownType, Vec<u8>)> {
-        vec![
-            (
-                KnownType::Image,
-                Image {
-                    header: header(1_700_000_000_123_456_789),
-                    height: 2,
-                    width: 3,
-                    encoding: "rgb8".into(),
-                    is_bigendian: 0,
-                    step: 9,
-                    data: (0..18).collect(),
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (
-                KnownType::CompressedImage,
-                CompressedImage {
-                    header: header(5),
-                    format: "jpeg".into(),
-                    data: vec![1, 2, 3],
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (
-                KnownType::JointState,
-                JointState {
-                    header: header(7),
-                    name: vec!["a".into(), "joint_2".into()],
-                    position: vec![0.1, 0.2],
-                    velocity: vec![],
-                    effort: vec![1.0, 2.0],
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (
-                KnownType::WrenchStamped,
-                WrenchStamped {
-                    header: header(9),
-                    wrench: Wrench {
-                        force: Vector3 {
-                            x: 1.0,
-                            y: 2.0,
-                            z: 3.0,
-                        },
-                        torque: Vector3::default(),
-                    },
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (
-                KnownType::TactileArray,
-                TactileArray {
-                    header: header(11),
-                    pad: "thumb".into(),
-                    rows: 2,
-                    cols: 2,
-                    taxel_size: 0.004,
-                    pressure: vec![0.0, 1.0, 2.0, 3.0],
-                }
-                .encode()
-                .unwrap(),
-            ),
-        ]
+        crate::msgs::examples::samples()
+            .into_iter()
+            .map(|(name, bytes)| (KnownType::from_ros_name(name).expect("known"), bytes))
+            .collect()
     }
 
     #[test]

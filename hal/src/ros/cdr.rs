@@ -912,89 +912,11 @@ impl std::fmt::Display for FieldPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgs::{
-        CompressedImage, Header, Image, JointState, RosMessage, TactileArray, Time, Vector3,
-        Wrench, WrenchStamped,
-    };
-
-    fn header(ns: u64) -> Header {
-        Header {
-            stamp: Time::from_nanos(ns),
-            frame_id: "cam".into(),
-        }
-    }
+    use crate::msgs::examples::{js, samples};
+    use crate::msgs::{JointState, RosMessage, WrenchStamped};
 
     fn layout(name: &str) -> Arc<Layout> {
         Registry::builtin().layout(name).unwrap()
-    }
-
-    fn js() -> JointState {
-        JointState {
-            header: header(7),
-            name: vec!["a".into(), "joint_2".into()],
-            position: vec![0.1, 0.2],
-            velocity: vec![],
-            effort: vec![1.0, 2.0],
-        }
-    }
-
-    fn samples() -> Vec<(&'static str, Vec<u8>)> {
-        vec![
-            (
-                Image::TYPE_NAME,
-                Image {
-                    header: header(1_700_000_000_123_456_789),
-                    height: 2,
-                    width: 3,
-                    encoding: "rgb8".into(),
-                    is_bigendian: 0,
-                    step: 9,
-                    data: (0..18).collect(),
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (
-                CompressedImage::TYPE_NAME,
-                CompressedImage {
-                    header: header(5),
-                    format: "jpeg".into(),
-                    data: vec![1, 2, 3],
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (JointState::TYPE_NAME, js().encode().unwrap()),
-            (
-                WrenchStamped::TYPE_NAME,
-                WrenchStamped {
-                    header: header(9),
-                    wrench: Wrench {
-                        force: Vector3 {
-                            x: 1.0,
-                            y: 2.0,
-                            z: 3.0,
-                        },
-                        torque: Vector3::default(),
-                    },
-                }
-                .encode()
-                .unwrap(),
-            ),
-            (
-                TactileArray::TYPE_NAME,
-                TactileArray {
-                    header: header(11),
-                    pad: "thumb".into(),
-                    rows: 2,
-                    cols: 2,
-                    taxel_size: 0.004,
-                    pressure: vec![0.0, 1.0, 2.0, 3.0],
-                }
-                .encode()
-                .unwrap(),
-            ),
-        ]
     }
 
     #[test]
