@@ -78,7 +78,7 @@ impl Registry {
         }
         let def = self.get(name).expect("checked by dependencies()");
         let mut fields = Vec::new();
-        for f in &def.fields {
+        for f in def.wire_fields().iter() {
             let elem = match &f.base {
                 BaseType::Prim(p) => Elem::Prim(*p),
                 BaseType::String(b) => Elem::String(*b),
@@ -89,13 +89,6 @@ impl Registry {
                 name: f.name.as_str().into(),
                 elem,
                 array: f.array,
-            });
-        }
-        if fields.is_empty() {
-            fields.push(FieldLayout {
-                name: "structure_needs_at_least_one_member".into(),
-                elem: Elem::Prim(Prim::U8),
-                array: ArrayKind::Single,
             });
         }
         let min_size = fields
@@ -172,19 +165,6 @@ pub enum Leaf<'a> {
     UInt(u64),
     Float(f64),
     Str(&'a str),
-}
-
-impl Leaf<'_> {
-    /// The value as a number (`None` for strings).
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Leaf::Bool(b) => Some(b as u8 as f64),
-            Leaf::Int(i) => Some(i as f64),
-            Leaf::UInt(u) => Some(u as f64),
-            Leaf::Float(f) => Some(f),
-            Leaf::Str(_) => None,
-        }
-    }
 }
 
 /// What a walk reports to. Every method has a do-nothing default; a subtree whose

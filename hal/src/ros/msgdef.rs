@@ -158,6 +158,23 @@ pub struct MsgDef {
     pub text: String,
 }
 
+impl MsgDef {
+    /// The fields as ROS 2 serializes and describes the type: an empty message has one
+    /// `uint8 structure_needs_at_least_one_member` (one byte on the wire, and in its hash).
+    pub fn wire_fields(&self) -> std::borrow::Cow<'_, [Field]> {
+        if self.fields.is_empty() {
+            std::borrow::Cow::Owned(vec![Field {
+                name: "structure_needs_at_least_one_member".into(),
+                base: BaseType::Prim(Prim::U8),
+                array: ArrayKind::Single,
+                default: None,
+            }])
+        } else {
+            std::borrow::Cow::Borrowed(&self.fields)
+        }
+    }
+}
+
 /// Why a definition or a schema could not be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DefError {
@@ -404,8 +421,7 @@ impl Registry {
         R.get_or_init(|| {
             let mut r = Registry::empty();
             for (name, text) in builtin::MSGS {
-                let d = parse_msg(name, text).expect("built-in definitions parse (unit test)");
-                r.defs.insert(d.name.clone(), Arc::new(d));
+                r.insert(parse_msg(name, text).expect("built-in definitions parse (unit test)"));
             }
             use crate::msgs::TactileArray;
             use crate::msgs::{Annotation, ClockObservations, EpisodeEvent, RosMessage};
@@ -415,8 +431,7 @@ impl Registry {
                 (EpisodeEvent::TYPE_NAME, EpisodeEvent::DEFINITION),
                 (Annotation::TYPE_NAME, Annotation::DEFINITION),
             ] {
-                let d = parse_msg(name, def).expect("demotape_msgs parse (unit test)");
-                r.defs.insert(d.name.clone(), Arc::new(d));
+                r.insert(parse_msg(name, def).expect("demotape_msgs parse (unit test)"));
             }
             r
         })
@@ -432,10 +447,6 @@ impl Registry {
             Some(d) => Some(d),
             None => self.defs.get(&normalize_name(name)?),
         }
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
     }
 
     /// Every type name held, sorted.
@@ -593,15 +604,7 @@ impl Registry {
         deps.sort();
         let describe = |n: &str| -> String {
             let def = self.get(n).expect("checked by dependencies");
-            let mut fields: Vec<String> = def.fields.iter().map(field_json).collect();
-            if fields.is_empty() {
-                fields.push(field_json(&Field {
-                    name: "structure_needs_at_least_one_member".into(),
-                    base: BaseType::Prim(Prim::U8),
-                    array: ArrayKind::Single,
-                    default: None,
-                }));
-            }
+            let fields: Vec<String> = def.wire_fields().iter().map(field_json).collect();
             format!(
                 "{{\"type_name\": {}, \"fields\": [{}]}}",
                 json_str(n),
