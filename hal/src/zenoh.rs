@@ -323,13 +323,15 @@ impl TopicsConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        let reg = self.registry()?;
-        self.validate_with(&reg)
+        self.resolve_all(&self.registry()?).map(|_| ())
     }
 
-    pub fn validate_with(&self, reg: &Registry) -> Result<(), String> {
+    /// Check the config against `reg` and resolve each topic's type and modality (in the
+    /// order of `topics`).
+    pub fn resolve_all(&self, reg: &Registry) -> Result<Vec<(ResolvedType, Modality)>, String> {
         self.filters()?;
         let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(self.topics.len());
         for t in &self.topics {
             if !t.topic.starts_with('/') || t.topic.len() < 2 || t.topic.ends_with('/') {
                 return Err(format!(
@@ -347,18 +349,19 @@ impl TopicsConfig {
                 return Err(format!("zenoh topic {:?} is listed twice", t.topic));
             }
             let ty = t.resolve(reg)?;
-            t.modality(&ty)?;
+            let modality = t.modality(&ty)?;
             if !(t.rate_hz > 0.0 && t.rate_hz <= 100_000.0) {
                 return Err(format!(
                     "zenoh topic {}: rate_hz must be in (0, 100000]",
                     t.topic
                 ));
             }
+            out.push((ty, modality));
         }
         if self.key_styles.is_empty() && (!self.topics.is_empty() || self.discover) {
             return Err("zenoh.key_styles must name at least one of bridge, rmw".into());
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The Zenoh key expression a topic is subscribed under, in one style.
@@ -511,16 +514,7 @@ pub fn parse_token(key: &str, domain: u32) -> Option<Announcement> {
 impl ZenohSource {
     pub fn new(session: zenoh::Session, cfg: TopicsConfig) -> Result<Self, String> {
         let reg = cfg.registry()?;
-        cfg.validate_with(&reg)?;
-        let types = cfg
-            .topics
-            .iter()
-            .map(|t| {
-                let ty = t.resolve(&reg)?;
-                let m = t.modality(&ty)?;
-                Ok((ty, m))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let types = cfg.resolve_all(&reg)?;
         let mut streams: Vec<StreamSpec> = cfg
             .topics
             .iter()
@@ -934,7 +928,8 @@ impl ZenohSource {
     /// Report what was counted since the last tick as events; flag silent publishers.
     fn watchdog(&self, sink: &dyn SampleSink) {
         let now = crate::sim::now_ns();
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        // read, not cloned: specs carry whole schema texts; the writer only reads it too
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         for (t, st) in table.iter().zip(self.stats.iter()) {
             if t.is_slot() {
                 continue;
