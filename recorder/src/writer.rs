@@ -255,9 +255,9 @@ pub struct EpisodeWriter {
     slot: SlotFile,
     path: PathBuf,
     streams: Vec<StreamSpec>,
-    /// `None` for a slot not bound yet (see [`WriterOptions::table`]).
-    channel_ids: Vec<Option<u16>>,
-    stream_device: Vec<usize>,
+    /// Per stream: its channel and its device (index into `devices`); `None` for a slot not
+    /// bound yet (see [`WriterOptions::table`]).
+    bound: Vec<Option<(u16, usize)>>,
     devices: Vec<DeviceState>,
     schema_ids: BTreeMap<String, u16>,
     clock_schema: u16,
@@ -421,8 +421,7 @@ impl EpisodeWriter {
             slot: slot.clone(),
             path: path.into(),
             streams: streams.to_vec(),
-            channel_ids: vec![None; n],
-            stream_device: vec![usize::MAX; n],
+            bound: vec![None; n],
             devices: Vec::new(),
             schema_ids: BTreeMap::from([
                 (ClockObservations::TYPE_NAME.to_string(), clock_schema),
@@ -623,10 +622,10 @@ impl EpisodeWriter {
     }
 
     /// Give stream `i` its channel (and its device's clock channel) if it is bound: declared
-    /// with a topic, or a slot the table has bound since. Returns whether it has one.
-    fn bind_channel(&mut self, i: usize) -> Result<bool, WriteError> {
-        if self.channel_ids[i].is_some() {
-            return Ok(true);
+    /// with a topic, or a slot the table has bound since. Returns its (channel, device).
+    fn bind_channel(&mut self, i: usize) -> Result<Option<(u16, usize)>, WriteError> {
+        if let Some(b) = self.bound[i] {
+            return Ok(Some(b));
         }
         if self.streams[i].topic.is_empty()
             && let Some(t) = &self.table
@@ -635,7 +634,7 @@ impl EpisodeWriter {
             self.streams[i] = spec.clone();
         }
         if self.streams[i].topic.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let s = self.streams[i].clone();
         let path = self.path.clone();
@@ -681,7 +680,7 @@ impl EpisodeWriter {
             _ => "header",
         };
         md.insert("demotape.stamp".to_string(), stamp.to_string());
-        self.channel_ids[i] = Some(w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?);
+        let channel_id = w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?;
         let di = match self.devices.iter().position(|d| d.name == s.device) {
             Some(d) => d,
             None => {
@@ -707,19 +706,23 @@ impl EpisodeWriter {
                 self.devices.len() - 1
             }
         };
-        self.stream_device[i] = di;
-        Ok(true)
+        self.bound[i] = Some((channel_id, di));
+        Ok(self.bound[i])
     }
 
     /// Synchronize, stamp, encode and append one sample.
     pub fn write_sample(&mut self, mut s: Sample) -> Result<(), WriteError> {
         let i = s.stream;
-        if i >= self.streams.len() || !self.bind_channel(i)? {
+        let bound = if i < self.streams.len() {
+            self.bind_channel(i)?
+        } else {
+            None
+        };
+        let Some((channel_id, di)) = bound else {
             // a source pushed for a slot it never bound: a bug, but never a crash
             tracing::error!(stream = i, "sample of an unbound stream not written");
             return Ok(());
-        }
-        let di = self.stream_device[i];
+        };
         let dev = &mut self.devices[di];
         let mapped = dev.mapper.observe(
             s.transmit_stamp_us.unwrap_or(s.device_stamp_us),
@@ -755,9 +758,9 @@ impl EpisodeWriter {
         if dev.batch.boot_id != s.boot_id && !dev.batch.device_stamp_us.is_empty() {
             // a counter restart ends the batch: one batch never mixes two boots
             let now = s.host_receive_ns;
-            self.flush_clock(self.stream_device[i], now)?;
+            self.flush_clock(di, now)?;
         }
-        let dev = &mut self.devices[self.stream_device[i]];
+        let dev = &mut self.devices[di];
         dev.batch.boot_id = s.boot_id;
         dev.batch
             .device_stamp_us
@@ -778,7 +781,7 @@ impl EpisodeWriter {
                 source,
             })?;
         let h = MessageHeader {
-            channel_id: self.channel_ids[i].expect("bound above"),
+            channel_id,
             sequence: s.sequence as u32,
             log_time: mapped,
             publish_time: s.host_receive_ns,
