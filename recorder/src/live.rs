@@ -479,18 +479,11 @@ mod tests {
         let be = cdr::serialize::<_, _, cdr::CdrBe>(&img, cdr::Infinite).unwrap();
         let raw = sample(0, 1_000, Payload::Raw(be.into()));
         let mut out = Vec::new();
-        let att: serde_json::Value = serde_json::from_str(
-            &encode(
-                "/cam",
-                Modality::Rgb,
-                "sensor_msgs/msg/Image",
-                raw,
-                2,
-                &mut out,
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let enc = |raw, out: &mut Vec<u8>| -> serde_json::Value {
+            let att = encode("/cam", Modality::Rgb, "sensor_msgs/msg/Image", raw, 2, out);
+            serde_json::from_str(&att.unwrap()).unwrap()
+        };
+        let att = enc(raw, &mut out);
         assert_eq!(att["stride"], 2, "{att}");
         let back: Image = hal::msgs::decode(&out).unwrap();
         assert_eq!(
@@ -504,18 +497,7 @@ mod tests {
         };
         let bytes = bayer.encode().unwrap();
         let raw = sample(0, 1_000, Payload::Raw(bytes.clone().into()));
-        let att: serde_json::Value = serde_json::from_str(
-            &encode(
-                "/cam",
-                Modality::Rgb,
-                "sensor_msgs/msg/Image",
-                raw,
-                2,
-                &mut out,
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let att = enc(raw, &mut out);
         assert_eq!((&att["stride"], &out), (&serde_json::json!(1), &bytes));
     }
 
