@@ -4,7 +4,10 @@
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("msgs");
+    // read at run time: `env!` would bake in the path of whichever checkout first built this
+    // script, and clones sharing a target dir reuse the compiled script
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("msgs");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut entries = Vec::new();
     for pkg in std::fs::read_dir(&root).expect("hal/msgs") {
