@@ -1,5 +1,6 @@
 //! `demotape export lerobot` and `demotape import lerobot`: argument parsing and reports.
 
+use annotate::decode::TopicPath;
 use annotate::lerobot::export::{ExportOptions, Filter, export};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub enum ExportCmd {
     /// Examples:
     ///   demotape export lerobot episodes/ --out datasets/pick --fps 30
     ///   demotape export lerobot episodes/ --out datasets/pick-ok --outcome success --video
+    ///   demotape export lerobot bag.mcap --out ds --state /joint_states.position,/gripper/state.data \
+    ///       --action /arm_controller/joint_trajectory.points[0].positions,/gripper/command.data
     #[command(verbatim_doc_comment)]
     Lerobot(ExportArgs),
 }
@@ -66,6 +69,23 @@ pub struct ExportArgs {
     /// Joint-state topic.
     #[arg(long, default_value = "/joint_states")]
     joint_topic: String,
+    /// observation.state from these field paths (any message type, decoded with the file's
+    /// own schema), in order, instead of the joint positions, wrenches and touch:
+    /// TOPIC.FIELD, e.g. /joint_states.position, /gripper/state.width, /imu.linear_acceleration,
+    /// /arm_controller/commands.data (a bare topic: every number but the header). Arrays beside
+    /// a name/joint_names list are named by joint (shoulder.pos), others by path. Repeatable or
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "PATH", conflicts_with_all = ["joint_topic", "no_wrench", "no_tactile"])]
+    state: Vec<TopicPath>,
+    /// action from these field paths instead of --action-topic, e.g.
+    /// /arm_controller/joint_trajectory.points[0].positions,/gripper/command.data
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PATH",
+        conflicts_with = "action_topic"
+    )]
+    action: Vec<TopicPath>,
     /// Recorded command topic (sensor_msgs/msg/JointState) used as the action when present.
     #[arg(long, default_value = "/joint_commands")]
     action_topic: String,
@@ -138,6 +158,8 @@ pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
         no_images: a.no_images,
         cameras: a.cameras,
         joint_topic: a.joint_topic,
+        state_paths: a.state,
+        action_paths: a.action,
         action_topic: a.action_topic,
         wrench: !a.no_wrench,
         tactile: !a.no_tactile,

@@ -181,3 +181,78 @@ fn bad_inputs_are_named_and_gate_failures_left_out() {
     assert_eq!(code, 1);
     assert!(err.contains("meta/info.json"), "{err}");
 }
+
+/// A rosbag2 MCAP written by rosbags (no demotape code), of types the exporter has no built-in
+/// knowledge of — JointTrajectory commands, Float64MultiArray / Float64 gripper, Imu,
+/// CompressedImage — exports with `--state` / `--action` field paths to a dataset that
+/// lerobot-doctor passes and whose every value equals the message's at that frame time
+/// (tests/python/rosbag2_lerobot.py reads the bag back with rosbags' AnyReader).
+#[test]
+fn rosbag2_of_any_types_exports_by_field_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("bag");
+    let out = Command::new(python())
+        .arg(demotape_e2e::script("rosbag2_lerobot.py"))
+        .arg("write")
+        .arg(&bag)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ds = dir.path().join("ds");
+    let state = "/joint_states.position,/gripper/state.data,/imu.linear_acceleration";
+    let action = "/arm_controller/joint_trajectory.points[0].positions,/gripper/command.data";
+    let (code, rep, err) = demotape(
+        &[
+            "export", "lerobot", "--json", "--fps", "20", "--state", state, "--action", action,
+            "--out",
+        ],
+        &[&ds, &bag],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        rep["action_source"],
+        format!("paths {}", action.replace(',', ", "))
+    );
+    assert_eq!(
+        rep["cameras"],
+        serde_json::json!(["observation.images.camera"])
+    );
+    let checked: serde_json::Value = serde_json::from_slice(&run_python(
+        "rosbag2_lerobot.py",
+        &[
+            std::path::Path::new("check"),
+            &bag,
+            &ds,
+            std::path::Path::new("20"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(checked["frames"], 61, "{checked}");
+    doctor(&ds);
+
+    // a path that does not fit the type names the fields it could have been
+    let bad = dir.path().join("bad");
+    let (code, rep, err) = demotape(
+        &[
+            "export",
+            "lerobot",
+            "--json",
+            "--no-images",
+            "--state",
+            "/joint_states.positon",
+            "--out",
+        ],
+        &[&bad, &bag],
+    );
+    assert_eq!(code, 1, "{rep:#}");
+    assert!(
+        err.contains("sensor_msgs/msg/JointState has no field \"positon\"")
+            && err.contains("position, velocity, effort"),
+        "{err}"
+    );
+    assert!(!bad.exists() && !dir.path().join("bad.partial").exists());
+}

@@ -20,10 +20,11 @@ use super::cdr::{Rgb, decode, encode_png, image_to_rgb};
 use super::stats::FeatureStats;
 use super::video::Encoder;
 use super::{OUTCOMES, PHASES, SOURCES, camera_key, data_path, grid_offset_ns, video_path};
+use crate::decode::TopicPath;
 use crate::read::{
     RawMessage, Selection, chunk_messages, message_times, read_chunk, read_selected_parts,
 };
-use hal::msgs::{CompressedImage, Image, JointState, RosMessage, TactileArray, WrenchStamped};
+use hal::msgs::{CompressedImage, Image, RosMessage, TactileArray, WrenchStamped};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,11 @@ pub struct ExportOptions {
     /// Only these cameras (feature names without `observation.images.`; empty: all RGB).
     pub cameras: Vec<String>,
     pub joint_topic: String,
+    /// `observation.state` from these field paths, in order, instead of the joint positions
+    /// (and wrenches and touch); the first path's values are what "next state" actions use.
+    pub state_paths: Vec<TopicPath>,
+    /// `action` from these field paths instead of `action_topic`.
+    pub action_paths: Vec<TopicPath>,
     /// The recorded command stream (`sensor_msgs/msg/JointState`); when absent, the action
     /// is the next frame's joint positions.
     pub action_topic: String,
@@ -81,6 +87,8 @@ impl Default for ExportOptions {
             no_images: false,
             cameras: Vec::new(),
             joint_topic: "/joint_states".into(),
+            state_paths: Vec::new(),
+            action_paths: Vec::new(),
             action_topic: "/joint_commands".into(),
             wrench: true,
             tactile: true,
@@ -287,64 +295,68 @@ fn is_camera(topic: &str, schema: &str) -> bool {
         && !topic.contains("depth")
 }
 
-/// One series per joint of `topic`'s `JointState`s, and the joint names. Robots often have
-/// several publishers on one joint-state topic (an arm driver and a gripper driver), each
-/// with its own joints, rate and order: every joint is followed in every message that names
-/// it, and interpolated on its own. Joint order: the joints of the message naming the most
-/// first (in its order), then any others as they first appear, so every episode of a setup
-/// gets the same layout whichever publisher spoke first.
-fn joint_series(
+/// One series per value `p` selects (interpolated on its own), and the values' names
+/// (`crate::decode::path_samples`: joints by name, so several publishers on one joint-state
+/// topic — an arm driver and a gripper driver, each with its own joints, rate and order — give
+/// one layout whichever spoke first). `None` when the episode has no such topic.
+fn path_series(
     sel: &Selection,
-    topic: &str,
+    p: &TopicPath,
 ) -> anyhow::Result<Option<(Vec<Series>, Vec<String>)>> {
-    let msgs = sel.by_topic(topic);
-    if msgs.is_empty() {
-        return Ok(None);
-    }
-    let mut decoded = Vec::with_capacity(msgs.len());
-    let mut bad = 0usize;
-    for m in msgs {
-        match decode::<JointState>(&m.data) {
-            Ok(js) if js.position.len() == js.name.len() && !js.name.is_empty() => {
-                decoded.push((m.header.log_time, js))
-            }
-            _ => bad += 1,
-        }
-    }
-    if bad > 0 {
-        tracing::warn!(
-            topic,
-            bad,
-            "joint-state messages skipped (undecodable, or positions not one per name)"
-        );
-    }
-    let Some(widest) = decoded.iter().map(|(_, js)| js.name.len()).max() else {
+    let Some(ps) = crate::decode::path_samples(sel, p)? else {
         return Ok(None);
     };
-    let mut names: Vec<String> = Vec::new();
-    let first_widest = decoded.iter().find(|(_, js)| js.name.len() == widest);
-    for (_, js) in first_widest.into_iter().chain(decoded.iter()) {
-        for n in &js.name {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
+    if ps.skipped > 0 {
+        tracing::warn!(
+            path = %p,
+            skipped = ps.skipped,
+            first = ps.first_skip.as_deref().unwrap_or(""),
+            "messages left out"
+        );
     }
-    let index: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
-    let mut series: Vec<Series> = names.iter().map(|_| Series::new(1)).collect();
-    for (t, js) in &decoded {
-        for (n, p) in js.name.iter().zip(&js.position) {
-            series[index[n.as_str()]].push(*t, &[*p]);
+    let mut series: Vec<Series> = ps.names.iter().map(|_| Series::new(1)).collect();
+    for (t, values) in &ps.samples {
+        for (i, x) in values {
+            series[*i].push(*t, &[*x]);
         }
     }
     for s in &mut series {
         s.sort();
     }
-    Ok(Some((series, names)))
+    Ok(Some((series, ps.names)))
+}
+
+/// The series of every path, in order, and how many the first path gave; an episode lacking
+/// one of the topics is an error.
+fn paths_series(
+    sel: &Selection,
+    paths: &[TopicPath],
+    what: &str,
+) -> anyhow::Result<(Vec<Series>, Vec<String>, usize)> {
+    let mut first = 0;
+    let mut series = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for p in paths {
+        let (s, n) = path_series(sel, p)?.ok_or_else(|| {
+            anyhow::anyhow!("--{what} {p}: no messages on {} in this episode", p.topic)
+        })?;
+        if let Some(dup) = n.iter().find(|x| names.contains(x)) {
+            anyhow::bail!("--{what} {p}: {dup:?} is already selected by an earlier path");
+        }
+        if series.is_empty() {
+            first = s.len();
+        }
+        series.extend(s);
+        names.extend(n);
+    }
+    Ok((series, names, first))
+}
+
+fn joint_path(topic: &str) -> TopicPath {
+    TopicPath {
+        topic: topic.to_string(),
+        field: hal::ros::FieldPath(vec![hal::ros::Seg::Field("position".into())]),
+    }
 }
 
 fn short(topic: &str) -> String {
@@ -357,11 +369,16 @@ fn short(topic: &str) -> String {
 }
 
 fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStreams> {
-    let (joints, names) = joint_series(sel, &opts.joint_topic)?
-        .ok_or_else(|| anyhow::anyhow!("no joint states on {}", opts.joint_topic))?;
-    let mut state_names: Vec<String> = names.iter().map(|n| format!("{n}.pos")).collect();
-    let njoints = state_names.len();
-    let mut state = joints;
+    let (mut state, mut state_names, njoints) = if opts.state_paths.is_empty() {
+        let (s, n) = path_series(sel, &joint_path(&opts.joint_topic))?
+            .ok_or_else(|| anyhow::anyhow!("no joint states on {}", opts.joint_topic))?;
+        let k = s.len();
+        (s, n, k)
+    } else {
+        let (s, n, first) = paths_series(sel, &opts.state_paths, "state")?;
+        (s, n, first)
+    };
+    let extras = opts.state_paths.is_empty();
     // sorted by topic: the same layout whatever order the channels were recorded in
     let topics_of = |schema: &str| -> Vec<String> {
         let mut t: Vec<String> = sel
@@ -373,7 +390,7 @@ fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStrea
         t.sort();
         t
     };
-    if opts.wrench {
+    if extras && opts.wrench {
         for topic in topics_of("geometry_msgs/msg/WrenchStamped") {
             let mut s = Series::new(6);
             for m in sel.by_topic(&topic) {
@@ -395,7 +412,7 @@ fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStrea
             state.push(s);
         }
     }
-    if opts.tactile {
+    if extras && opts.tactile {
         for topic in topics_of("demotape_msgs/msg/TactileArray") {
             let mut s = Series::new(1);
             for m in sel.by_topic(&topic) {
@@ -415,7 +432,12 @@ fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStrea
             state.push(s);
         }
     }
-    let action = joint_series(sel, &opts.action_topic)?;
+    let action = if opts.action_paths.is_empty() {
+        path_series(sel, &joint_path(&opts.action_topic))?
+    } else {
+        let (s, n, _) = paths_series(sel, &opts.action_paths, "action")?;
+        Some((s, n))
+    };
     let mut cameras: Vec<(String, u16, String, String)> = Vec::new();
     if !opts.no_images {
         for c in sel.channels.values() {
@@ -454,7 +476,7 @@ struct Layout {
 
 fn layout_of(s: &EpisodeStreams) -> Layout {
     let (action_names, from_topic) = match &s.action {
-        Some((_, n)) => (n.iter().map(|n| format!("{n}.pos")).collect(), true),
+        Some((_, n)) => (n.clone(), true),
         None => (s.state_names[..s.joints].to_vec(), false),
     };
     Layout {
@@ -731,7 +753,10 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
 }
 
 fn action_source(layout: &Layout, opts: &ExportOptions) -> String {
-    if layout.action_from_topic {
+    if !opts.action_paths.is_empty() {
+        let p: Vec<String> = opts.action_paths.iter().map(ToString::to_string).collect();
+        format!("paths {}", p.join(", "))
+    } else if layout.action_from_topic {
         format!("topic {}", opts.action_topic)
     } else {
         "next_state".to_string()
@@ -796,10 +821,14 @@ fn episode(
             .values()
             .filter(|c| {
                 let schema = s.schemas.get(&c.schema_id).map_or("", String::as_str);
-                c.topic == opts.joint_topic
-                    || c.topic == opts.action_topic
-                    || (opts.wrench && schema == "geometry_msgs/msg/WrenchStamped")
-                    || (opts.tactile && schema == "demotape_msgs/msg/TactileArray")
+                let defaults = opts.state_paths.is_empty();
+                let on_path = |paths: &[TopicPath]| paths.iter().any(|p| p.topic == c.topic);
+                on_path(&opts.state_paths)
+                    || on_path(&opts.action_paths)
+                    || (defaults && c.topic == opts.joint_topic)
+                    || (opts.action_paths.is_empty() && c.topic == opts.action_topic)
+                    || (defaults && opts.wrench && schema == "geometry_msgs/msg/WrenchStamped")
+                    || (defaults && opts.tactile && schema == "demotape_msgs/msg/TactileArray")
             })
             .map(|c| c.topic.clone())
             .collect()
@@ -1348,6 +1377,7 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
         "demotape": {
             "exporter": concat!("demotape ", env!("CARGO_PKG_VERSION")),
             "action_source": action_source(layout, opts),
+            "state_paths": opts.state_paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "action_note": if layout.action_from_topic {
                 "action = the recorded command stream, interpolated at each frame time"
             } else {

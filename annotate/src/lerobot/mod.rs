@@ -69,23 +69,29 @@ pub fn grid_offset_ns(k: u64, fps: u32) -> u64 {
 /// A camera's name from its topic: without the `/camera/` namespace, the image_transport
 /// `/compressed` suffix and the ROS image topic name (`image_raw`, `image_rect_color`, ...),
 /// sanitized: `/camera/head/image_raw` and `/camera/head/image_raw/compressed` → `head`,
-/// `/camera/color/image_rect_raw` → `color`; other topics are sanitized whole.
+/// `/camera/color/image_rect_raw` → `color`, `/camera/image/compressed` → `camera`; other
+/// topics are sanitized whole.
 pub fn camera_name(topic: &str) -> String {
     let Some(rest) = topic.strip_prefix("/camera/") else {
         return sanitize(topic);
     };
     let rest = rest.strip_suffix("/compressed").unwrap_or(rest);
-    let rest = [
+    let names = [
         "/image_raw",
         "/image_rect_raw",
         "/image_rect_color",
         "/image_color",
         "/image_rect",
         "/image",
-    ]
-    .iter()
-    .find_map(|s| rest.strip_suffix(s))
-    .unwrap_or(rest);
+    ];
+    if names.iter().any(|n| n[1..] == *rest) {
+        // `/camera/image_raw`: the only camera
+        return "camera".into();
+    }
+    let rest = names
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .unwrap_or(rest);
     sanitize(rest)
 }
 
@@ -133,7 +139,8 @@ mod tests {
         );
         assert_eq!(camera_name("/camera/color/image_rect_raw"), "color");
         assert_eq!(camera_name("/camera/head/depth/image_raw"), "head_depth");
-        assert_eq!(camera_name("/camera/image_raw"), "image_raw");
+        assert_eq!(camera_name("/camera/image_raw"), "camera");
+        assert_eq!(camera_name("/camera/image/compressed"), "camera");
         assert_eq!(data_path(1001), "data/chunk-001/file-001.parquet");
         assert_eq!(grid_offset_ns(3, 30), 100_000_000);
         assert_eq!(grid_offset_ns(1, 30), 33_333_333);

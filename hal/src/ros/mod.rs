@@ -5,5 +5,5 @@
 pub mod cdr;
 pub mod msgdef;
 
-pub use cdr::{CdrError, Checked, FieldPath, Layout, Leaf, Value, Visit, check, decode, walk};
+pub use cdr::{CdrError, Checked, FieldPath, Layout, Leaf, Seg, Value, Visit, check, decode, walk};
 pub use msgdef::{DefError, MsgDef, Registry, from_dds_name, normalize_name, to_dds_name};
