@@ -14,6 +14,11 @@
 //!   host receive − mapped capture time per clock observation)
 //! - `annotations/phases`, `annotations/outcome` (TextLog at each boundary, effective
 //!   human-over-auto labels) and `annotations/phase_index` (Scalars step series)
+//! - every other ROS 2 type, read with the file's own schema ([`ros`]): `/tf` and
+//!   `/tf_static` as named transform frames under `world/tf`, PointCloud2 under
+//!   `world/points`, CameraInfo as a pinhole on `camera/<name>`, Imu and Odometry plots (and
+//!   the odometry's pose and path under `world/odom`), any other type's numbers under
+//!   `topics/<topic>/…`
 //!
 //! The file is streamed chunk by chunk in time order: memory is bounded by one chunk, not by
 //! the episode's length.
@@ -28,6 +33,8 @@
 //! the same way, on a `receive_time` timeline (the live copy is stamped with host receive
 //! times, not the synchronized clock), plus the recorder's status (state, per-channel drops
 //! and rates) under `recorder/`.
+
+mod ros;
 
 use crate::lerobot::cdr::decode;
 use crate::lerobot::export::load_labels;
@@ -91,6 +98,8 @@ struct Ctx {
     last_force: Option<[f64; 3]>,
     /// The view groups of the layout last sent.
     laid_out: BTreeSet<String>,
+    /// Types read with the file's schemas (tf, point clouds, any other type).
+    ros: ros::RosState,
 }
 
 impl Ctx {
@@ -114,11 +123,23 @@ impl Ctx {
             last_grip: None,
             last_force: None,
             laid_out: BTreeSet::new(),
+            ros: ros::RosState::default(),
         }
     }
 
     fn log<A: rerun::AsComponents + ?Sized>(&mut self, path: &str, a: &A) -> anyhow::Result<()> {
         self.rec.log(path, a)?;
+        *self.report.rows.entry(path.to_string()).or_default() += 1;
+        Ok(())
+    }
+
+    /// Log for all times (`/tf_static`).
+    fn log_static<A: rerun::AsComponents + ?Sized>(
+        &mut self,
+        path: &str,
+        a: &A,
+    ) -> anyhow::Result<()> {
+        self.rec.log_static(path, a)?;
         *self.report.rows.entry(path.to_string()).or_default() += 1;
         Ok(())
     }
@@ -181,7 +202,10 @@ fn view_group(path: &str) -> Option<String> {
     Some(match parts.as_slice() {
         ["camera", _, "rgb" | "depth"] | ["tactile", _] => path.to_string(),
         ["world", ..] => "world".into(),
-        ["joints" | "wrench" | "recorder", kind, _, ..] => format!("{}/{kind}", parts[0]),
+        ["joints" | "wrench" | "recorder" | "topics", kind, _, ..] => {
+            format!("{}/{kind}", parts[0])
+        }
+        ["imu" | "odom", name, kind, _] => format!("{}/{name}/{kind}", parts[0]),
         ["sync", ..] => "sync".into(),
         ["annotations", "phase_index"] => path.to_string(),
         ["events"] | ["annotations", "phases" | "outcome"] | ["recorder", "state"] => "log".into(),
@@ -220,6 +244,9 @@ fn layout(groups: &BTreeSet<String>, timeline: &str) -> (bp::Blueprint, Vec<Stri
     .collect();
     plot_specs
         .extend(with("wrench/").map(|g| (format!("wrench {} (N, N·m)", title(g)), g.as_str())));
+    plot_specs.extend(with("imu/").map(|g| (format!("imu {}", title(g)), g.as_str())));
+    plot_specs.extend(with("odom/").map(|g| (format!("odometry {}", title(g)), g.as_str())));
+    plot_specs.extend(with("topics/").map(|g| (title(g), g.as_str())));
     for (g, label) in [
         ("sync", "sync: receive − capture (ms)"),
         ("annotations/phase_index", "phase index"),
@@ -241,7 +268,7 @@ fn layout(groups: &BTreeSet<String>, timeline: &str) -> (bp::Blueprint, Vec<Stri
     let mut right: Vec<bp::ContainerLike> = Vec::new();
     if groups.contains("world") {
         right.push(
-            bp::Spatial3DView::new(name("arm (forward kinematics)".into()))
+            bp::Spatial3DView::new(name("3D".into()))
                 .with_origin("world")
                 .into(),
         );
@@ -375,6 +402,7 @@ pub fn view(
         view_part(&mut cx, path, summary, &bar, (&mut t_min, &mut t_max))?;
     }
     bar.finish_and_clear();
+    ros::finish(&mut cx)?;
     cx.send_layout()?;
     cx.rec.flush_blocking()?;
     if t_max > t_min {
@@ -396,10 +424,19 @@ fn view_part(
         mut file,
         len,
         mut chunk_index,
-        sel: crate::read::Selection {
-            channels, schemas, ..
-        },
+        sel:
+            crate::read::Selection {
+                channels,
+                schemas,
+                schema_texts,
+                ..
+            },
     } = summary;
+    for c in channels.values() {
+        if let Some(text) = schema_texts.get(&c.schema_id) {
+            cx.ros.schema_texts.insert(c.topic.clone(), text.clone());
+        }
+    }
     chunk_index.sort_by_key(|c| (c.message_start_time, c.chunk_start_offset));
     bar.inc_length(chunk_index.len() as u64);
     let mut raw = Vec::new();
@@ -516,6 +553,7 @@ pub fn view_live(
         bar.tick();
     }
     bar.finish_and_clear();
+    ros::finish(&mut cx)?;
     cx.send_layout()?;
     cx.rec.flush_blocking()?;
     let _ = session.close().wait();
@@ -707,7 +745,7 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
                 )?;
             }
         }
-        _ => anyhow::bail!("no view for {schema}"),
+        _ => ros::message(cx, topic, schema, t, data)?,
     }
     Ok(())
 }
@@ -814,6 +852,15 @@ mod tests {
             ("events", Some("log")),
             ("annotations/outcome", Some("log")),
             ("annotations/phase_index", Some("annotations/phase_index")),
+            ("world/tf/tool0/axes", Some("world")),
+            ("world/points/lidar", Some("world")),
+            (
+                "imu/imu/angular_velocity/x",
+                Some("imu/imu/angular_velocity"),
+            ),
+            ("odom/odom/linear/x", Some("odom/odom/linear")),
+            ("topics/cmd_vel/angular/z", Some("topics/cmd_vel")),
+            ("topics/gripper_state/data", Some("topics/gripper_state")),
             ("__properties", None),
             ("camera/head", None),
         ] {
@@ -844,7 +891,7 @@ mod tests {
                 "head depth",
                 "wrist rgb",
                 "wrist depth",
-                "arm (forward kinematics)",
+                "3D",
                 "joint positions (rad, m)",
                 "wrench right (N, N·m)",
                 "events and labels"

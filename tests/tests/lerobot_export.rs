@@ -186,13 +186,13 @@ fn bad_inputs_are_named_and_gate_failures_left_out() {
 /// knowledge of — JointTrajectory commands, Float64MultiArray / Float64 gripper, Imu,
 /// CompressedImage — exports with `--state` / `--action` field paths to a dataset that
 /// lerobot-doctor passes and whose every value equals the message's at that frame time
-/// (tests/python/rosbag2_lerobot.py reads the bag back with rosbags' AnyReader).
+/// (tests/python/rosbag2_any.py reads the bag back with rosbags' AnyReader).
 #[test]
 fn rosbag2_of_any_types_exports_by_field_paths() {
     let dir = tempfile::tempdir().unwrap();
     let bag = dir.path().join("bag");
     let out = Command::new(python())
-        .arg(demotape_e2e::script("rosbag2_lerobot.py"))
+        .arg(demotape_e2e::script("rosbag2_any.py"))
         .arg("write")
         .arg(&bag)
         .output()
@@ -222,7 +222,7 @@ fn rosbag2_of_any_types_exports_by_field_paths() {
         serde_json::json!(["observation.images.camera"])
     );
     let checked: serde_json::Value = serde_json::from_slice(&run_python(
-        "rosbag2_lerobot.py",
+        "rosbag2_any.py",
         &[
             std::path::Path::new("check"),
             &bag,

@@ -1,20 +1,25 @@
-"""A rosbag2 MCAP that no demotape code wrote, and the check of its LeRobot export.
+"""A rosbag2 MCAP that no demotape code wrote, and the checks of what demotape makes of it.
 
-usage: rosbag2_lerobot.py write BAG_DIR
-       rosbag2_lerobot.py check BAG_DIR DATASET FPS
+usage: rosbag2_any.py write BAG_DIR
+       rosbag2_any.py check BAG_DIR DATASET FPS     (a `demotape export lerobot` of it)
+       rosbag2_any.py view BAG_DIR FILE.rrd         (a `demotape view --save` of it)
 
 `write` records, with rosbags' own rosbag2 writer (storage plugin mcap), what a ros2_control
 arm with a separate gripper driver publishes: /joint_states (6 joints, 100 Hz),
 /arm_controller/joint_trajectory (trajectory_msgs/JointTrajectory commands, 20 Hz),
 /gripper/command (std_msgs/Float64MultiArray, 20 Hz), /gripper/state (std_msgs/Float64,
-40 Hz), /imu (sensor_msgs/Imu, 100 Hz), /camera/image/compressed (JPEG, 20 Hz), /tf (not
-exported). Every stream starts at the same time, so each grid time of a 20 fps export is a
+40 Hz), /imu (sensor_msgs/Imu, 100 Hz), /camera/image/compressed (JPEG, 20 Hz), and, not
+exported, what `demotape view` draws: /tf, /tf_static, /lidar/points (PointCloud2),
+/camera/camera_info, /odom (nav_msgs/Odometry), /cmd_vel (geometry_msgs/Twist). Every stream starts at the same time, so each grid time of a 20 fps export is a
 message time of every stream.
 
 `check` reads the bag back with rosbags' AnyReader and the dataset with pyarrow, and fails
 unless every frame's observation.state and action equal (as float32) the messages at that frame
 time, the feature names are the joints' and the paths', and every frame has its image.
-Prints a JSON summary.
+`view` reads the .rrd with rerun-sdk's own RRD reader and fails unless the tf tree, the point
+cloud, the pinhole, the odometry path and the generic scalars hold the bag's values.
+
+Each prints a JSON summary.
 """
 
 import io
@@ -91,6 +96,41 @@ def write(bag):
                     translation=Vec3(x=0.4, y=0.0, z=0.001 * k), rotation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)))]),
             "tf2_msgs/msg/TFMessage")),
     }
+    # not exported; for `demotape view` (tf tree, point cloud, pinhole, odometry, scalars)
+    PF = T["sensor_msgs/msg/PointField"]
+    streams["/tf_static"] = ("tf2_msgs/msg/TFMessage", end_ms_static(), lambda t, k: ser(
+        T["tf2_msgs/msg/TFMessage"](transforms=[T["geometry_msgs/msg/TransformStamped"](
+            header=header(t, "tool0"), child_frame_id="camera",
+            transform=T["geometry_msgs/msg/Transform"](
+                translation=Vec3(x=0.0, y=0.0, z=0.05), rotation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)))]),
+        "tf2_msgs/msg/TFMessage"))
+    streams["/lidar/points"] = ("sensor_msgs/msg/PointCloud2", 100, lambda t, k: ser(
+        T["sensor_msgs/msg/PointCloud2"](
+            header=header(t, "tool0"), height=1, width=50,
+            fields=[PF(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")],
+            is_bigendian=False, point_step=12, row_step=600,
+            data=np.array([[0.01 * i, 0.002 * k, 0.5] for i in range(50)], dtype="<f4").view(np.uint8).ravel(),
+            is_dense=True), "sensor_msgs/msg/PointCloud2"))
+    streams["/camera/camera_info"] = ("sensor_msgs/msg/CameraInfo", 50, lambda t, k: ser(
+        T["sensor_msgs/msg/CameraInfo"](
+            header=header(t, "camera"), height=48, width=64, distortion_model="plumb_bob",
+            d=np.zeros(5), k=np.array([50.0, 0, 32, 0, 50.0, 24, 0, 0, 1]), r=np.eye(3).ravel(),
+            p=np.array([50.0, 0, 32, 0, 0, 50.0, 24, 0, 0, 0, 1, 0]), binning_x=0, binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                      do_rectify=False)),
+        "sensor_msgs/msg/CameraInfo"))
+    Cov = T["geometry_msgs/msg/PoseWithCovariance"]
+    streams["/odom"] = ("nav_msgs/msg/Odometry", 20, lambda t, k: ser(T["nav_msgs/msg/Odometry"](
+        header=header(t, "odom"), child_frame_id="base_link",
+        pose=Cov(pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](
+            x=0.0002 * k, y=0.0, z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)),
+            covariance=np.zeros(36)),
+        twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=T["geometry_msgs/msg/Twist"](
+            linear=Vec3(x=0.2, y=0.0, z=0.0), angular=Vec3(x=0.0, y=0.0, z=0.0)),
+            covariance=np.zeros(36))), "nav_msgs/msg/Odometry"))
+    streams["/cmd_vel"] = ("geometry_msgs/msg/Twist", 50, lambda t, k: ser(T["geometry_msgs/msg/Twist"](
+        linear=Vec3(x=0.2, y=0.0, z=0.0), angular=Vec3(x=0.0, y=0.0, z=0.001 * k)),
+        "geometry_msgs/msg/Twist"))
     end_ms = int(SECONDS * 1000)
     events = []
     with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
@@ -102,6 +142,11 @@ def write(bag):
         for t, topic, k, make in events:
             w.write(conns[topic], t, make(t, k))
     print(json.dumps({"messages": len(events)}))
+
+
+def end_ms_static():
+    """/tf_static: once, at the start (a period longer than the bag)."""
+    return int(SECONDS * 1000) + 1
 
 
 def jpeg(k, PILImage):
@@ -170,10 +215,79 @@ def check(bag, ds, fps):
     print(json.dumps({"frames": rows, "state": len(want_state), "action": len(want_action)}))
 
 
+def view(bag, rrd):
+    from rerun.experimental import RrdReader
+    from rosbags.highlevel import AnyReader
+
+    counts = {}
+    with AnyReader([Path(bag)]) as r:
+        for conn, _, _ in r.messages():
+            counts[conn.topic] = counts.get(conn.topic, 0) + 1
+    reader = RrdReader(rrd)
+    cols = {}
+    for c in reader.stream(store=reader.recordings()[0]):
+        b = c.to_record_batch()
+        for k in b.schema.names:
+            if ":" in k:
+                cols.setdefault((c.entity_path, k), []).extend(
+                    x for x in b.column(k).to_pylist() if x is not None)
+
+    def col(entity, comp):
+        v = cols.get((entity, comp))
+        if not v:
+            fail(f"{entity} has no {comp} (have: {sorted(k for e, k in cols if e == entity)})")
+        return v
+
+    def flat(x):
+        while isinstance(x, list) and len(x) == 1:
+            x = x[0]
+        return x
+
+    # tf: base_link -> tool0 over time, tool0 -> camera static, base_link attached to the view
+    if {flat(x) for x in col("/world/tf/tool0", "Transform3D:parent_frame")} != {"base_link"}:
+        fail("tool0's parent is not base_link")
+    zs = [flat(x)[2] for x in col("/world/tf/tool0", "Transform3D:translation")]
+    if len(zs) != counts["/tf"] or abs(max(zs) - 0.001 * SECONDS * 1000) > 1e-6:
+        fail(f"tool0: {len(zs)} transforms (bag: {counts['/tf']}), last z {max(zs)}")
+    if flat(col("/world/tf/camera", "Transform3D:parent_frame")[0]) != "tool0":
+        fail("camera's parent is not tool0")
+    if [round(x, 6) for x in flat(col("/world/tf/camera", "Transform3D:translation")[0])] != [0, 0, 0.05]:
+        fail("camera's translation")
+    if flat(col("/world/tf/base_link", "Transform3D:parent_frame")[0]) != "tf#/world":
+        fail("the tf root is not attached to the 3D view")
+    # the point cloud, in its tf frame
+    clouds = col("/world/points/lidar_points", "Points3D:positions")
+    if len(clouds) != counts["/lidar/points"] or any(len(c) != 50 for c in clouds):
+        fail(f"{len(clouds)} clouds (bag: {counts['/lidar/points']}), sizes {[len(c) for c in clouds][:3]}")
+    if [round(v, 4) for v in clouds[-1][49]] != [0.49, round(0.002 * 3000, 4), 0.5]:
+        fail(f"last point {clouds[-1][49]}")
+    if {flat(x) for x in col("/world/points/lidar_points", "CoordinateFrame:frame")} != {"tool0"}:
+        fail("the cloud is not in its header's frame")
+    # the pinhole: fx, fy and the principal point, column-major
+    k = flat(col("/camera/camera", "Pinhole:image_from_camera")[0])
+    if [k[0], k[4], k[6], k[7]] != [50.0, 50.0, 32.0, 24.0]:
+        fail(f"pinhole {k}")
+    # the odometry path: 0 to 0.6 m along x
+    path = flat(col("/world/odom/odom/path", "LineStrips3D:strips")[-1])
+    xs = [p[0] for p in path]
+    if len(path) < 30 or abs(xs[0]) > 1e-6 or abs(xs[-1] - 0.0002 * SECONDS * 1000) > 1e-6:
+        fail(f"odometry path of {len(path)} points from {xs[0]} to {xs[-1]}")
+    # any other type: its numbers as scalars
+    wz = [flat(x) for x in col("/topics/cmd_vel/angular/z", "Scalars:scalars")]
+    if len(wz) != counts["/cmd_vel"] or abs(wz[-1] - 0.001 * SECONDS * 1000) > 1e-9:
+        fail(f"cmd_vel angular z: {len(wz)} values (bag: {counts['/cmd_vel']}), last {wz[-1]}")
+    ax = col("/imu/imu/linear_acceleration/x", "Scalars:scalars")
+    if len(ax) != counts["/imu"]:
+        fail(f"imu: {len(ax)} values (bag: {counts['/imu']})")
+    print(json.dumps({"tf": len(zs), "clouds": len(clouds), "path_points": len(path), "cmd_vel": len(wz)}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(sys.argv[2])
     elif sys.argv[1] == "check":
         check(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "view":
+        view(sys.argv[2], sys.argv[3])
     else:
         fail(f"unknown command {sys.argv[1]}")
