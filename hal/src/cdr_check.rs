@@ -92,19 +92,23 @@ impl KnownType {
     }
 }
 
-/// Records a few top-level numbers and array lengths during the walk.
-struct Dims<'n> {
-    want: &'n [&'n str],
+/// Records a few top-level numbers and array lengths during the walk, by field position
+/// (no name comparison per field: this runs on every camera frame).
+struct Dims {
+    /// Positions of the wanted top-level fields.
+    want: [usize; 3],
+    /// Top-level fields seen so far.
+    n: usize,
     vals: [Option<u64>; 3],
     cur: Option<usize>,
 }
 
-impl Visit for Dims<'_> {
-    fn field(&mut self, name: &Arc<str>) -> bool {
-        if self.cur.is_some() {
-            return false;
-        }
-        self.cur = self.want.iter().position(|w| *w == &**name);
+impl Visit for Dims {
+    fn field(&mut self, _name: &Arc<str>) -> bool {
+        // only top-level fields are reported (nothing below them is asked for)
+        let k = self.n;
+        self.n += 1;
+        self.cur = self.want.iter().position(|w| *w == k);
         self.cur.is_some()
     }
     fn index(&mut self, _i: usize) -> bool {
@@ -131,6 +135,20 @@ impl Visit for Dims<'_> {
     }
 }
 
+/// Where the fields `names` are in `layout` (`hint`: where the standard definition has them,
+/// checked; a redefined type is searched).
+fn positions(layout: &Layout, names: [&str; 3], hint: [usize; 3]) -> Option<[usize; 3]> {
+    let at = |i: usize| {
+        let (n, h) = (names[i], hint[i]);
+        if layout.fields.get(h).is_some_and(|f| &*f.name == n) {
+            Some(h)
+        } else {
+            layout.fields.iter().position(|f| &*f.name == n)
+        }
+    };
+    Some([at(0)?, at(1)?, at(2)?])
+}
+
 /// Given two dimensions and a length, what is inconsistent about them, if anything.
 type Consistency = fn(u64, u64, u64) -> Option<String>;
 
@@ -138,8 +156,8 @@ type Consistency = fn(u64, u64, u64) -> Option<String>;
 /// message of `layout`'s type; for images and tactile arrays also that the data size agrees
 /// with the dimensions.
 pub fn check_layout(layout: &Layout, payload: &[u8]) -> Result<Checked, CdrError> {
-    let (want, what): (&[&str], Consistency) = match layout.name.as_str() {
-        "sensor_msgs/msg/Image" => (&["height", "step", "data"], |h, step, n| {
+    let (names, hint, what): ([&str; 3], [usize; 3], Consistency) = match layout.name.as_str() {
+        "sensor_msgs/msg/Image" => (["height", "step", "data"], [1, 5, 6], |h, step, n| {
             (n != step.saturating_mul(h)).then(|| {
                 format!(
                     "data: {n} bytes but step {step} x height {h} = {}",
@@ -147,14 +165,18 @@ pub fn check_layout(layout: &Layout, payload: &[u8]) -> Result<Checked, CdrError
                 )
             })
         }),
-        "demotape_msgs/msg/TactileArray" => (&["rows", "cols", "pressure"], |r, c, n| {
+        "demotape_msgs/msg/TactileArray" => (["rows", "cols", "pressure"], [2, 3, 5], |r, c, n| {
             (n != r.saturating_mul(c))
                 .then(|| format!("pressure: {n} values but rows {r} x cols {c}"))
         }),
         _ => return walk(layout, payload, &mut ()),
     };
+    let Some(want) = positions(layout, names, hint) else {
+        return walk(layout, payload, &mut ());
+    };
     let mut d = Dims {
         want,
+        n: 0,
         vals: [None; 3],
         cur: None,
     };

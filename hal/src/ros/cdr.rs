@@ -220,6 +220,8 @@ struct Err0 {
 type R<T> = Result<T, Box<Err0>>;
 
 impl<'a> Walker<'a> {
+    #[cold]
+    #[inline(never)]
     fn err(&self, what: impl Into<String>) -> Box<Err0> {
         Box::new(Err0 {
             offset: self.pos + 4,
@@ -228,6 +230,7 @@ impl<'a> Walker<'a> {
         })
     }
 
+    #[inline(always)]
     fn align(&mut self, n: usize) -> R<()> {
         let pad = (n - self.pos % n) % n;
         if self.b.len() - self.pos < pad {
@@ -237,6 +240,7 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let remain = self.b.len() - self.pos;
         if n > remain {
@@ -247,6 +251,7 @@ impl<'a> Walker<'a> {
         Ok(s)
     }
 
+    #[inline(always)]
     fn u32(&mut self) -> R<u32> {
         self.align(4)?;
         let s: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
@@ -257,6 +262,7 @@ impl<'a> Walker<'a> {
         })
     }
 
+    #[inline]
     fn prim(&mut self, p: Prim) -> R<Leaf<'a>> {
         let n = p.size();
         self.align(n)?;
@@ -265,6 +271,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A sequence length, checked against what remains and the bound.
+    #[inline]
     fn seq_len(&mut self, min_elem: usize, bound: Option<u32>) -> R<usize> {
         self.align(4)?;
         let at = self.pos;
@@ -414,6 +421,7 @@ impl<'a> Walker<'a> {
     }
 }
 
+#[inline]
 fn prim_value(p: Prim, s: &[u8], little: bool) -> Leaf<'static> {
     macro_rules! num {
         ($t:ty) => {{
