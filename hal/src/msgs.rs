@@ -14,25 +14,14 @@ use serde::{Deserialize, Serialize};
 pub trait RosMessage: Serialize {
     /// Full type name, e.g. `sensor_msgs/msg/Image`.
     const TYPE_NAME: &'static str;
-    /// The `.msg` text of this type alone.
-    const DEFINITION: &'static str;
-    /// Types this one refers to (transitively), in the order they should follow.
-    const DEPENDENCIES: &'static [(&'static str, &'static str)];
 
-    /// The complete `ros2msg` schema: own definition then every dependency.
+    /// The complete `ros2msg` schema, own definition then every dependency, from the one
+    /// type registry ([`crate::ros::Registry::builtin`]: the ROS 2 Jazzy `.msg` files and
+    /// [`DEMOTAPE_MSGS`]) — the same text a discovered topic of this type gets.
     fn schema_text() -> String {
-        let mut s = String::from(Self::DEFINITION.trim_end());
-        s.push('\n');
-        for (name, def) in Self::DEPENDENCIES {
-            s.push_str(SEPARATOR);
-            s.push('\n');
-            s.push_str("MSG: ");
-            s.push_str(name);
-            s.push('\n');
-            s.push_str(def.trim_end());
-            s.push('\n');
-        }
-        s
+        crate::ros::Registry::builtin()
+            .schema_text(Self::TYPE_NAME)
+            .expect("every RosMessage type is in the built-in registry (unit test)")
     }
 
     /// Serialize as CDR (little-endian, with encapsulation header) appending to `out`.
@@ -48,16 +37,30 @@ pub trait RosMessage: Serialize {
     }
 }
 
+/// The `.msg` texts of demotape's own types (`demotape_msgs`), which the built-in registry
+/// adds to the ROS 2 standard packages.
+pub const DEMOTAPE_MSGS: &[(&str, &str)] = &[
+    (
+        "demotape_msgs/msg/TactileArray",
+        "# One pressure map from a tactile pad, row-major, kPa.\nstd_msgs/Header header\nstring pad\nuint32 rows\nuint32 cols\nfloat32 taxel_size\nfloat32[] pressure\n",
+    ),
+    (
+        "demotape_msgs/msg/ClockObservations",
+        "# Raw clock observations of one device, batched.\nstd_msgs/Header header\nstring device\nuint64 boot_id\nuint64[] device_stamp_us\nuint64[] event_stamp_us\nuint64[] host_receive_ns\nuint64[] sequence\nuint64[] mapped_ns\n",
+    ),
+    (
+        "demotape_msgs/msg/EpisodeEvent",
+        "# Something that happened while recording.\nstd_msgs/Header header\nstring kind\nstring topic\nuint64 count\nstring detail\n",
+    ),
+    (
+        "demotape_msgs/msg/Annotation",
+        "# One labeled interval of an annotation layer.\nstd_msgs/Header header\nstring layer\nstring kind\nstring label\nbuiltin_interfaces/Time start\nbuiltin_interfaces/Time end\nfloat64 confidence\nstring evidence\nstring provenance\n",
+    ),
+];
+
 /// The separator line between definitions in a `ros2msg` schema: exactly 80 `=`.
 pub const SEPARATOR: &str =
     "================================================================================";
-
-const TIME_DEF: &str = "int32 sec\nuint32 nanosec\n";
-const HEADER_DEF: &str = "builtin_interfaces/Time stamp\nstring frame_id\n";
-const HEADER_DEPS: &[(&str, &str)] = &[
-    ("std_msgs/Header", HEADER_DEF),
-    ("builtin_interfaces/Time", TIME_DEF),
-];
 
 /// `builtin_interfaces/msg/Time`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -103,8 +106,6 @@ pub struct Image {
 
 impl RosMessage for Image {
     const TYPE_NAME: &'static str = "sensor_msgs/msg/Image";
-    const DEFINITION: &'static str = "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\nuint32 step\nuint8[] data\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// `sensor_msgs/msg/CompressedImage`.
@@ -118,8 +119,6 @@ pub struct CompressedImage {
 
 impl RosMessage for CompressedImage {
     const TYPE_NAME: &'static str = "sensor_msgs/msg/CompressedImage";
-    const DEFINITION: &'static str = "std_msgs/Header header\nstring format\nuint8[] data\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// `sensor_msgs/msg/JointState`.
@@ -134,8 +133,6 @@ pub struct JointState {
 
 impl RosMessage for JointState {
     const TYPE_NAME: &'static str = "sensor_msgs/msg/JointState";
-    const DEFINITION: &'static str = "std_msgs/Header header\nstring[] name\nfloat64[] position\nfloat64[] velocity\nfloat64[] effort\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// `geometry_msgs/msg/Vector3`.
@@ -160,18 +157,8 @@ pub struct WrenchStamped {
     pub wrench: Wrench,
 }
 
-const VECTOR3_DEF: &str = "float64 x\nfloat64 y\nfloat64 z\n";
-const WRENCH_DEF: &str = "Vector3 force\nVector3 torque\n";
-
 impl RosMessage for WrenchStamped {
     const TYPE_NAME: &'static str = "geometry_msgs/msg/WrenchStamped";
-    const DEFINITION: &'static str = "std_msgs/Header header\nWrench wrench\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = &[
-        ("std_msgs/Header", HEADER_DEF),
-        ("builtin_interfaces/Time", TIME_DEF),
-        ("geometry_msgs/Wrench", WRENCH_DEF),
-        ("geometry_msgs/Vector3", VECTOR3_DEF),
-    ];
 }
 
 /// `demotape_msgs/msg/TactileArray`: one pressure map from a tactile pad.
@@ -191,8 +178,6 @@ pub struct TactileArray {
 
 impl RosMessage for TactileArray {
     const TYPE_NAME: &'static str = "demotape_msgs/msg/TactileArray";
-    const DEFINITION: &'static str = "# One pressure map from a tactile pad, row-major, kPa.\nstd_msgs/Header header\nstring pad\nuint32 rows\nuint32 cols\nfloat32 taxel_size\nfloat32[] pressure\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// `demotape_msgs/msg/ClockObservations`: raw (device counter, host receive) pairs of one
@@ -220,8 +205,6 @@ pub struct ClockObservations {
 
 impl RosMessage for ClockObservations {
     const TYPE_NAME: &'static str = "demotape_msgs/msg/ClockObservations";
-    const DEFINITION: &'static str = "# Raw clock observations of one device, batched.\nstd_msgs/Header header\nstring device\nuint64 boot_id\nuint64[] device_stamp_us\nuint64[] event_stamp_us\nuint64[] host_receive_ns\nuint64[] sequence\nuint64[] mapped_ns\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// `demotape_msgs/msg/EpisodeEvent`: something that happened during recording
@@ -240,8 +223,6 @@ pub struct EpisodeEvent {
 
 impl RosMessage for EpisodeEvent {
     const TYPE_NAME: &'static str = "demotape_msgs/msg/EpisodeEvent";
-    const DEFINITION: &'static str = "# Something that happened while recording.\nstd_msgs/Header header\nstring kind\nstring topic\nuint64 count\nstring detail\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// `demotape_msgs/msg/Annotation`: one labeled interval of an annotation layer (a task phase
@@ -267,8 +248,6 @@ pub struct Annotation {
 
 impl RosMessage for Annotation {
     const TYPE_NAME: &'static str = "demotape_msgs/msg/Annotation";
-    const DEFINITION: &'static str = "# One labeled interval of an annotation layer.\nstd_msgs/Header header\nstring layer\nstring kind\nstring label\nbuiltin_interfaces/Time start\nbuiltin_interfaces/Time end\nfloat64 confidence\nstring evidence\nstring provenance\n";
-    const DEPENDENCIES: &'static [(&'static str, &'static str)] = HEADER_DEPS;
 }
 
 /// Decode a CDR payload with its 4-byte encapsulation header (XCDR1, either byte order).
@@ -431,10 +410,26 @@ mod tests {
     #[test]
     fn schema_text_has_separators_and_dependencies() {
         let s = WrenchStamped::schema_text();
-        assert!(s.starts_with("std_msgs/Header header\nWrench wrench\n"));
+        assert!(
+            s.contains("\nstd_msgs/Header header\nWrench wrench\n"),
+            "{s}"
+        );
         assert_eq!(s.matches(SEPARATOR).count(), 4);
-        assert!(s.contains("\nMSG: geometry_msgs/Vector3\nfloat64 x\n"));
+        assert!(s.contains("\nMSG: geometry_msgs/Vector3\n"));
+        assert!(s.contains("\nfloat64 x\n"));
         assert_eq!(SEPARATOR.len(), 80);
+        // every type demotape writes has its schema (the registry knows them all)
+        for text in [
+            Image::schema_text(),
+            CompressedImage::schema_text(),
+            JointState::schema_text(),
+            TactileArray::schema_text(),
+            ClockObservations::schema_text(),
+            EpisodeEvent::schema_text(),
+            Annotation::schema_text(),
+        ] {
+            assert!(text.contains("std_msgs/Header header"), "{text}");
+        }
     }
 
     #[test]

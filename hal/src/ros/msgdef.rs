@@ -423,14 +423,7 @@ impl Registry {
             for (name, text) in builtin::MSGS {
                 r.insert(parse_msg(name, text).expect("built-in definitions parse (unit test)"));
             }
-            use crate::msgs::TactileArray;
-            use crate::msgs::{Annotation, ClockObservations, EpisodeEvent, RosMessage};
-            for (name, def) in [
-                (TactileArray::TYPE_NAME, TactileArray::DEFINITION),
-                (ClockObservations::TYPE_NAME, ClockObservations::DEFINITION),
-                (EpisodeEvent::TYPE_NAME, EpisodeEvent::DEFINITION),
-                (Annotation::TYPE_NAME, Annotation::DEFINITION),
-            ] {
+            for (name, def) in crate::msgs::DEMOTAPE_MSGS {
                 r.insert(parse_msg(name, def).expect("demotape_msgs parse (unit test)"));
             }
             r
