@@ -480,22 +480,57 @@ pub struct DiscoveryStats {
     seen: Mutex<std::collections::BTreeSet<String>>,
 }
 
-/// A publisher announced by an rmw_zenoh liveliness token
-/// (`@ros2_lv/<domain>/<zid>/<nid>/<eid>/MP/<enclave>/<namespace>/<node>/<topic>/<type>/<hash>/<qos>`,
-/// names with `/` mangled to `%`).
+/// A publisher announced by a liveliness token, of either
+/// - rmw_zenoh: `@ros2_lv/<domain>/<zid>/<nid>/<eid>/MP/<enclave>/<namespace>/<node>/<topic>/<dds type>/<hash>/<qos>`
+///   (names with `/` mangled to `%`), or
+/// - zenoh-bridge-ros2dds: `@ros2_lv/<zid>/MP/<key expr>/<ROS type>/<qos>` (`/` escaped as
+///   `§`; the bridge serves one DDS domain, so its tokens carry none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Announcement {
     pub topic: String,
-    /// DDS type name, `sensor_msgs::msg::dds_::Imu_`
-    pub dds_type: String,
+    /// The ROS 2 type name (`sensor_msgs/msg/Imu`), `None` if the announced type is not one.
+    pub type_name: Option<String>,
+    /// The type as announced (`sensor_msgs::msg::dds_::Imu_` from rmw_zenoh).
+    pub announced_type: String,
+    /// RIHS01 type hash (rmw_zenoh only).
     pub hash: String,
     pub node: String,
+    pub style: KeyStyle,
+    /// The key expression the data comes on (bridge: as announced).
+    pub key: Option<String>,
 }
 
 /// Parse a publisher token (`None` for nodes, subscriptions, services, other domains).
-pub fn parse_token(key: &str, domain: u32) -> Option<Announcement> {
+/// `bridge_namespace`: the bridges' namespace (`[ros] bridge_namespace`), taken off their key
+/// expressions to give the ROS topic.
+pub fn parse_token(key: &str, domain: u32, bridge_namespace: &str) -> Option<Announcement> {
     let p: Vec<&str> = key.split('/').collect();
-    if p.len() < 12 || p[0] != "@ros2_lv" || p[1] != domain.to_string() || p[5] != "MP" {
+    if p.first() != Some(&"@ros2_lv") {
+        return None;
+    }
+    if p.len() == 6 && p[2] == "MP" {
+        let unescape = |s: &str| s.replace('§', "/");
+        let ke = unescape(p[3]);
+        let ty = unescape(p[4]);
+        if ke.is_empty() {
+            return None;
+        }
+        let ns = bridge_namespace.trim_matches('/');
+        let topic = match ke.strip_prefix(ns).and_then(|r| r.strip_prefix('/')) {
+            Some(rest) if !ns.is_empty() => rest,
+            _ => ke.as_str(),
+        };
+        return Some(Announcement {
+            topic: format!("/{}", topic.trim_start_matches('/')),
+            type_name: crate::ros::normalize_name(&ty),
+            announced_type: ty,
+            hash: String::new(),
+            node: format!("zenoh-bridge-ros2dds {}", p[1]),
+            style: KeyStyle::Bridge,
+            key: Some(ke),
+        });
+    }
+    if p.len() < 12 || p[1] != domain.to_string() || p[5] != "MP" {
         return None;
     }
     let demangle = |s: &str| s.replace('%', "/");
@@ -505,9 +540,12 @@ pub fn parse_token(key: &str, domain: u32) -> Option<Announcement> {
     }
     Some(Announcement {
         topic,
-        dds_type: p[10].to_string(),
+        type_name: crate::ros::from_dds_name(p[10]),
+        announced_type: p[10].to_string(),
         hash: p[11].to_string(),
         node: format!("{}/{}", demangle(p[7]).trim_end_matches('/'), p[8]),
+        style: KeyStyle::Rmw,
+        key: None,
     })
 }
 
@@ -718,7 +756,8 @@ impl Source for ZenohSource {
             let (tok_tx, mut tok_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
             let mut _token_sub = None;
             if self.cfg.discover {
-                let ke = format!("@ros2_lv/{}/**", self.cfg.domain_id);
+                // rmw_zenoh's tokens of our domain and zenoh-bridge-ros2dds's (`@ros2_lv/<zid>/MP/…`)
+                let ke = "@ros2_lv/**".to_string();
                 // tokens already alive (publishers started before us) ...
                 match self
                     .session
@@ -796,7 +835,7 @@ impl ZenohSource {
         exclude: &[regex::Regex],
         sink: &Arc<dyn SampleSink>,
     ) -> Option<Vec<zenoh::pubsub::Subscriber<()>>> {
-        let a = parse_token(key, self.cfg.domain_id)?;
+        let a = parse_token(key, self.cfg.domain_id, &self.cfg.bridge_namespace)?;
         let now = crate::sim::now_ns();
         let d = &self.discovery;
         let bound = {
@@ -852,9 +891,9 @@ impl ZenohSource {
         if let Some(r) = exclude.iter().find(|r| r.is_match(&a.topic)) {
             return skip(format!("excluded by ros.exclude {:?}", r.as_str()), false);
         }
-        let Some(name) = crate::ros::from_dds_name(&a.dds_type) else {
+        let Some(name) = a.type_name.clone() else {
             return skip(
-                format!("type {:?} is not a ROS 2 message type", a.dds_type),
+                format!("type {:?} is not a ROS 2 message type", a.announced_type),
                 true,
             );
         };
@@ -901,14 +940,18 @@ impl ZenohSource {
         });
         d.recorded.fetch_add(1, Ordering::Relaxed);
         let mut subs = Vec::new();
-        for &style in &self.cfg.key_styles {
-            let key = self.cfg.key_expr(&a.topic, style);
+        // where the announcer publishes (a bridge: its exact key expression)
+        let key = a
+            .key
+            .clone()
+            .unwrap_or_else(|| self.cfg.key_expr(&a.topic, a.style));
+        {
             let ctx = Ctx {
                 index,
                 topic: a.topic.clone(),
                 ty: ty.clone(),
                 stamp: StampFrom::Header,
-                style,
+                style: a.style,
                 stats: self.stats.clone(),
                 sink: sink.clone(),
             };
@@ -1027,6 +1070,41 @@ mod tests {
             c.key_expr("/joint_states", KeyStyle::Rmw),
             "7/joint_states/*/*"
         );
+    }
+
+    #[test]
+    fn publisher_tokens_of_rmw_zenoh_and_the_bridge_parse() {
+        let rmw = "@ros2_lv/0/aa11/0/12/MP/%/%/peer_node/%imu%data/sensor_msgs::msg::dds_::Imu_/RIHS01_ab/::,10:,:,:,,";
+        let a = parse_token(rmw, 0, "").unwrap();
+        assert_eq!(a.topic, "/imu/data");
+        assert_eq!(a.type_name.as_deref(), Some("sensor_msgs/msg/Imu"));
+        assert_eq!((a.style, a.key.as_deref()), (KeyStyle::Rmw, None));
+        assert_eq!(a.hash, "RIHS01_ab");
+        assert_eq!(a.node, "/peer_node");
+        assert!(parse_token(rmw, 3, "").is_none(), "another domain");
+        let node = "@ros2_lv/0/aa11/0/0/NN/%/%/joint_driver";
+        assert!(parse_token(node, 0, "").is_none());
+        let sub = rmw.replace("/MP/", "/MS/");
+        assert!(parse_token(&sub, 0, "").is_none());
+
+        let bridge = "@ros2_lv/bb22/MP/bridge§cmd_vel/geometry_msgs§msg§Twist/:1:1:1,10";
+        let b = parse_token(bridge, 5, "").unwrap();
+        assert_eq!(b.topic, "/bridge/cmd_vel");
+        assert_eq!(b.type_name.as_deref(), Some("geometry_msgs/msg/Twist"));
+        assert_eq!(
+            (b.style, b.key.as_deref()),
+            (KeyStyle::Bridge, Some("bridge/cmd_vel"))
+        );
+        // a bridge namespace is not part of the topic
+        let ns = "@ros2_lv/bb22/MP/robot1§joint_states/sensor_msgs§msg§JointState/:::";
+        let c = parse_token(ns, 0, "/robot1/").unwrap();
+        assert_eq!(
+            (c.topic.as_str(), c.key.as_deref()),
+            ("/joint_states", Some("robot1/joint_states"))
+        );
+        assert!(parse_token("@ros2_lv/bb22/MS/x/std_msgs§msg§String/:::", 0, "").is_none());
+        let odd = parse_token("@ros2_lv/bb22/MP/x/not a type/:::", 0, "").unwrap();
+        assert_eq!(odd.type_name, None);
     }
 
     #[test]

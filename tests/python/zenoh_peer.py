@@ -413,7 +413,8 @@ def dds(ty):
 
 def scenario_any_types(session, robot, out):
     """rmw_zenoh-style publishers of 15 topics (14 types, one custom) announced by liveliness
-    tokens before the episode; one more announces a type nobody defined. Every topic gets 25
+    tokens before the episode, one topic routed by a zenoh-bridge-ros2dds-style publisher; one
+    more announces a type nobody defined. Every topic gets 25
     messages (every 5th big-endian) inside the episode, plus 2 malformed ones each."""
     zid = str(session.info.zid())
     statuses = []
@@ -434,15 +435,21 @@ def scenario_any_types(session, robot, out):
         else:
             tokens.append(session.liveliness().declare_token(key))
     out["hashes"] = {ty: TS.hash_rihs01(ty) for _, ty, _ in builders}
+    # and one topic as zenoh-bridge-ros2dds announces and routes it: `/` escaped as `§`, data
+    # on the bare key expression, plain CDR without attachment
+    cmd_vel = {t: f for t, _, f in builders}["/cmd_vel"]
+    bridged = ("/bridge/cmd_vel", "geometry_msgs/msg/Twist", lambda t, k: cmd_vel(t, k + 100))
+    tokens.append(session.liveliness().declare_token(
+        f"@ros2_lv/{zid}/MP/bridge§cmd_vel/geometry_msgs§msg§Twist/:1:1:1,10"))
     time.sleep(2.0)  # the recorder discovers them and subscribes
     out["start"] = ask(session, robot, "start", {"task": "any types"})
     # a publisher that appears mid-episode: its channel begins inside the episode
     for key in late.values():
         tokens.append(session.liveliness().declare_token(key))
     time.sleep(1.0)
-    pub = {t: [] for t, _, _ in builders}
+    pub = {t: [] for t, _, _ in builders + [bridged]}
     out["published"] = pub
-    out["types"] = {t: ty for t, ty, _ in builders}
+    out["types"] = {t: ty for t, ty, _ in builders + [bridged]}
     malformed = {}
     for k in range(25):
         t = time.time_ns()
@@ -456,6 +463,12 @@ def scenario_any_types(session, robot, out):
                 session.put(key, bad, attachment=att_tuple(1000 + k, t, bytes([i] * 16)))
                 malformed[topic] = malformed.get(topic, 0) + 1
         session.put(f"0/vendor/blob/{dds('vendor_msgs/msg/Blob')}/{hashes['/vendor/blob']}", b"\x00\x01\x00\x00abcd")
+        b = bytes(TS.serialize_cdr(bridged[2](t, k), bridged[1]))
+        session.put("bridge/cmd_vel", b)
+        pub[bridged[0]].append(b.hex())
+        if k == 7:
+            session.put("bridge/cmd_vel", b[:6])
+            malformed[bridged[0]] = 1
         time.sleep(0.04)
     out["malformed"] = malformed
     time.sleep(0.5)
