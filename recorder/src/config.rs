@@ -89,8 +89,8 @@ stale_after_ms = 1000
 # shape_msgs, visualization_msgs as in ROS 2 Jazzy, and demotape_msgs): directories holding
 # <pkg>/msg/<Type>.msg, e.g. an installed workspace's share/.
 msg_paths = []                # e.g. ["/opt/ros/jazzy/share", "/home/robot/ws/install/my_msgs/share"]
-# Record every topic that ROS 2 nodes announce (rmw_zenoh liveliness tokens, also those of
-# nodes started before the recorder), besides the [[ros.topics]] below. include / exclude are
+# Record every topic that ROS 2 nodes announce (rmw_zenoh liveliness tokens of domain_id and
+# zenoh-bridge-ros2dds ones, also those of nodes started before the recorder), besides the [[ros.topics]] below. include / exclude are
 # regexes on the topic name (include empty = every topic); a type without a definition is
 # skipped with an event and counted in status.
 discover = false
