@@ -96,8 +96,8 @@ enum Command {
     ///   demotape view --live --recorder-config robot.toml --zenoh tcp/10.0.0.5:7448 --spawn
     #[command(verbatim_doc_comment)]
     View {
-        /// The episode (MCAP); a split episode is shown from this part on, through its later
-        /// parts. Not with --live.
+        /// The episode (MCAP, or a rosbag2 bag directory holding one); a split episode is
+        /// shown from this part on, through its later parts. Not with --live.
         #[arg(required_unless_present = "live", conflicts_with = "live")]
         file: Option<PathBuf>,
         /// Write an .rrd file.
@@ -188,7 +188,7 @@ enum Command {
     ///
     /// Example: demotape inspect episodes/sim-robot/sim-robot_20261122T101500Z_0000.mcap
     Inspect {
-        /// The MCAP file.
+        /// The MCAP file (or a rosbag2 bag directory holding one).
         file: PathBuf,
         /// Print one JSON document instead of the table.
         #[arg(long)]
@@ -365,6 +365,13 @@ fn main() -> ExitCode {
             sample,
             samples,
         } => {
+            let file = match annotate::read::bag_file(&file) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             if !sample.is_empty() {
                 let want: std::collections::BTreeSet<&str> =
                     sample.iter().map(String::as_str).collect();

@@ -358,8 +358,40 @@ impl Parts {
     }
 }
 
+/// The MCAP file `path` names: itself, or the one `.mcap` inside a directory (a rosbag2 bag
+/// directory: `metadata.yaml` beside `<bag>_0.mcap`). A directory with several is an error
+/// that lists them.
+pub fn bag_file(path: &Path) -> anyhow::Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| err(path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mcap") && p.is_file())
+        .collect();
+    files.sort();
+    match files.len() {
+        1 => Ok(files.remove(0)),
+        0 => Err(err(path, "a directory without .mcap files")),
+        n => Err(err(
+            path,
+            format!(
+                "a directory of {n} .mcap files (a split bag?): name one of {}",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 /// Follow `path`'s `demotape.split` chain, reading each part's summary. A cycle is an error.
+/// A directory holding one `.mcap` (a rosbag2 bag) stands for that file.
 pub fn episode_parts(path: &Path) -> anyhow::Result<Parts> {
+    let path = &bag_file(path)?;
     let mut files = vec![path.to_path_buf()];
     let mut summaries = vec![read_summary(path)?];
     loop {
