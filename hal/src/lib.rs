@@ -14,6 +14,7 @@
 pub mod cdr_check;
 pub mod kinematics;
 pub mod msgs;
+pub mod robot;
 pub mod ros;
 pub mod sample;
 pub mod serial;
