@@ -45,7 +45,7 @@ fn signals(cfg: &SimConfig, index: u64) -> (Signals, Truth) {
             match (&smp.payload, topic(smp.stream)) {
                 (Payload::JointState(j), _) => {
                     s.t.push(t);
-                    s.q.push(std::array::from_fn(|k| j.position[k]));
+                    s.q.push(j.position[..7].to_vec());
                     s.aperture.push(2.0 * j.position[7]);
                 }
                 (Payload::Wrench(x), "/wrist/right/wrench") => {

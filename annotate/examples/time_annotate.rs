@@ -6,19 +6,20 @@ fn main() {
         eprintln!("usage: time_annotate EPISODE.mcap");
         std::process::exit(2);
     };
-    let cfg = annotate::signals::SignalConfig::default();
-    let arm = hal::kinematics::ArmModel::sim_default("right_arm_");
+    let config = annotate::label::AnnotateConfig::default();
+    let cfg = config.signals.clone();
+    let arm = config.robot_arm().expect("the default arm");
     let mut runs = Vec::new();
     for _ in 0..9 {
         let t = Instant::now();
-        let (s, _, _) = match annotate::signals::read_signals(&p, &cfg) {
+        let (s, _, _) = match annotate::signals::read_signals(&p, &cfg, &arm) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 std::process::exit(1);
             }
         };
-        let seg = annotate::segment::segment(&s, &arm);
+        let seg = annotate::segment::segment(&s, arm.kin.as_ref());
         std::hint::black_box(&seg);
         runs.push((t.elapsed().as_secs_f64(), s.duration_s, seg.outcome));
     }

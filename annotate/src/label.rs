@@ -24,17 +24,26 @@ use std::path::{Path, PathBuf};
 pub struct AnnotateConfig {
     /// Where the signals are (topics, joint names).
     pub signals: SignalConfig,
-    /// The arm's kinematics (modified DH); the simulated robot's by default.
+    /// The robot's arm from its URDF (`urdf`, `base_link`, `tool_link`) and the unit of its
+    /// recorded joint positions (`joint_units`).
+    pub robot: hal::robot::RobotConfig,
+    /// Without `[robot] urdf`: the arm's kinematics in modified DH; the simulated robot's by
+    /// default.
     pub arm: ArmModel,
     pub gates: GateConfig,
+    /// Where the config file is (relative `robot.urdf` paths start there).
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 impl Default for AnnotateConfig {
     fn default() -> Self {
         AnnotateConfig {
             signals: SignalConfig::default(),
+            robot: hal::robot::RobotConfig::default(),
             arm: ArmModel::sim_default("right_arm_"),
             gates: GateConfig::default(),
+            dir: None,
         }
     }
 }
@@ -43,15 +52,48 @@ impl AnnotateConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let c: AnnotateConfig =
+        let mut c: AnnotateConfig =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if c.arm.links.len() != 7 || c.arm.limits.len() != 7 || c.signals.arm_joints.len() != 7 {
+        c.dir = path.parent().map(Path::to_path_buf);
+        c.robot_arm()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(c)
+    }
+
+    /// The arm to read and to compute the tool pose with: the URDF chain of `[robot]`, else
+    /// the DH `[arm]` with `signals.arm_joints` as its joints (any number of them).
+    pub fn robot_arm(&self) -> anyhow::Result<hal::robot::RobotArm> {
+        if self.robot.urdf.is_some() {
+            let arm = self
+                .robot
+                .arm(&self.arm, self.dir.as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let default = SignalConfig::default().arm_joints;
+            if self.signals.arm_joints != default && self.signals.arm_joints != arm.joint_names() {
+                anyhow::bail!(
+                    "signals.arm_joints [{}] differ from the joints of the {} [{}]: leave \
+                     arm_joints out with a URDF (or pick the chain with robot.base_link / \
+                     robot.tool_link)",
+                    self.signals.arm_joints.join(", "),
+                    arm.describe,
+                    arm.joint_names().join(", ")
+                );
+            }
+            return Ok(arm);
+        }
+        let n = self.arm.links.len();
+        if n == 0 || self.arm.limits.len() != n || self.signals.arm_joints.len() != n {
             anyhow::bail!(
-                "{}: the arm needs 7 links, 7 joint limits and 7 joint names",
-                path.display()
+                "the DH arm has {n} links, {} joint limits and {} joint names \
+                 (signals.arm_joints): they must be as many (or describe the robot with \
+                 [robot] urdf = \"robot.urdf\")",
+                self.arm.limits.len(),
+                self.signals.arm_joints.len()
             );
         }
-        Ok(c)
+        let mut dh = self.arm.clone();
+        dh.joint_names = self.signals.arm_joints.clone();
+        Ok(hal::robot::RobotArm::dh(dh, self.robot.joint_units))
     }
 }
 
@@ -138,10 +180,11 @@ pub fn annotate_file(
     config: &AnnotateConfig,
 ) -> anyhow::Result<EpisodeAnnotation> {
     let (cfg, gates_cfg) = (&config.signals, &config.gates);
-    let (signals, start, meta) = read_signals(episode, cfg)?;
-    let arm = config.arm.clone();
-    let seg: Segmentation = segment(&signals, &arm);
-    let cfg_json = serde_json::to_string(&(cfg, &arm, gates_cfg)).unwrap_or_default();
+    let arm = config.robot_arm()?;
+    let (signals, start, meta) = read_signals(episode, cfg, &arm)?;
+    let seg: Segmentation = segment(&signals, arm.kin.as_ref());
+    let cfg_json =
+        serde_json::to_string(&(cfg, &config.robot, &config.arm, gates_cfg)).unwrap_or_default();
     let config_hash = format!("{:08x}", crc32fast::hash(cfg_json.as_bytes()));
     let tool = concat!("demotape ", env!("CARGO_PKG_VERSION")).to_string();
 
@@ -214,8 +257,9 @@ pub fn annotate_file(
         .q
         .windows(2)
         .map(|w| {
-            (0..7)
-                .map(|k| (w[1][k] - w[0][k]).abs())
+            w[1].iter()
+                .zip(&w[0])
+                .map(|(b, a)| (b - a).abs())
                 .fold(0.0, f64::max)
         })
         .fold(0.0, f64::max);
@@ -224,7 +268,9 @@ pub fn annotate_file(
         pass: jump <= gates_cfg.max_joint_jump_rad,
         value: jump,
         limit: gates_cfg.max_joint_jump_rad,
-        detail: "largest joint step between consecutive samples (rad)".into(),
+        detail: "largest joint step between consecutive samples (rad, or m for prismatic \
+                 joints; recorded units converted by robot.joint_units)"
+            .into(),
     });
     let pass = gates.iter().all(|g| g.pass);
 
@@ -426,7 +472,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.toml");
         std::fs::write(&p, toml::to_string(&AnnotateConfig::default()).unwrap()).unwrap();
-        assert_eq!(AnnotateConfig::load(&p).unwrap(), AnnotateConfig::default());
+        let mut loaded = AnnotateConfig::load(&p).unwrap();
+        assert_eq!(loaded.dir.as_deref(), Some(dir.path()));
+        loaded.dir = None;
+        assert_eq!(loaded, AnnotateConfig::default());
         std::fs::write(&p, "[arm]\nlinks = []\n").unwrap();
         let e = AnnotateConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("a.toml"), "{e}");
@@ -437,5 +486,47 @@ mod tests {
                 .to_string()
                 .contains("bogus")
         );
+    }
+
+    #[test]
+    fn a_urdf_gives_the_arm_with_its_own_joints_and_units() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("arm.urdf"),
+            hal::robot::sim_arm_urdf("arm_"),
+        )
+        .unwrap();
+        let p = dir.path().join("robot.toml");
+        // a natural config: the URDF (relative to the config), the units; no joint list
+        std::fs::write(&p, "[robot]\nurdf = \"arm.urdf\"\njoint_units = \"deg\"\n").unwrap();
+        let c = AnnotateConfig::load(&p).unwrap();
+        let arm = c.robot_arm().unwrap();
+        assert_eq!(arm.joint_names().len(), 7);
+        assert_eq!(arm.joint_names()[0], "arm_joint1");
+        let mut q = vec![90.0; 7];
+        arm.to_si(&mut q);
+        assert!((q[0] - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
+        // a joint list that contradicts the URDF is named, with the chain's joints
+        std::fs::write(
+            &p,
+            "[robot]\nurdf = \"arm.urdf\"\n[signals]\narm_joints = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", AnnotateConfig::load(&p).unwrap_err());
+        assert!(e.contains("arm_joint1") && e.contains("[a, b]"), "{e}");
+        // a tool link the URDF does not have
+        std::fs::write(&p, "[robot]\nurdf = \"arm.urdf\"\ntool_link = \"hand\"\n").unwrap();
+        let e = format!("{:#}", AnnotateConfig::load(&p).unwrap_err());
+        assert!(e.contains("no link \"hand\""), "{e}");
+        // a DH arm of another size is fine when its joint names match
+        std::fs::write(
+            &p,
+            "[arm]\njoint_names = [\"j1\", \"j2\"]\nbase_xyz = [0.0, 0.0, 0.0]\ntool_d = 0.1\ntool_yaw = 0.0\n\
+             links = [{ a = 0.0, d = 0.1, alpha = 0.0 }, { a = 0.3, d = 0.0, alpha = 1.5 }]\n\
+             limits = [[-3.0, 3.0], [-3.0, 3.0]]\n[signals]\narm_joints = [\"j1\", \"j2\"]\n",
+        )
+        .unwrap();
+        let c = AnnotateConfig::load(&p).unwrap();
+        assert_eq!(c.robot_arm().unwrap().joint_names(), ["j1", "j2"]);
     }
 }

@@ -10,7 +10,7 @@
 //! speed first crosses a threshold. Thresholds are relative to each episode's own levels
 //! (its held load, its open aperture), not constants of the simulator.
 
-use hal::kinematics::ArmModel;
+use hal::robot::Kinematics;
 use hal::sim::plan::{Outcome, Phase, PhaseSpan};
 use serde::Serialize;
 
@@ -18,8 +18,8 @@ use serde::Serialize;
 #[derive(Clone, Debug, Default)]
 pub struct Signals {
     pub t: Vec<f64>,
-    /// The arm's joint positions (rad), one row per time.
-    pub q: Vec<[f64; 7]>,
+    /// The arm's joint positions (SI: rad, m), one row per time, in chain order.
+    pub q: Vec<Vec<f64>>,
     /// Gripper opening (m) at the same times.
     pub aperture: Vec<f64>,
     /// Wrist wrench in the sensor frame: times and (fx, fy, fz, tx, ty, tz).
@@ -159,7 +159,7 @@ fn idx(t: &[f64], time: f64) -> usize {
 }
 
 /// Segment one episode.
-pub fn segment(s: &Signals, arm: &ArmModel) -> Segmentation {
+pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     let t = &s.t;
     let n = t.len();
     let mut used = vec!["joint_states"];

@@ -14,7 +14,8 @@ use std::path::Path;
 #[serde(deny_unknown_fields, default)]
 pub struct SignalConfig {
     pub joint_topic: String,
-    /// The arm's joints in kinematic order.
+    /// The arm's joints in kinematic order (with `[robot] urdf`: the chain's joints, and this
+    /// key must be left at its default or equal them).
     pub arm_joints: Vec<String>,
     /// The gripper finger joint; the opening is `gripper_scale` × its position.
     pub gripper_joint: String,
@@ -189,7 +190,14 @@ fn interpolate(samples: &[(f64, f64)], t: f64) -> f64 {
 /// Signals of `path` (with its later parts, when the recorder split the episode), with times
 /// in seconds from the episode start (from its metadata, else the first message). Returns
 /// them, the episode start (ns) and the metadata records.
-pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals, u64, Metadata)> {
+/// `arm` says which joints to read (in chain order) and in what unit they were recorded;
+/// [`Signals::q`] holds them in SI units.
+pub fn read_signals(
+    path: &Path,
+    cfg: &SignalConfig,
+    arm: &hal::robot::RobotArm,
+) -> anyhow::Result<(Signals, u64, Metadata)> {
+    let arm_joints = arm.joint_names();
     let want = |topic: &str, _: &str| {
         topic == cfg.joint_topic
             || topic == cfg.wrench_topic
@@ -250,7 +258,8 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
     // once from its first message. The arm may come from one publisher and the gripper from
     // another: arm samples carry the gripper opening interpolated at their times.
     let mut layouts: HashMap<u64, (Option<Vec<usize>>, Option<usize>)> = HashMap::new();
-    let mut arm: Vec<(f64, [f64; 7])> = Vec::new();
+    let mut arm_q: Vec<(f64, Vec<f64>)> = Vec::new();
+    let mut seen_names: Vec<String> = Vec::new();
     let mut grip: Vec<(f64, f64)> = Vec::new();
     let mut bad = 0usize;
     for m in joints {
@@ -270,15 +279,22 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
                     continue;
                 };
                 let find = |n: &str| full.name.iter().position(|x| x == n);
-                let a: Option<Vec<usize>> = cfg.arm_joints.iter().map(|n| find(n)).collect();
-                let l = (a.filter(|a| a.len() == 7), find(&cfg.gripper_joint));
+                let a: Option<Vec<usize>> = arm_joints.iter().map(|n| find(n)).collect();
+                for n in &full.name {
+                    if !seen_names.contains(n) {
+                        seen_names.push(n.clone());
+                    }
+                }
+                let l = (a, find(&cfg.gripper_joint));
                 layouts.insert(js.name.hash, l.clone());
                 l
             }
         };
         let t = rel(m.header.log_time);
         if let Some(a) = a {
-            arm.push((t, std::array::from_fn(|k| js.position[a[k]])));
+            let mut q: Vec<f64> = a.iter().map(|&k| js.position[k]).collect();
+            arm.to_si(&mut q);
+            arm_q.push((t, q));
         }
         if let Some(g) = g {
             grip.push((t, cfg.gripper_scale * js.position[g]));
@@ -291,27 +307,33 @@ pub fn read_signals(path: &Path, cfg: &SignalConfig) -> anyhow::Result<(Signals,
             cfg.joint_topic
         );
     }
-    if arm.is_empty() || grip.is_empty() {
+    if arm_q.is_empty() || grip.is_empty() {
+        let (what, want): (&str, Vec<&str>) = if arm_q.is_empty() {
+            (
+                "arm joints",
+                arm_joints
+                    .iter()
+                    .filter(|n| !seen_names.contains(n))
+                    .map(String::as_str)
+                    .collect(),
+            )
+        } else {
+            ("gripper joint", vec![cfg.gripper_joint.as_str()])
+        };
         anyhow::bail!(
-            "{}: {} lacks the configured {} ({})",
+            "{}: {} lacks the configured {what} (missing: {}; the messages name: {}; the arm \
+             is the {})",
             path.display(),
             cfg.joint_topic,
-            if arm.is_empty() {
-                "arm joints"
-            } else {
-                "gripper joint"
-            },
-            if arm.is_empty() {
-                cfg.arm_joints.join(", ")
-            } else {
-                cfg.gripper_joint.clone()
-            }
+            want.join(", "),
+            seen_names.join(", "),
+            arm.describe
         );
     }
     // in time order (chunks may interleave slightly)
-    arm.sort_by(|x, y| x.0.total_cmp(&y.0));
+    arm_q.sort_by(|x, y| x.0.total_cmp(&y.0));
     grip.sort_by(|x, y| x.0.total_cmp(&y.0));
-    for (t, q) in arm {
+    for (t, q) in arm_q {
         s.t.push(t);
         s.q.push(q);
         s.aperture.push(interpolate(&grip, t));

@@ -344,6 +344,94 @@ impl Kinematics for Chain {
     }
 }
 
+/// Where a robot's arm is described (`[robot]` in the annotator's config, `--urdf` on the
+/// command line): a URDF and the chain in it, and the unit of the recorded joint positions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RobotConfig {
+    /// The robot's URDF (xacro already expanded). Relative paths are taken from the config
+    /// file's directory. Unset: the modified-DH `[arm]` (the simulator's by default).
+    pub urdf: Option<std::path::PathBuf>,
+    /// The chain's first link (default: the URDF's root link).
+    pub base_link: Option<String>,
+    /// The chain's tool link (default: the leaf link with the most movable joints before it;
+    /// name it for a bimanual robot, e.g. `right_tool0`).
+    pub tool_link: Option<String>,
+    /// The unit of the recorded joint positions: `rad` (ROS: rad, m) or `deg` (deg, mm).
+    pub joint_units: JointUnits,
+}
+
+/// An arm ready for use: its kinematics, the unit of its recorded joint positions, and the
+/// kind of each joint (for converting them).
+#[derive(Clone)]
+pub struct RobotArm {
+    pub kin: std::sync::Arc<dyn Kinematics>,
+    pub kinds: Vec<JointKind>,
+    pub units: JointUnits,
+    /// What the arm is, for provenance and messages (`URDF ur_like: base_link → tool0`).
+    pub describe: String,
+}
+
+impl std::fmt::Debug for RobotArm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RobotArm({}, {:?})",
+            self.describe,
+            self.kin.joint_names()
+        )
+    }
+}
+
+impl RobotArm {
+    pub fn joint_names(&self) -> &[String] {
+        self.kin.joint_names()
+    }
+
+    /// Recorded positions (in [`RobotArm::units`]) → SI, in place.
+    pub fn to_si(&self, q: &mut [f64]) {
+        for (x, k) in q.iter_mut().zip(&self.kinds) {
+            *x = self.units.to_si(*k, *x);
+        }
+    }
+
+    /// A modified-DH arm (every joint revolute).
+    pub fn dh(arm: ArmModel, units: JointUnits) -> RobotArm {
+        let describe = format!("modified-DH arm of {} joints", arm.links.len());
+        RobotArm {
+            kinds: vec![JointKind::Revolute; arm.links.len()],
+            kin: std::sync::Arc::new(arm),
+            units,
+            describe,
+        }
+    }
+}
+
+impl RobotConfig {
+    /// The arm this config describes; `dh` when it names no URDF. `base_dir`: where a relative
+    /// `urdf` path starts.
+    pub fn arm(&self, dh: &ArmModel, base_dir: Option<&Path>) -> Result<RobotArm, String> {
+        let Some(p) = &self.urdf else {
+            return Ok(RobotArm::dh(dh.clone(), self.joint_units));
+        };
+        let path = match base_dir {
+            Some(d) if p.is_relative() => d.join(p),
+            _ => p.clone(),
+        };
+        let u = Urdf::load(&path)?;
+        let c = u
+            .chain(self.base_link.as_deref(), self.tool_link.as_deref())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let describe = format!("URDF {}: {} → {}", c.robot, c.base_link, c.tool_link);
+        Ok(RobotArm {
+            kinds: c.joints.iter().map(|j| j.kind).collect(),
+            kin: std::sync::Arc::new(c),
+            units: self.joint_units,
+            describe,
+        })
+    }
+}
+
 /// The simulator's arm (the same geometry as [`ArmModel::sim_default`]) as a URDF: what a
 /// user of another robot writes, and the test that the URDF chain and the DH model agree.
 pub fn sim_arm_urdf(prefix: &str) -> String {

@@ -95,4 +95,68 @@ fn annotates_a_batch_and_matches_ground_truth() {
             .as_str()
             .is_some_and(|e| e.contains("broken.mcap"))
     }));
+
+    // the same arm described by a URDF (as any other robot would be) labels the same
+    std::fs::write(
+        dir.path().join("arm.urdf"),
+        hal::robot::sim_arm_urdf("right_arm_"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("robot.toml");
+    std::fs::write(&cfg, "[robot]\nurdf = \"arm.urdf\"\n").unwrap();
+    let urdf_out = dir.path().join("labels-urdf");
+    let ep = &eps[0].0.path;
+    let res = Command::new(bin("demotape"))
+        .arg("annotate")
+        .arg(ep)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&urdf_out)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let by_urdf: Vec<serde_json::Value> = serde_json::from_slice(&res.stdout).unwrap();
+    let by_dh = docs
+        .iter()
+        .find(|d| d["source"].as_str() == Some(ep.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(by_urdf[0]["outcome"], by_dh["outcome"]);
+    let starts = |d: &serde_json::Value| -> Vec<f64> {
+        d["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["start_s"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (starts(&by_urdf[0]), starts(by_dh));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+    // a chain whose joints the recording does not have: named, with what it does have
+    // (the simulated humanoid has a left arm too: another robot's names)
+    let wrong = hal::robot::sim_arm_urdf("ur_");
+    std::fs::write(dir.path().join("arm.urdf"), wrong).unwrap();
+    let res = Command::new(bin("demotape"))
+        .arg("annotate")
+        .arg(ep)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("labels-wrong"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("missing: ur_joint1") && err.contains("right_arm_joint1"),
+        "{err}"
+    );
 }
