@@ -12,6 +12,7 @@ use annotate::view::{Sink, view};
 mod common;
 
 fn main() {
+    let robot = annotate::view::ViewRobot::default();
     let tmp = tempfile::tempdir().expect("tempdir");
     let episode = common::episode(tmp.path());
     let jpeg = common::jpeg_copy(&episode, &tmp.path().join("jpeg.mcap"));
@@ -22,7 +23,7 @@ fn main() {
         let mut last = None;
         for run in 0..3 {
             let out = tmp.path().join(format!("{name}{run}.rrd"));
-            let r = view(ep, Sink::Save(&out), None, false).expect("view");
+            let r = view(ep, Sink::Save(&out), None, &robot, false).expect("view");
             let rrd_mb = std::fs::metadata(&out).map_or(0.0, |m| m.len() as f64 / 1e6);
             println!(
                 "{name} run {run}: {:.2} s for {:.1} s of episode ({} messages) → {rrd_mb:.0} MB .rrd",

@@ -130,6 +130,26 @@ enum Command {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long = "for", value_name = "SECS", requires = "live")]
         for_s: Option<f64>,
+        /// The robot as `demotape annotate --config` describes it ([robot] URDF or [arm] DH,
+        /// and [signals]' gripper joint): its arm is drawn. Default: the simulator's.
+        #[arg(long, conflicts_with = "urdf")]
+        config: Option<PathBuf>,
+        /// Draw this URDF's arm (the chain from --base-link to --tool-link) from the joint
+        /// states, e.g. --urdf ur5e.urdf --tool-link tool0.
+        #[arg(long)]
+        urdf: Option<PathBuf>,
+        /// With --urdf: the chain's first link (default: the root).
+        #[arg(long, requires = "urdf")]
+        base_link: Option<String>,
+        /// With --urdf: the chain's tool link (default: the leaf with the most joints).
+        #[arg(long, requires = "urdf")]
+        tool_link: Option<String>,
+        /// With --urdf: the unit of the recorded joint positions.
+        #[arg(long, value_enum, default_value_t = Units::Rad, requires = "urdf")]
+        joint_units: Units,
+        /// With --urdf: the gripper finger joint (none by default).
+        #[arg(long, requires = "urdf", default_value = "")]
+        gripper_joint: String,
     },
     /// The human review queue and corrections (a layer that overrides the automatic one).
     #[command(subcommand)]
@@ -234,8 +254,28 @@ fn main() -> ExitCode {
             recorder_config,
             zenoh,
             for_s,
+            config,
+            urdf,
+            base_link,
+            tool_link,
+            joint_units,
+            gripper_joint,
         } => {
             use std::io::IsTerminal;
+            let arm = match view_robot(
+                config,
+                urdf,
+                base_link,
+                tool_link,
+                joint_units,
+                gripper_joint,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             let sink = match (&save, spawn, connect) {
                 (Some(p), _, _) => annotate::view::Sink::Save(p),
                 (None, true, _) => annotate::view::Sink::Spawn,
@@ -256,11 +296,11 @@ fn main() -> ExitCode {
                 };
                 let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
                 on_ctrl_c(stop.clone());
-                annotate::view::view_live(&opts, sink, &stop, progress)
+                annotate::view::view_live(&opts, sink, &stop, &arm, progress)
                     .map(|r| (format!("live {}", opts.robot), r))
             } else {
                 let file = file.expect("clap requires FILE without --live");
-                annotate::view::view(&file, sink, labels.as_deref(), progress)
+                annotate::view::view(&file, sink, labels.as_deref(), &arm, progress)
                     .map(|r| (file.display().to_string(), r))
             };
             match result {
@@ -570,6 +610,43 @@ fn annotate_cmd(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Units {
+    /// rad and m (ROS)
+    Rad,
+    /// degrees and mm (LeRobot's Feetech arms)
+    Deg,
+}
+
+/// The robot `view` draws: from an annotate config, a URDF, or the simulator's by default.
+fn view_robot(
+    config: Option<PathBuf>,
+    urdf: Option<PathBuf>,
+    base_link: Option<String>,
+    tool_link: Option<String>,
+    units: Units,
+    gripper_joint: String,
+) -> anyhow::Result<annotate::view::ViewRobot> {
+    let mut c = match &config {
+        Some(p) => annotate::label::AnnotateConfig::load(p)?,
+        None => annotate::label::AnnotateConfig::default(),
+    };
+    if let Some(u) = urdf {
+        c.robot = hal::robot::RobotConfig {
+            urdf: Some(u),
+            base_link,
+            tool_link,
+            joint_units: match units {
+                Units::Rad => hal::robot::JointUnits::Rad,
+                Units::Deg => hal::robot::JointUnits::Deg,
+            },
+        };
+        c.signals.gripper_joint = gripper_joint;
+        c.dir = None;
+    }
+    annotate::view::ViewRobot::from_config(&c)
 }
 
 fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {

@@ -39,11 +39,11 @@ mod ros;
 use crate::lerobot::cdr::decode;
 use crate::lerobot::export::load_labels;
 use crate::read::{chunk_messages, read_chunk};
-use hal::kinematics::ArmModel;
 use hal::msgs::{
     ClockObservations, CompressedImage, EpisodeEvent, Image, JointState, TactileArray,
     WrenchStamped,
 };
+use hal::robot::RobotArm;
 use rerun::blueprint as bp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -71,6 +71,35 @@ pub struct ViewReport {
     pub parts: Vec<PathBuf>,
     /// A later part the split metadata names but that is not there.
     pub missing_part: Option<PathBuf>,
+    /// The arm drawn (`URDF ur5e: base_link → tool0`), or why none was.
+    pub arm: String,
+}
+
+/// The robot whose arm `view` draws (default: the simulator's).
+#[derive(Clone, Debug)]
+pub struct ViewRobot {
+    pub arm: RobotArm,
+    /// The gripper finger joint (its position × `gripper_scale` is the opening); empty: none.
+    pub gripper_joint: String,
+    pub gripper_scale: f64,
+}
+
+impl Default for ViewRobot {
+    fn default() -> Self {
+        let c = crate::label::AnnotateConfig::default();
+        ViewRobot::from_config(&c).expect("the default arm")
+    }
+}
+
+impl ViewRobot {
+    /// The robot of an annotate config (`[robot]` or `[arm]`, and `[signals]`' gripper).
+    pub fn from_config(c: &crate::label::AnnotateConfig) -> anyhow::Result<ViewRobot> {
+        Ok(ViewRobot {
+            arm: c.robot_arm()?,
+            gripper_joint: c.signals.gripper_joint.clone(),
+            gripper_scale: c.signals.gripper_scale,
+        })
+    }
 }
 
 /// The synchronized reference clock (each message's MCAP `log_time`).
@@ -84,16 +113,19 @@ struct Ctx {
     rec: rerun::RecordingStream,
     timeline: &'static str,
     report: ViewReport,
-    arm: ArmModel,
-    arm_joints: Vec<String>,
+    arm: RobotArm,
     gripper_joint: String,
+    gripper_scale: f64,
+    /// Joint names seen on joint-state messages that did not carry the arm (for the report).
+    unmatched_names: BTreeSet<String>,
+    arm_drawn: bool,
     last_arm_ns: u64,
     /// Least time between two drawings of the arm (0 for the live copy: already decimated).
     arm_period_ns: u64,
     frames: BTreeMap<String, i64>,
     /// The joint names of the arm's publisher, and where the arm joints are among them.
     joint_idx: Option<(Vec<String>, Vec<usize>)>,
-    /// The gripper's last opening (m), from whichever message carried it.
+    /// Half the gripper's last opening (m), from whichever message carried it.
     last_grip: Option<f64>,
     last_force: Option<[f64; 3]>,
     /// The view groups of the layout last sent.
@@ -103,15 +135,16 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(rec: rerun::RecordingStream, timeline: &'static str) -> Ctx {
-        let cfg = crate::signals::SignalConfig::default();
+    fn new(rec: rerun::RecordingStream, timeline: &'static str, robot: &ViewRobot) -> Ctx {
         Ctx {
             rec,
             timeline,
             report: ViewReport::default(),
-            arm: ArmModel::sim_default("right_arm_"),
-            arm_joints: cfg.arm_joints.clone(),
-            gripper_joint: cfg.gripper_joint.clone(),
+            arm: robot.arm.clone(),
+            gripper_joint: robot.gripper_joint.clone(),
+            gripper_scale: robot.gripper_scale,
+            unmatched_names: BTreeSet::new(),
+            arm_drawn: false,
             last_arm_ns: 0,
             arm_period_ns: if timeline == CAPTURE_TIME {
                 1_000_000_000 / ARM_HZ
@@ -168,6 +201,26 @@ impl Ctx {
             self.report.skipped += 1;
             tracing::debug!(%topic, "skipped: {e}");
         }
+    }
+
+    /// Say which arm was drawn, or why none was (joint states that lack its joints).
+    fn arm_report(&mut self) {
+        self.report.arm = if self.arm_drawn {
+            self.arm.describe.clone()
+        } else if self.unmatched_names.is_empty() {
+            "none drawn: no joint states".into()
+        } else {
+            let names: Vec<&str> = self.unmatched_names.iter().map(String::as_str).collect();
+            let msg = format!(
+                "none drawn: the joint states name [{}], the {} needs [{}] (describe the \
+                 robot with --urdf or --config)",
+                names.join(", "),
+                self.arm.describe,
+                self.arm.joint_names().join(", ")
+            );
+            tracing::warn!("{msg}");
+            msg
+        };
     }
 
     /// Send the default layout if the logged entities call for views it does not have yet.
@@ -345,6 +398,7 @@ pub fn view(
     path: &Path,
     sink: Sink<'_>,
     labels_dir: Option<&Path>,
+    robot: &ViewRobot,
     progress: bool,
 ) -> anyhow::Result<ViewReport> {
     let started = std::time::Instant::now();
@@ -363,7 +417,7 @@ pub fn view(
         .and_then(|m| m.get("episode_id"))
         .cloned()
         .unwrap_or_else(|| path.display().to_string());
-    let mut cx = Ctx::new(open(id, sink)?, CAPTURE_TIME);
+    let mut cx = Ctx::new(open(id, sink)?, CAPTURE_TIME, robot);
     cx.report.parts = parts.files.clone();
     cx.report.missing_part = parts.missing.clone();
     let bar = if progress {
@@ -403,6 +457,7 @@ pub fn view(
     }
     bar.finish_and_clear();
     ros::finish(&mut cx)?;
+    cx.arm_report();
     cx.send_layout()?;
     cx.rec.flush_blocking()?;
     if t_max > t_min {
@@ -477,6 +532,7 @@ pub fn view_live(
     opts: &LiveOptions,
     sink: Sink<'_>,
     stop: &AtomicBool,
+    view_robot: &ViewRobot,
     progress: bool,
 ) -> anyhow::Result<ViewReport> {
     use zenoh::Wait;
@@ -506,7 +562,11 @@ pub fn view_live(
         .wait()
         .map_err(|e| anyhow::anyhow!("subscribing to {base}/status: {e}"))?;
     tracing::info!(keys = %format!("{base}/live/**"), "waiting for the recorder's live copy");
-    let mut cx = Ctx::new(open(format!("{robot} (live)"), sink)?, RECEIVE_TIME);
+    let mut cx = Ctx::new(
+        open(format!("{robot} (live)"), sink)?,
+        RECEIVE_TIME,
+        view_robot,
+    );
     let bar = if progress {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_message(format!("live from {base} (Ctrl-C to stop)"));
@@ -554,6 +614,7 @@ pub fn view_live(
     }
     bar.finish_and_clear();
     ros::finish(&mut cx)?;
+    cx.arm_report();
     cx.send_layout()?;
     cx.rec.flush_blocking()?;
     let _ = session.close().wait();
@@ -759,7 +820,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
         .position(|n| *n == cx.gripper_joint)
         .and_then(|g| js.position.get(g))
     {
-        cx.last_grip = Some(*p);
+        cx.last_grip = Some(cx.gripper_scale * *p / 2.0);
     }
     if cx.last_arm_ns > 0 && t < cx.last_arm_ns + cx.arm_period_ns {
         return Ok(());
@@ -771,22 +832,29 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
         .is_none_or(|(names, _)| *names != js.name)
     {
         let find = |n: &str| js.name.iter().position(|x| x == n);
-        let Some(idx) = cx.arm_joints.iter().map(|n| find(n)).collect() else {
-            return Ok(()); // not the arm's publisher (or not the simulated arm): scalars only
+        let Some(idx) = cx.arm.joint_names().iter().map(|n| find(n)).collect() else {
+            // not the arm's publisher (or not this arm): scalars only
+            if !js.name.contains(&cx.gripper_joint) || js.name.len() > 1 {
+                cx.unmatched_names.extend(js.name.iter().cloned());
+            }
+            return Ok(());
         };
         cx.joint_idx = Some((js.name.clone(), idx));
     }
     let (_, idx) = cx.joint_idx.as_ref().expect("set");
-    let Some(q) = idx
+    let Some(mut q) = idx
         .iter()
         .map(|&i| js.position.get(i).copied())
         .collect::<Option<Vec<f64>>>()
     else {
         return Ok(());
     };
+    cx.arm.to_si(&mut q);
     cx.last_arm_ns = t;
+    cx.arm_drawn = true;
     let pts: Vec<[f32; 3]> = cx
         .arm
+        .kin
         .link_origins(&q)
         .iter()
         .map(|v| [v.x as f32, v.y as f32, v.z as f32])
@@ -799,7 +867,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
         "world/arm/joints",
         &rerun::Points3D::new(pts).with_radii([0.025]),
     )?;
-    let ee = cx.arm.fk(&q);
+    let ee = cx.arm.kin.fk(&q);
     let tr = ee.translation.vector;
     let r = ee.rotation.quaternion();
     cx.log(
@@ -809,15 +877,17 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
             rerun::Quaternion::from_xyzw([r.i as f32, r.j as f32, r.k as f32, r.w as f32]),
         ),
     )?;
-    let half = cx.last_grip.map_or(0.04, |x| x as f32);
-    cx.log(
-        "world/arm/ee/gripper",
-        &rerun::LineStrips3D::new([
-            [[0.0, half, -0.05], [0.0, half, 0.0]],
-            [[0.0, -half, -0.05], [0.0, -half, 0.0]],
-        ])
-        .with_radii([0.006]),
-    )?;
+    if !cx.gripper_joint.is_empty() {
+        let half = cx.last_grip.map_or(0.04, |x| x as f32);
+        cx.log(
+            "world/arm/ee/gripper",
+            &rerun::LineStrips3D::new([
+                [[0.0, half, -0.05], [0.0, half, 0.0]],
+                [[0.0, -half, -0.05], [0.0, -half, 0.0]],
+            ])
+            .with_radii([0.006]),
+        )?;
+    }
     if let Some(f) = cx.last_force {
         // the wrist force in the sensor's axes, drawn at the tool (1 cm per N)
         let v = [f[0] as f32 * 0.01, f[1] as f32 * 0.01, f[2] as f32 * 0.01];

@@ -68,7 +68,62 @@ fn view_draws_tf_points_pinholes_odometry_and_any_type() {
     assert_eq!(checked["clouds"], 31, "{checked}");
     // and rerun's own command line accepts the file
     run_python("check_rrd.py", &[&rrd, std::path::Path::new("--rows")]);
+    // the bag's 6-DoF arm is not the simulator's: none is drawn, and the report says why
+    assert!(
+        rep["arm"].as_str().unwrap().contains("none drawn")
+            && rep["arm"].as_str().unwrap().contains("joint_1"),
+        "{rep}"
+    );
+    assert!(rep["rows"].get("world/arm").is_none());
+    // with its URDF it is: the chain's joints are the bag's
+    let urdf = dir.path().join("arm6.urdf");
+    std::fs::write(&urdf, SIX_DOF_URDF).unwrap();
+    let rrd2 = dir.path().join("bag-arm.rrd");
+    let (code, rep, err) = demotape(
+        &["view", "--json", "--tool-link", "tool0", "--save"],
+        &[&rrd2, &bag, std::path::Path::new("--urdf"), &urdf],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        rep["arm"].as_str().unwrap().starts_with("URDF six"),
+        "{rep}"
+    );
+    // drawn at most at 30 Hz from 100 Hz joint states over 3 s (every 4th: 76)
+    let drawn = rep["rows"]["world/arm"].as_u64().unwrap();
+    assert!((70..=91).contains(&drawn), "{rep}");
+    assert_eq!(rep["rows"]["world/arm/ee"], rep["rows"]["world/arm"]);
+    // no gripper was named: no fingers are made up
+    assert!(rep["rows"].get("world/arm/ee/gripper").is_none(), "{rep}");
+    run_python("check_rrd.py", &[&rrd2, std::path::Path::new("--rows")]);
+    // a URDF that is not one is a usage error naming the file
+    std::fs::write(&urdf, "<robot").unwrap();
+    let (code, _, err) = demotape(
+        &["view", "--save"],
+        &[&rrd2, &bag, std::path::Path::new("--urdf"), &urdf],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("arm6.urdf"), "{err}");
 }
+
+/// A 6-DoF arm whose joints are named as the rosbag2 test bag's (`joint_1` … `joint_6`).
+const SIX_DOF_URDF: &str = r#"<?xml version="1.0"?>
+<robot name="six">
+  <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/><link name="l4"/>
+  <link name="l5"/><link name="l6"/><link name="tool0"/>
+  <joint name="joint_1" type="revolute"><parent link="base"/><child link="l1"/>
+    <origin xyz="0 0 0.16" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="joint_2" type="revolute"><parent link="l1"/><child link="l2"/>
+    <origin xyz="0 0 0" rpy="1.5708 0 0"/><axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="joint_3" type="revolute"><parent link="l2"/><child link="l3"/>
+    <origin xyz="-0.42 0 0" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="joint_4" type="revolute"><parent link="l3"/><child link="l4"/>
+    <origin xyz="-0.39 0 0.13" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="joint_5" type="revolute"><parent link="l4"/><child link="l5"/>
+    <origin xyz="0 -0.1 0" rpy="1.5708 0 0"/><axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="joint_6" type="revolute"><parent link="l5"/><child link="l6"/>
+    <origin xyz="0 0.1 0" rpy="-1.5708 0 0"/><axis xyz="0 0 1"/><limit lower="-3" upper="3" effort="1" velocity="1"/></joint>
+  <joint name="flange" type="fixed"><parent link="l6"/><child link="tool0"/><origin xyz="0 0 0.1"/></joint>
+</robot>"#;
 
 /// The live path end to end, all real processes: `demotape-recorder sim --live` publishes
 /// over Zenoh while it records; a third-party subscriber (`eclipse-zenoh` + `rosbags`,
