@@ -4,7 +4,8 @@
 //! Run: `cargo bench -p demotape-annotate --bench segmentation [-- --episodes N]`.
 //! Last line: JSON.
 
-use annotate::segment::{Signals, compare, segment};
+use annotate::eval::{match_boundaries, transitions};
+use annotate::segment::{Signals, named, segment};
 use hal::Payload;
 use hal::kinematics::ArmModel;
 use hal::sim::plan::Outcome;
@@ -127,7 +128,11 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         let t = Instant::now();
         let seg = segment(&s, arm);
         r.seconds += t.elapsed().as_secs_f64();
-        let e = compare(&truth.phases, &seg.phases);
+        let e = match_boundaries(
+            &transitions(&named(&truth.phases)),
+            &transitions(&named(&seg.phases)),
+            None,
+        );
         r.errors.extend(e.errors_ms);
         r.misses += e.misses;
         r.false_alarms += e.false_alarms;

@@ -12,6 +12,7 @@
 //!   of how far the online stamps are from it.
 
 pub mod decode;
+pub mod eval;
 pub mod inspect;
 pub mod label;
 pub mod lerobot;

@@ -200,6 +200,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score the automatic labels against a reference: boundary error, misses and false alarms,
+    /// outcome accuracy, macro-F1, calibration — per directory and overall.
+    ///
+    /// The reference of each episode is its human review (`demotape review correct`), else a
+    /// `<stem>.reference.json` beside it ({"outcome", "phases": [{"phase", "start_s",
+    /// "end_s"}]}), else the simulator's `<stem>.truth.json` (--reference forces one).
+    /// A reference boundary (phase a → b) is hit by the nearest predicted boundary of the same
+    /// pair within --tolerance; otherwise it is a miss, and unmatched predictions are false
+    /// alarms. ECE: expected calibration error of the outcome confidence over 10 bins.
+    ///
+    /// Examples:
+    ///   demotape eval episodes/ --json
+    ///   demotape eval episodes/ --labels labels/ --reference human --tolerance 0.5
+    #[command(verbatim_doc_comment)]
+    Eval {
+        /// Episode files or directories (searched recursively for .mcap).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where `demotape annotate --out` wrote the sidecars (default: next to episodes).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Which reference layer.
+        #[arg(long, value_enum, default_value_t = RefKind::Auto)]
+        reference: RefKind,
+        /// Seconds within which a predicted boundary counts as a hit.
+        #[arg(long, default_value_t = 1.0)]
+        tolerance: f64,
+        /// Print the whole report (every episode) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What is in an episode: channels, types, counts, rates, drops, duration, metadata, sync.
     ///
     /// Reads every record and CRC-checks every chunk, so a truncated or corrupted file is
@@ -241,6 +272,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Export(c) => lerobot_cmd::export_cmd(c),
+        Command::Eval {
+            paths,
+            labels,
+            reference,
+            tolerance,
+            json,
+        } => eval_cmd(&paths, labels.as_deref(), reference, tolerance, json),
         Command::Import(c) => lerobot_cmd::import_cmd(c),
         Command::View {
             file,
@@ -610,6 +648,94 @@ fn annotate_cmd(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RefKind {
+    /// human review, else reference.json, else truth.json
+    Auto,
+    Human,
+    /// <stem>.reference.json
+    File,
+    /// the simulator's <stem>.truth.json
+    Truth,
+}
+
+fn eval_cmd(
+    paths: &[PathBuf],
+    labels: Option<&std::path::Path>,
+    reference: RefKind,
+    tolerance: f64,
+    json: bool,
+) -> ExitCode {
+    use annotate::eval::Reference;
+    let kind = match reference {
+        RefKind::Auto => Reference::Auto,
+        RefKind::Human => Reference::Human,
+        RefKind::File => Reference::File,
+        RefKind::Truth => Reference::Truth,
+    };
+    if tolerance.is_nan() || tolerance <= 0.0 {
+        eprintln!("error: --tolerance must be positive");
+        return ExitCode::from(2);
+    }
+    let r = match annotate::eval::eval(paths, labels, kind, tolerance) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        let f = |x: Option<f64>, scale: f64, prec: usize| {
+            x.map_or("-".to_string(), |v| format!("{:.*}", prec, v * scale))
+        };
+        println!(
+            "{:<40} {:>4} {:>6} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7} {:>6}",
+            "group",
+            "eps",
+            "bounds",
+            "med ms",
+            "p95 ms",
+            "miss",
+            "false",
+            "acc %",
+            "macroF1",
+            "ECE"
+        );
+        let mut rows: Vec<(&str, &annotate::eval::Summary)> =
+            r.groups.iter().map(|(g, s)| (g.as_str(), s)).collect();
+        rows.push(("overall", &r.overall));
+        for (g, s) in rows {
+            println!(
+                "{:<40} {:>4} {:>6} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7} {:>6}",
+                g,
+                s.episodes,
+                s.boundaries,
+                f(s.boundary_median_ms, 1.0, 1),
+                f(s.boundary_p95_ms, 1.0, 1),
+                s.misses,
+                s.false_alarms,
+                f(s.accuracy, 100.0, 1),
+                f(s.macro_f1, 1.0, 3),
+                f(s.ece, 1.0, 3)
+            );
+        }
+        println!("tolerance {} s", r.tolerance_s);
+        for (p, why) in &r.skipped {
+            eprintln!("skipped {}: {why}", p.display());
+        }
+    }
+    if r.episodes.is_empty() {
+        eprintln!(
+            "error: no episode could be scored ({} skipped)",
+            r.skipped.len()
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -452,38 +452,10 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[((s.len() - 1) as f64 * p / 100.0).round() as usize]
 }
 
-/// Boundary comparison against ground truth: for each true transition (from → to), the
-/// predicted boundary of the same transition.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct BoundaryEval {
-    pub errors_ms: Vec<f64>,
-    pub misses: usize,
-    pub false_alarms: usize,
-}
-
-pub fn compare(truth: &[PhaseSpan], pred: &[PhaseSpan]) -> BoundaryEval {
-    let trans = |v: &[PhaseSpan]| -> Vec<(Phase, Phase, f64)> {
-        v.windows(2)
-            .map(|w| (w[0].phase, w[1].phase, w[1].start_s))
-            .collect()
-    };
-    let (tt, pp) = (trans(truth), trans(pred));
-    let mut used = vec![false; pp.len()];
-    let mut out = BoundaryEval::default();
-    for (a, b, ts) in &tt {
-        let best = pp
-            .iter()
-            .enumerate()
-            .filter(|(i, (pa, pb, _))| !used[*i] && pa == a && pb == b)
-            .min_by(|x, y| (x.1.2 - ts).abs().total_cmp(&(y.1.2 - ts).abs()));
-        match best {
-            Some((i, (_, _, ps))) => {
-                used[i] = true;
-                out.errors_ms.push((ps - ts).abs() * 1e3);
-            }
-            None => out.misses += 1,
-        }
-    }
-    out.false_alarms = used.iter().filter(|u| !**u).count();
-    out
+/// A phase sequence as (name, start s, end s), what `crate::eval` scores.
+pub fn named(phases: &[PhaseSpan]) -> Vec<(String, f64, f64)> {
+    phases
+        .iter()
+        .map(|p| (p.phase.as_str().to_string(), p.start_s, p.end_s))
+        .collect()
 }

@@ -96,6 +96,83 @@ fn annotates_a_batch_and_matches_ground_truth() {
             .is_some_and(|e| e.contains("broken.mcap"))
     }));
 
+    // `demotape eval` against the simulator's truth: the same figures the checks above saw
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let o = Command::new(bin("demotape"))
+            .arg("eval")
+            .arg(dir.path().join("sim-robot"))
+            .arg("--labels")
+            .arg(&out)
+            .args(extra)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let r = eval(&[]);
+    let all = &r["overall"];
+    assert_eq!(all["episodes"], 2, "{r:#}");
+    let transitions: usize = eps.iter().map(|(_, t)| t.phases.len() - 1).sum();
+    assert_eq!(all["boundaries"], transitions as u64);
+    assert_eq!(all["misses"], 0, "{all}");
+    assert_eq!(all["accuracy"], 1.0);
+    assert!(all["boundary_median_ms"].as_f64().unwrap() < 50.0, "{all}");
+    assert_eq!(r["groups"].as_object().unwrap().len(), 1);
+    assert!(
+        r["episodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["reference"] == "truth")
+    );
+    assert!(
+        r["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s[0].as_str().unwrap().ends_with("broken.mcap")),
+        "{r:#}"
+    );
+    // a reviewer says the first episode's outcome was something else: the human layer is
+    // the reference now, and the automatic outcome is wrong against it
+    let (first, _) = &eps[0];
+    let stem = first
+        .path
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let sidecar = out.join(format!("{stem}.annotations.json"));
+    let auto_outcome = docs
+        .iter()
+        .find(|d| d["source"].as_str() == Some(first.path.to_str().unwrap()))
+        .unwrap()["outcome"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = if auto_outcome == "miss" {
+        "success"
+    } else {
+        "miss"
+    };
+    let o = Command::new(bin("demotape"))
+        .args(["review", "correct"])
+        .arg(&sidecar)
+        .args(["--outcome", other, "--author", "ci", "--reason", "test"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = eval(&["--reference", "human"]);
+    assert_eq!(r["overall"]["episodes"], 1, "only the reviewed one: {r:#}");
+    assert_eq!(r["overall"]["accuracy"], 0.0);
+    assert_eq!(r["overall"]["confusion"][other][&auto_outcome], 1);
+    let r = eval(&[]);
+    assert_eq!(
+        r["overall"]["accuracy"], 0.5,
+        "human for one, truth for the other"
+    );
+
     // the same arm described by a URDF (as any other robot would be) labels the same
     std::fs::write(
         dir.path().join("arm.urdf"),
