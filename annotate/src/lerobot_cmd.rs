@@ -130,7 +130,8 @@ enum Gates {
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCmd {
-    /// Turn a LeRobot v3.0 dataset into one MCAP episode per dataset episode.
+    /// Turn a LeRobot dataset (codebase v3.0 or v2.1) into one MCAP episode per dataset
+    /// episode.
     ///
     /// observation.state → /joint_states, action → /joint_commands, image and video
     /// features → /camera/<name>/image_raw (rgb8; videos are decoded with ffmpeg), the task →
@@ -143,6 +144,10 @@ pub enum ImportCmd {
         /// Where to write the episodes.
         #[arg(long)]
         out: PathBuf,
+        /// Import an episode whose video file is missing without that camera (the report
+        /// lists the files) instead of failing.
+        #[arg(long)]
+        skip_missing_videos: bool,
         #[arg(long)]
         json: bool,
     },
@@ -244,9 +249,15 @@ pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
 }
 
 pub fn import_cmd(cmd: ImportCmd) -> ExitCode {
-    let ImportCmd::Lerobot { dir, out, json } = cmd;
+    let ImportCmd::Lerobot {
+        dir,
+        out,
+        skip_missing_videos,
+        json,
+    } = cmd;
     use std::io::IsTerminal;
-    match annotate::lerobot::import::import(&dir, &out, !json && std::io::stderr().is_terminal()) {
+    let progress = !json && std::io::stderr().is_terminal();
+    match annotate::lerobot::import::import(&dir, &out, progress, skip_missing_videos) {
         Ok(r) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -262,6 +273,12 @@ pub fn import_cmd(cmd: ImportCmd) -> ExitCode {
                     println!(
                         "not imported (no mapping): {}",
                         r.skipped_features.join(", ")
+                    );
+                }
+                if !r.missing_videos.is_empty() {
+                    println!(
+                        "{} video file(s) missing: those episodes have no such camera",
+                        r.missing_videos.len()
                     );
                 }
             }

@@ -28,6 +28,22 @@ pub struct ImportReport {
     pub frames: usize,
     /// Features that have no MCAP mapping and were left out.
     pub skipped_features: Vec<String>,
+    /// The dataset's codebase version (v3.0 or v2.1).
+    pub codebase_version: String,
+    /// Video files the dataset declares but does not have, left out with
+    /// `--skip-missing-videos` (their episodes are imported without that camera).
+    pub missing_videos: Vec<PathBuf>,
+}
+
+fn read_jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| err(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
 }
 
 fn err(p: &Path, e: impl std::fmt::Display) -> anyhow::Error {
@@ -134,13 +150,22 @@ fn image_bytes(c: &dyn Array, i: usize) -> Option<Vec<u8>> {
 }
 
 fn joint_names(feature: &serde_json::Value, n: usize) -> Vec<String> {
+    let flat = |a: &Vec<serde_json::Value>| -> Vec<String> {
+        // v2.1 datasets nest one list: [["a", "b", ...]]
+        match a.as_slice() {
+            [serde_json::Value::Array(inner)] => inner
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+        }
+    };
     let names: Vec<String> = feature["names"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(flat)
         .or_else(|| {
             // older datasets: {"motors": [...]}
             feature["names"]
@@ -263,15 +288,25 @@ impl Writer {
 }
 
 /// Import the LeRobot v3.0 dataset at `dir` into `out` (one MCAP per episode).
-pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportReport> {
+/// Import a LeRobot dataset: codebase v3.0 (episodes share data and video files, indexed by
+/// `meta/episodes/`) or v2.1 (one data file and one video per episode, `meta/*.jsonl`).
+/// `skip_missing_videos`: an episode whose video file is absent is imported without that
+/// camera (listed in the report) instead of failing.
+pub fn import(
+    dir: &Path,
+    out: &Path,
+    progress: bool,
+    skip_missing_videos: bool,
+) -> anyhow::Result<ImportReport> {
     let info_path = dir.join("meta/info.json");
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&info_path).map_err(|e| err(&info_path, e))?)
             .map_err(|e| err(&info_path, e))?;
-    let version = info["codebase_version"].as_str().unwrap_or("");
-    if version != "v3.0" {
+    let version = info["codebase_version"].as_str().unwrap_or("").to_string();
+    let v21 = version == "v2.1" || version == "v2.0";
+    if version != "v3.0" && !v21 {
         anyhow::bail!(
-            "{}: codebase_version {version:?}; only v3.0 datasets are imported (convert older ones with lerobot's convert_dataset_v21_to_v30)",
+            "{}: codebase_version {version:?}; v3.0 and v2.1 datasets are imported",
             info_path.display()
         );
     }
@@ -285,9 +320,28 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
         .clone();
     let robot = info["robot_type"].as_str().unwrap_or("lerobot").to_string();
     // tasks: index (string) → task_index
-    let tasks_path = dir.join("meta/tasks.parquet");
+    let tasks_path = dir.join(if v21 {
+        "meta/tasks.jsonl"
+    } else {
+        "meta/tasks.parquet"
+    });
     let mut tasks: BTreeMap<i64, String> = BTreeMap::new();
-    for b in read_all(&tasks_path)? {
+    if v21 {
+        for t in read_jsonl(&tasks_path)? {
+            let (Some(i), Some(name)) = (t["task_index"].as_i64(), t["task"].as_str()) else {
+                anyhow::bail!(
+                    "{}: a line without task_index and task",
+                    tasks_path.display()
+                );
+            };
+            tasks.insert(i, name.to_string());
+        }
+    }
+    for b in if v21 {
+        Vec::new()
+    } else {
+        read_all(&tasks_path)?
+    } {
         let idx = i64_col(&b, "task_index", &tasks_path)?;
         let names = b
             .schema()
@@ -300,7 +354,39 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
     }
     // episodes
     let mut episodes: Vec<BTreeMap<String, serde_json::Value>> = Vec::new();
-    for p in parquet_files(&dir.join("meta/episodes"))? {
+    if v21 {
+        // one data file and one video per episode: an episode's video starts at 0
+        let chunks = info["chunks_size"]
+            .as_i64()
+            .filter(|c| *c > 0)
+            .unwrap_or(1000);
+        let ep_path = dir.join("meta/episodes.jsonl");
+        for e in read_jsonl(&ep_path)? {
+            let (Some(ei), Some(len)) = (e["episode_index"].as_i64(), e["length"].as_i64()) else {
+                anyhow::bail!(
+                    "{}: a line without episode_index and length",
+                    ep_path.display()
+                );
+            };
+            let mut m = BTreeMap::new();
+            m.insert("episode_index".into(), ei.into());
+            m.insert("from".into(), 0.into());
+            m.insert("to".into(), len.into());
+            for (key, f) in &features {
+                if f["dtype"] == "video" {
+                    m.insert(format!("{key}/chunk_index"), (ei / chunks).into());
+                    m.insert(format!("{key}/file_index"), ei.into());
+                    m.insert(format!("{key}/from_timestamp"), 0.0.into());
+                }
+            }
+            episodes.push(m);
+        }
+    }
+    for p in if v21 {
+        Vec::new()
+    } else {
+        parquet_files(&dir.join("meta/episodes"))?
+    } {
         for b in read_all(&p)? {
             let ei = i64_col(&b, "episode_index", &p)?;
             let from = i64_col(&b, "dataset_from_index", &p)?;
@@ -409,6 +495,8 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
         episodes: Vec::new(),
         frames: 0,
         skipped_features: skipped,
+        codebase_version: version.clone(),
+        missing_videos: Vec::new(),
     };
     let mut current: Option<Cur> = None;
     let finish = |cur: Option<Cur>, report: &mut ImportReport| -> anyhow::Result<()> {
@@ -429,6 +517,7 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
                 if dtype != "video" {
                     continue;
                 }
+                let chunk = e[&format!("{key}/chunk_index")].as_i64().unwrap_or(0);
                 let vpath = dir.join(
                     info["video_path"]
                         .as_str()
@@ -436,6 +525,8 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
                             "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
                         )
                         .replace("{video_key}", key)
+                        .replace("{episode_chunk:03d}", &format!("{chunk:03}"))
+                        .replace("{episode_index:06d}", &format!("{ep:06}"))
                         .replace(
                             "{chunk_index:03d}",
                             &format!(
@@ -451,6 +542,18 @@ pub fn import(dir: &Path, out: &Path, progress: bool) -> anyhow::Result<ImportRe
                             ),
                         ),
                 );
+                if !vpath.exists() && !skip_missing_videos {
+                    anyhow::bail!(
+                        "{}: episode {ep}'s video for {key} is missing (--skip-missing-videos \
+                         imports such episodes without that camera)",
+                        vpath.display()
+                    );
+                }
+                if !vpath.exists() {
+                    tracing::warn!(video = %vpath.display(), "missing: episode {ep} imported without {key}");
+                    report.missing_videos.push(vpath);
+                    continue;
+                }
                 let from = e[&format!("{key}/from_timestamp")].as_f64().unwrap_or(0.0);
                 let len = (e["to"].as_i64().unwrap_or(0) - e["from"].as_i64().unwrap_or(0)).max(0)
                     as usize;
