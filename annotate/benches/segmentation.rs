@@ -123,6 +123,19 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         match variant {
             "no_tactile" => s.tactile = None,
             "no_wrench" => s.wrench = None,
+            // joint states at ~30 Hz (every 17th of 500 Hz), as LeRobot arms record them
+            "joints_30hz" => {
+                fn keep<T>(v: &mut Vec<T>) {
+                    let mut i = 0;
+                    v.retain(|_| {
+                        i += 1;
+                        (i - 1) % 17 == 0
+                    });
+                }
+                keep(&mut s.t);
+                keep(&mut s.q);
+                keep(&mut s.aperture);
+            }
             _ => {}
         }
         let t = Instant::now();
@@ -176,7 +189,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let mut json = Vec::new();
-    for variant in ["all", "no_tactile", "no_wrench"] {
+    for variant in ["all", "no_tactile", "no_wrench", "joints_30hz"] {
         let r = run(&all, variant, &arm);
         let acc = r.correct as f64 / all.len() as f64;
         let rt = (all.len() as f64 * 10.0) / r.seconds;
@@ -191,7 +204,7 @@ fn main() {
             rt
         );
         let labels = ["success", "slip", "drop", "miss"];
-        if variant != "no_wrench" {
+        if variant == "all" || variant == "no_tactile" {
             println!(
                 "  confusion (rows truth, columns predicted): {:>8} {:>8} {:>8} {:>8}",
                 labels[0], labels[1], labels[2], labels[3]
@@ -211,8 +224,12 @@ fn main() {
     }
     let main = &json[0].1;
     let inner = &main[1..main.len() - 1];
+    let variants: Vec<String> = json[1..]
+        .iter()
+        .map(|(v, j)| format!("\"{v}\":{j}"))
+        .collect();
     println!(
-        "{{\"bench\":\"segmentation\",\"episodes\":{n},{inner},\"variants\":{{\"no_tactile\":{},\"no_wrench\":{}}}}}",
-        json[1].1, json[2].1
+        "{{\"bench\":\"segmentation\",\"episodes\":{n},{inner},\"variants\":{{{}}}}}",
+        variants.join(",")
     );
 }
