@@ -173,7 +173,19 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     let px: Vec<f64> = poses.iter().map(|p| p.translation.x).collect();
     let py: Vec<f64> = poses.iter().map(|p| p.translation.y).collect();
     let pz: Vec<f64> = poses.iter().map(|p| p.translation.z).collect();
-    let h = 5; // ±10 ms at 500 Hz
+    // windows in seconds, as samples of this episode's joint rate (500 Hz: the simulator's;
+    // 30 Hz: a LeRobot arm's), never fewer than one
+    let dt = {
+        let mut d: Vec<f64> = t
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0.0)
+            .collect();
+        d.sort_by(f64::total_cmp);
+        d.get(d.len() / 2).copied().unwrap_or(0.002)
+    };
+    let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
+    let h = win(0.010); // the derivative's half window
     let (vx, vy, vz) = (deriv(t, &px, h), deriv(t, &py, h), deriv(t, &pz, h));
     let speed: Vec<f64> = (0..n)
         .map(|i| (vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i]).sqrt())
@@ -198,7 +210,7 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
             })
             .collect();
         let raw = resample(tw, &world_z, t);
-        (smooth(&raw, 10), smooth(&raw, 2))
+        (smooth(&raw, win(0.020)), smooth(&raw, win(0.004)))
     });
     // slow (for levels) and fast (for transients) versions of the load
     let (load, load_fast) = match load {
@@ -207,7 +219,10 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     };
     let tact = s.tactile.as_ref().map(|(tt, total, cen)| {
         used.push("tactile");
-        (smooth(&resample(tt, total, t), 5), resample(tt, cen, t))
+        (
+            smooth(&resample(tt, total, t), win(0.010)),
+            resample(tt, cen, t),
+        )
     });
 
     // 1. grasp: the gripper starts closing (first strong closing motion)
@@ -224,7 +239,7 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     let t_reach = onset(t, &speed, k_move, 0.004, v_hi);
     // closing ends: aperture at rest
     let k_closed = first_from(&closing, k_close, |v| v < close_thr * 0.02).unwrap_or(n - 1);
-    let held_aperture = ap[(k_closed + 10).min(n - 1)];
+    let held_aperture = ap[(k_closed + win(0.020)).min(n - 1)];
     let acquired = held_aperture > 0.2 * open_level;
     evidence.push(format!(
         "aperture after closing {:.1} mm of {:.1} mm open",
@@ -347,7 +362,7 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
             );
             let mut slip_score: f64 = 0.0;
             if let Some((tot, cen)) = &tact
-                && b > a + 10
+                && b > a + win(0.020)
             {
                 let c0 = cen[a];
                 let shift = cen[a..b]
@@ -362,9 +377,9 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
                 slip_score = slip_score.max(shift / 1.0);
             }
             if let Some(l) = &load_fast
-                && b > a + 10
+                && b > a + win(0.020)
             {
-                let base = smooth(&l[a..b], 25);
+                let base = smooth(&l[a..b], win(0.050));
                 let ring = l[a..b]
                     .iter()
                     .zip(&base)
