@@ -107,6 +107,10 @@ struct Run {
     confusion: BTreeMap<(&'static str, &'static str), usize>,
     correct: usize,
     seconds: f64,
+    /// missed transitions by kind
+    missed: BTreeMap<String, usize>,
+    /// (outcome confidence, right) per episode
+    calibration: Vec<(f64, bool)>,
 }
 
 fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
@@ -117,6 +121,8 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         confusion: BTreeMap::new(),
         correct: 0,
         seconds: 0.0,
+        missed: BTreeMap::new(),
+        calibration: Vec::new(),
     };
     for (s, truth) in all {
         let mut s = s.clone();
@@ -148,11 +154,16 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         );
         r.errors.extend(e.errors_ms);
         r.misses += e.misses;
+        for m in e.missed {
+            *r.missed.entry(m).or_default() += 1;
+        }
         r.false_alarms += e.false_alarms;
         *r.confusion
             .entry((name(truth.outcome), name(seg.outcome)))
             .or_default() += 1;
         r.correct += (truth.outcome == seg.outcome) as usize;
+        r.calibration
+            .push((seg.confidence, truth.outcome == seg.outcome));
     }
     r.errors.sort_by(f64::total_cmp);
     r
@@ -193,16 +204,22 @@ fn main() {
         let r = run(&all, variant, &arm);
         let acc = r.correct as f64 / all.len() as f64;
         let rt = (all.len() as f64 * 10.0) / r.seconds;
+        let ece = annotate::eval::ece(&r.calibration, 10).unwrap_or(f64::NAN);
         println!(
-            "{variant:<11} boundary error median {:.1} ms, p95 {:.1} ms over {} boundaries; misses {}, false alarms {}; outcome accuracy {:.1} %; {:.0}x real time on one core",
+            "{variant:<11} boundary error median {:.1} ms, p95 {:.1} ms over {} boundaries; misses {}, false alarms {}; outcome accuracy {:.1} %, ECE {:.3}; {:.0}x real time on one core",
             q(&r.errors, 0.5),
             q(&r.errors, 0.95),
             r.errors.len(),
             r.misses,
             r.false_alarms,
             acc * 100.0,
+            ece,
             rt
         );
+        if !r.missed.is_empty() {
+            let m: Vec<String> = r.missed.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("  missed: {}", m.join(", "));
+        }
         let labels = ["success", "slip", "drop", "miss"];
         if variant == "all" || variant == "no_tactile" {
             println!(
@@ -218,8 +235,8 @@ fn main() {
             }
         }
         json.push((variant, format!(
-            "{{\"boundary_ms\":{{\"median\":{:.2},\"p95\":{:.2}}},\"misses\":{},\"false_alarms\":{},\"outcome_accuracy\":{:.4},\"realtime_factor_per_core\":{:.0}}}",
-            q(&r.errors, 0.5), q(&r.errors, 0.95), r.misses, r.false_alarms, acc, rt
+            "{{\"boundary_ms\":{{\"median\":{:.2},\"p95\":{:.2}}},\"misses\":{},\"false_alarms\":{},\"outcome_accuracy\":{:.4},\"ece\":{:.4},\"realtime_factor_per_core\":{:.0}}}",
+            q(&r.errors, 0.5), q(&r.errors, 0.95), r.misses, r.false_alarms, acc, ece, rt
         )));
     }
     let main = &json[0].1;

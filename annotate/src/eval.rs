@@ -49,6 +49,8 @@ pub struct BoundaryMatch {
     pub misses: usize,
     pub false_alarms: usize,
     pub reference: usize,
+    /// The missed reference transitions, `from→to`.
+    pub missed: Vec<String>,
 }
 
 /// Match reference transitions to predicted ones of the same pair (nearest unused first);
@@ -74,7 +76,10 @@ pub fn match_boundaries(
                 used[i] = true;
                 out.errors_ms.push((p - t).abs() * 1e3);
             }
-            _ => out.misses += 1,
+            _ => {
+                out.misses += 1;
+                out.missed.push(format!("{a}→{b}"));
+            }
         }
     }
     out.false_alarms = used.iter().filter(|u| !**u).count();
