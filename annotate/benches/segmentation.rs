@@ -128,6 +128,10 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         let mut s = s.clone();
         match variant {
             "no_tactile" => s.tactile = None,
+            "untared_no_tactile" => {
+                s.tactile = None;
+                untare(&mut s, arm);
+            }
             "no_wrench" => s.wrench = None,
             // joint states at ~30 Hz (every 17th of 500 Hz), as LeRobot arms record them
             "joints_30hz" => {
@@ -142,7 +146,27 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
                 keep(&mut s.q);
                 keep(&mut s.aperture);
             }
+            // an untared wrist sensor: the gripper's own weight (0.8 kg) seen in the sensor
+            // frame as the wrist turns, a constant bias and a slow drift
+            "untared" => untare(&mut s, arm),
             _ => {}
+        }
+        fn untare(s: &mut Signals, arm: &ArmModel) {
+            {
+                if let Some((tw, w)) = &mut s.wrench {
+                    let mut k = 0;
+                    for (tt, f) in tw.iter().zip(w.iter_mut()) {
+                        while k + 1 < s.t.len() && s.t[k + 1] <= *tt {
+                            k += 1;
+                        }
+                        let r = arm.fk(&s.q[k]).rotation;
+                        let g = r.inverse() * nalgebra::Vector3::new(0.0, 0.0, -0.8 * 9.81);
+                        f[0] += g.x + 2.0;
+                        f[1] += g.y - 1.5;
+                        f[2] += g.z + 3.0 + 0.05 * tt;
+                    }
+                }
+            }
         }
         let t = Instant::now();
         let seg = segment(&s, arm);
@@ -200,7 +224,14 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let mut json = Vec::new();
-    for variant in ["all", "no_tactile", "no_wrench", "joints_30hz"] {
+    for variant in [
+        "all",
+        "no_tactile",
+        "no_wrench",
+        "joints_30hz",
+        "untared",
+        "untared_no_tactile",
+    ] {
         let r = run(&all, variant, &arm);
         let acc = r.correct as f64 / all.len() as f64;
         let rt = (all.len() as f64 * 10.0) / r.seconds;

@@ -158,6 +158,54 @@ fn idx(t: &[f64], time: f64) -> usize {
         .min(t.len().saturating_sub(1))
 }
 
+/// The force sensor's bias (sensor frame, N) and the weight (N) of what hangs on it before
+/// anything is grasped, fitted by least squares on the readings before `until` s:
+/// `f = bias + Rᵀ (0, 0, −weight)` as the wrist turns. With too little rotation to tell them
+/// apart, or too few samples, the weight is 0 and the bias the mean reading.
+fn tare(
+    tw: &[f64],
+    w: &[[f64; 6]],
+    rot: &dyn Fn(f64) -> nalgebra::UnitQuaternion<f64>,
+    until: f64,
+) -> ([f64; 3], f64) {
+    let rows: Vec<(nalgebra::Vector3<f64>, nalgebra::Vector3<f64>)> = tw
+        .iter()
+        .zip(w)
+        .filter(|(t, _)| **t < until)
+        .map(|(t, f)| {
+            // the column multiplying the weight: Rᵀ (0, 0, −1)
+            let c = rot(*t).inverse() * nalgebra::Vector3::new(0.0, 0.0, -1.0);
+            (c, nalgebra::Vector3::new(f[0], f[1], f[2]))
+        })
+        .collect();
+    if rows.len() < 20 {
+        return ([0.0; 3], 0.0);
+    }
+    let mean = rows.iter().fold(nalgebra::Vector3::zeros(), |a, r| a + r.1) / rows.len() as f64;
+    // normal equations of [I3 | c] [b; m] = f
+    let mut ata = nalgebra::Matrix4::<f64>::zeros();
+    let mut atb = nalgebra::Vector4::<f64>::zeros();
+    for (c, f) in &rows {
+        let a =
+            nalgebra::Matrix3x4::new(1.0, 0.0, 0.0, c.x, 0.0, 1.0, 0.0, c.y, 0.0, 0.0, 1.0, c.z);
+        ata += a.transpose() * a;
+        atb += a.transpose() * f;
+    }
+    // the spread of c decides whether the weight is observable
+    let cm = rows.iter().fold(nalgebra::Vector3::zeros(), |a, r| a + r.0) / rows.len() as f64;
+    let spread = rows.iter().map(|r| (r.0 - cm).norm_squared()).sum::<f64>() / rows.len() as f64;
+    if spread < 0.01 {
+        return ([mean.x, mean.y, mean.z], 0.0);
+    }
+    match ata.try_inverse() {
+        Some(inv) => {
+            let x = inv * atb;
+            ([x[0], x[1], x[2]], x[3])
+        }
+        None => ([mean.x, mean.y, mean.z], 0.0),
+    }
+}
+
 /// Segment one episode.
 pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     let t = &s.t;
@@ -197,20 +245,50 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     let up: Vec<f64> = vz.iter().map(|v| v.max(0.0)).collect();
     let open_level = ap.iter().copied().fold(0.0, f64::max);
 
-    // load along world z (N), and tactile, on the joint time base
+    // the gripper's first strong closing (the grasp, step 1 below): before it the wrist
+    // carries nothing, which is where the force sensor is tared
+    let close_thr = 0.2 * (open_level / 0.5).max(0.01); // a fifth of a typical full-close speed
+    let first_close = first_from(&closing, 0, |v| v > close_thr);
+
+    // load along world z (N), tared, and tactile, on the joint time base
+    let mut noise_n = 0.0;
     let load = s.wrench.as_ref().map(|(tw, w)| {
         used.push("wrench");
+        let rot = |tt: f64| poses[idx(t, tt)].rotation;
+        let until = first_close.map_or(0.0, |k| t[k] - 0.05);
+        let (bias, tool_n) = tare(tw, w, &rot, until);
         let world_z: Vec<f64> = tw
             .iter()
             .zip(w)
             .map(|(&tt, f)| {
-                let r = poses[idx(t, tt)].rotation;
-                let fw = r * nalgebra::Vector3::new(f[0], f[1], f[2]);
-                -fw.z
+                let r = rot(tt);
+                // sensor reading − bias − the tool's own weight seen in the sensor frame
+                let g = r.inverse() * nalgebra::Vector3::new(0.0, 0.0, -tool_n);
+                let fc = nalgebra::Vector3::new(f[0] - bias[0], f[1] - bias[1], f[2] - bias[2]) - g;
+                -(r * fc).z
             })
             .collect();
         let raw = resample(tw, &world_z, t);
-        (smooth(&raw, win(0.020)), smooth(&raw, win(0.004)))
+        let fast = smooth(&raw, win(0.004));
+        // the noise floor: spread of the fast load about its trend while nothing is held
+        let k_end = idx(t, until);
+        if k_end > win(0.2) {
+            let base = smooth(&fast[..k_end], win(0.050));
+            let mut dev: Vec<f64> = fast[..k_end]
+                .iter()
+                .zip(&base)
+                .map(|(x, m)| (x - m).abs())
+                .collect();
+            dev.sort_by(f64::total_cmp);
+            noise_n = 1.4826 * dev[dev.len() / 2];
+        }
+        if tool_n.abs() > 0.5 || bias.iter().any(|b| b.abs() > 0.5) {
+            evidence.push(format!(
+                "force sensor tared before the grasp: bias ({:.2}, {:.2}, {:.2}) N, tool weight {:.2} N",
+                bias[0], bias[1], bias[2], tool_n
+            ));
+        }
+        (smooth(&raw, win(0.020)), fast)
     });
     // slow (for levels) and fast (for transients) versions of the load
     let (load, load_fast) = match load {
@@ -226,8 +304,7 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     });
 
     // 1. grasp: the gripper starts closing (first strong closing motion)
-    let close_thr = 0.2 * (open_level / 0.5).max(0.01); // a fifth of a typical full-close speed
-    let Some(k_close) = first_from(&closing, 0, |v| v > close_thr) else {
+    let Some(k_close) = first_close else {
         return unsegmented(dur, 0.3, used, "the gripper never closed");
     };
     let t_grasp = onset(t, &closing, k_close, close_thr * 0.05, close_thr * 0.4);
@@ -315,7 +392,7 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
                 75.0,
             );
             evidence.push(format!("held load {held:.2} N"));
-            if held > 0.3 {
+            if held > 0.3f64.max(5.0 * noise_n) {
                 dropped_at = (lo_i..hi_i)
                     .find(|&i| aloft(i) && l[i] < 0.25 * held)
                     .map(|i| t[i]);
@@ -385,13 +462,22 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
                     .zip(&base)
                     .map(|(x, m)| (x - m).abs())
                     .fold(0.0, f64::max);
-                let held = percentile(&l[a..b], 50.0).max(0.1);
-                evidence.push(format!(
-                    "load transient {:.0} % of the held load",
-                    100.0 * ring / held
-                ));
-                if tact.is_none() {
-                    slip_score = slip_score.max(ring / (0.12 * held));
+                let held = percentile(&l[a..b], 50.0);
+                // a transient counts only above the sensor's noise, and relative to a load
+                // the sensor can tell from nothing
+                let floor = 0.3f64.max(5.0 * noise_n);
+                if held > floor {
+                    evidence.push(format!(
+                        "load transient {:.0} % of the held load",
+                        100.0 * ring / held
+                    ));
+                    if tact.is_none() && ring > 6.0 * noise_n {
+                        slip_score = slip_score.max(ring / (0.12 * held));
+                    }
+                } else {
+                    evidence.push(format!(
+                        "held load {held:.2} N is within the sensor's noise ({noise_n:.3} N): no slip evidence from the wrench"
+                    ));
                 }
             }
             if slip_score > 1.0 {
@@ -473,4 +559,36 @@ pub fn named(phases: &[PhaseSpan]) -> Vec<(String, f64, f64)> {
         .iter()
         .map(|p| (p.phase.as_str().to_string(), p.start_s, p.end_s))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{UnitQuaternion, Vector3};
+
+    #[test]
+    fn tare_finds_the_bias_and_the_tool_weight_as_the_wrist_turns() {
+        let (bias, weight) = (Vector3::new(2.0, -1.5, 3.0), 7.85);
+        let rot = |t: f64| UnitQuaternion::from_euler_angles(0.8 * t.sin(), 0.5 * t, 0.3);
+        let tw: Vec<f64> = (0..400).map(|i| i as f64 * 0.005).collect();
+        let w: Vec<[f64; 6]> = tw
+            .iter()
+            .map(|&t| {
+                let f = bias + rot(t).inverse() * Vector3::new(0.0, 0.0, -weight);
+                [f.x, f.y, f.z, 0.0, 0.0, 0.0]
+            })
+            .collect();
+        // only the readings before 1.5 s (the grasp) are used
+        let (b, m) = tare(&tw, &w, &rot, 1.5);
+        assert!((Vector3::from(b) - bias).norm() < 1e-9, "{b:?}");
+        assert!((m - weight).abs() < 1e-9, "{m}");
+        // a wrist that does not turn: the weight is not separable, the mean reading is the bias
+        let still = |_: f64| UnitQuaternion::identity();
+        let (b, m) = tare(&tw, &w, &still, 1.5);
+        assert_eq!(m, 0.0);
+        let mean: f64 = w.iter().take(300).map(|f| f[2]).sum::<f64>() / 300.0;
+        assert!((b[2] - mean).abs() < 1e-9);
+        // too few readings: nothing to tare with
+        assert_eq!(tare(&tw, &w, &rot, 0.05), ([0.0; 3], 0.0));
+    }
 }
