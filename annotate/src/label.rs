@@ -169,6 +169,61 @@ pub fn outputs(episode: &Path, out_dir: Option<&Path>) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Where a failed annotation is recorded (`<stem>.annotations.failed.json`, beside the
+/// sidecar it would have been): the review queue lists such episodes with the reason.
+pub fn failure_path(episode: &Path, out_dir: Option<&Path>) -> PathBuf {
+    let (sidecar, _) = outputs(episode, out_dir);
+    PathBuf::from(
+        sidecar
+            .to_string_lossy()
+            .trim_end_matches(".annotations.json")
+            .to_string()
+            + ".annotations.failed.json",
+    )
+}
+
+/// [`annotate_file`], and on failure a `<stem>.annotations.failed.json` saying why (so the
+/// episode still shows in `demotape review list`); a success removes an earlier failure
+/// record once its sidecar is written.
+pub fn annotate_or_record(
+    episode: &Path,
+    out_dir: Option<&Path>,
+    config: &AnnotateConfig,
+) -> Result<EpisodeAnnotation, String> {
+    let failed = failure_path(episode, out_dir);
+    match annotate_file(episode, out_dir, config) {
+        Ok(a) => {
+            if failed.exists() {
+                let _ = std::fs::remove_file(&failed);
+            }
+            Ok(a)
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let doc = serde_json::json!({
+                "source": episode,
+                "error": msg,
+                "tool": concat!("demotape ", env!("CARGO_PKG_VERSION")),
+                "at_ns": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+            });
+            if let Some(d) = failed.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(d);
+            }
+            if let Err(w) = write_atomic(
+                &failed,
+                serde_json::to_string_pretty(&doc)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            ) {
+                tracing::warn!(file = %failed.display(), "could not record the failure: {w}");
+            }
+            Err(msg)
+        }
+    }
+}
+
 fn lower(o: hal::sim::plan::Outcome) -> String {
     format!("{o:?}").to_lowercase()
 }

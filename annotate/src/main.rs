@@ -588,8 +588,7 @@ fn annotate_cmd(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    let r =
-                        annotate::label::annotate_file(f, out, cfg).map_err(|e| format!("{e:#}"));
+                    let r = annotate::label::annotate_or_record(f, out, cfg);
                     if let Ok(mut v) = results.lock() {
                         v.push((i, r));
                     }

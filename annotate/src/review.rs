@@ -253,7 +253,9 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
                     walk(&x, out);
                 }
             }
-        } else if p.to_string_lossy().ends_with(".annotations.json") {
+        } else if p.to_string_lossy().ends_with(".annotations.json")
+            || p.to_string_lossy().ends_with(".annotations.failed.json")
+        {
             out.push(p.to_path_buf());
         }
     }
@@ -262,6 +264,27 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
     }
     let mut out = Vec::new();
     for f in files {
+        if f.to_string_lossy().ends_with(".failed.json") {
+            // `demotape annotate` could not label it: always a job for a person
+            let why = load_auto(&f).map_or_else(
+                |e| format!("could not be annotated ({e:#})"),
+                |v| {
+                    format!(
+                        "could not be annotated: {}",
+                        v["error"].as_str().unwrap_or("?")
+                    )
+                },
+            );
+            out.push(QueueItem {
+                sidecar: f,
+                outcome: String::new(),
+                confidence: 0.0,
+                failed_gates: Vec::new(),
+                reviewed: 0,
+                why,
+            });
+            continue;
+        }
         let Ok(auto) = load_auto(&f) else { continue };
         let conf = auto["confidence"].as_f64().unwrap_or(0.0);
         let failed: Vec<String> = auto["gates"].as_array().map_or(Vec::new(), |g| {

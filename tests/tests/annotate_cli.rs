@@ -96,6 +96,31 @@ fn annotates_a_batch_and_matches_ground_truth() {
             .is_some_and(|e| e.contains("broken.mcap"))
     }));
 
+    // the episode that could not be annotated is still in the review queue, with why
+    let o = Command::new(bin("demotape"))
+        .args(["review", "list", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed: Vec<&serde_json::Value> = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["why"]
+                .as_str()
+                .unwrap()
+                .starts_with("could not be annotated")
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{q:#}");
+    assert!(
+        failed[0]["why"].as_str().unwrap().contains("broken.mcap"),
+        "{q:#}"
+    );
+
     // `demotape eval` against the simulator's truth: the same figures the checks above saw
     let eval = |extra: &[&str]| -> serde_json::Value {
         let o = Command::new(bin("demotape"))
