@@ -97,6 +97,71 @@ impl AnnotateConfig {
     }
 }
 
+/// `demotape annotate --print-config`: the defaults (the simulated robot), commented. A unit
+/// test checks that it parses to exactly [`AnnotateConfig::default`].
+pub const DEFAULT_CONFIG_TOML: &str = r#"# demotape annotate --config FILE: where the signals are and what the robot is.
+# Every key may be left out (its default is shown). Times are seconds from the episode start.
+
+[signals]
+# sensor_msgs/msg/JointState topic with the arm (and gripper) joints.
+joint_topic = "/joint_states"
+# The arm's joints in kinematic order. With [robot] urdf, leave this out: the arm's joints
+# are the URDF chain's.
+arm_joints = ["right_arm_joint1", "right_arm_joint2", "right_arm_joint3", "right_arm_joint4", "right_arm_joint5", "right_arm_joint6", "right_arm_joint7"]
+# The gripper finger joint; its position × gripper_scale is the opening (m).
+gripper_joint = "right_gripper_finger"
+gripper_scale = 2.0
+# geometry_msgs/msg/WrenchStamped at the wrist (tared automatically before each grasp: bias
+# and tool weight); a robot without one simply has no such channel.
+wrench_topic = "/wrist/right/wrench"
+# demotape_msgs/msg/TactileArray fingertip pads (optional); the first gives the contact centroid.
+tactile_topics = ["/tactile/right_a_tip", "/tactile/right_b_tip"]
+# Pressure (kPa) above which a taxel counts as touching.
+contact_kpa = 0.5
+
+[robot]
+# The arm from the robot's URDF (xacro expanded), relative to this file, e.g.
+# urdf = "ur5e.urdf"
+# base_link = "base_link"   # default: the URDF's root link
+# tool_link = "tool0"       # default: the leaf with the most movable joints before it
+# The unit of the recorded joint positions: "rad" (rad, m: ROS) or "deg" (deg, mm: LeRobot's
+# Feetech arms).
+joint_units = "rad"
+
+# Without [robot] urdf: the arm in modified Denavit–Hartenberg parameters (Craig), one
+# [[arm.links]] per joint (RotX(alpha) TransX(a) RotZ(q + theta_offset) TransZ(d)), the base
+# position in the world (m), the tool center point tool_d along the last z axis (m), turned
+# by tool_yaw (rad). The default is the simulator's Panda-like arm.
+[arm]
+joint_names = ["right_arm_joint1", "right_arm_joint2", "right_arm_joint3", "right_arm_joint4", "right_arm_joint5", "right_arm_joint6", "right_arm_joint7"]
+base_xyz = [-0.45, 0.0, 0.0]
+tool_d = 0.2104
+tool_yaw = -0.7853981633974483
+limits = [[-2.8973, 2.8973], [-1.7628, 1.7628], [-2.8973, 2.8973], [-3.0718, -0.0698], [-2.8973, 2.8973], [-0.0175, 3.7525], [-2.8973, 2.8973]]
+links = [
+    { a = 0.0, d = 0.333, alpha = 0.0 },
+    { a = 0.0, d = 0.0, alpha = -1.5707963267948966 },
+    { a = 0.0, d = 0.316, alpha = 1.5707963267948966 },
+    { a = 0.0825, d = 0.0, alpha = 1.5707963267948966 },
+    { a = -0.0825, d = 0.384, alpha = -1.5707963267948966 },
+    { a = 0.0, d = 0.0, alpha = 1.5707963267948966 },
+    { a = 0.088, d = 0.0, alpha = 1.5707963267948966 },
+]
+
+# Quality gates: an episode failing one is left out of `export` unless --gates ignore.
+[gates]
+# Samples the recorder dropped.
+max_drops = 0
+# Worst device's 99th-percentile clock-fit residual (µs).
+max_sync_residual_p99_us = 20000.0
+# Share of the episode spent idle.
+max_idle_fraction = 0.6
+min_duration_s = 2.0
+# Largest step of any joint between two samples (rad, or m for prismatic joints, after
+# robot.joint_units).
+max_joint_jump_rad = 0.2
+"#;
+
 /// Quality-gate thresholds (defaults: what a training set can live with).
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -541,6 +606,12 @@ mod tests {
                 .to_string()
                 .contains("bogus")
         );
+    }
+
+    #[test]
+    fn the_commented_defaults_are_the_defaults() {
+        let c: AnnotateConfig = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(c, AnnotateConfig::default());
     }
 
     #[test]

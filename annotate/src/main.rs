@@ -394,11 +394,7 @@ fn main() -> ExitCode {
             print_config,
         } => {
             if print_config {
-                print!(
-                    "{}",
-                    toml::to_string(&annotate::label::AnnotateConfig::default())
-                        .unwrap_or_default()
-                );
+                print!("{}", annotate::label::DEFAULT_CONFIG_TOML);
                 return ExitCode::SUCCESS;
             }
             let cfg = match config
