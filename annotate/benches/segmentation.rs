@@ -133,6 +133,10 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
                 untare(&mut s, arm);
             }
             "no_wrench" => s.wrench = None,
+            "joints_only" => {
+                s.wrench = None;
+                s.tactile = None;
+            }
             // joint states at ~30 Hz (every 17th of 500 Hz), as LeRobot arms record them
             "joints_30hz" => {
                 fn keep<T>(v: &mut Vec<T>) {
@@ -231,6 +235,7 @@ fn main() {
         "joints_30hz",
         "untared",
         "untared_no_tactile",
+        "joints_only",
     ] {
         let r = run(&all, variant, &arm);
         let acc = r.correct as f64 / all.len() as f64;

@@ -108,9 +108,14 @@ joint_topic = "/joint_states"
 # The arm's joints in kinematic order. With [robot] urdf, leave this out: the arm's joints
 # are the URDF chain's.
 arm_joints = ["right_arm_joint1", "right_arm_joint2", "right_arm_joint3", "right_arm_joint4", "right_arm_joint5", "right_arm_joint6", "right_arm_joint7"]
-# The gripper finger joint; its position × gripper_scale is the opening (m).
+# The gripper finger joint; its position × gripper_scale + gripper_offset is the opening (m).
 gripper_joint = "right_gripper_finger"
+# Or the mean of several joints (a hand's fingers), e.g. for normalized 1 = open fingers:
+# gripper_joints = ["kRightHandPinky", "kRightHandRing", "kRightHandMiddle", "kRightHandIndex"]
+# gripper_scale = 0.1
+gripper_joints = []
 gripper_scale = 2.0
+gripper_offset = 0.0
 # geometry_msgs/msg/WrenchStamped at the wrist (tared automatically before each grasp: bias
 # and tool weight); a robot without one simply has no such channel.
 wrench_topic = "/wrist/right/wrench"

@@ -355,20 +355,26 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
         evidence.push("fingers closed on nothing".into());
     } else {
         // lift: upward motion after the closure
+        // (while the gripper is still closed: a rise after it opened is the retreat)
         let k_up = first_from(&up, k_closed, |v| v > v_hi);
-        let t_lift = k_up.map(|k| onset(t, &up, k, 0.004, v_hi));
+        let before_release = |x: &f64| t_release.is_none_or(|tr| *x < tr);
+        let t_lift = k_up
+            .map(|k| onset(t, &up, k, 0.004, v_hi))
+            .filter(before_release);
         // transport: 2 cm above the support
-        let t_transport = t_lift.and_then(|tl| {
-            let k0 = idx(t, tl);
-            let z0 = pz[k0];
-            let k = first_from(&pz, k0, |z| z - z0 >= 0.02)?;
-            let f = if k > 0 && pz[k] != pz[k - 1] {
-                (z0 + 0.02 - pz[k - 1]) / (pz[k] - pz[k - 1])
-            } else {
-                1.0
-            };
-            Some(t[k - 1] + f.clamp(0.0, 1.0) * (t[k] - t[k - 1]))
-        });
+        let t_transport = t_lift
+            .and_then(|tl| {
+                let k0 = idx(t, tl);
+                let z0 = pz[k0];
+                let k = first_from(&pz, k0, |z| z - z0 >= 0.02)?;
+                let f = if k > 0 && pz[k] != pz[k - 1] {
+                    (z0 + 0.02 - pz[k - 1]) / (pz[k] - pz[k - 1])
+                } else {
+                    1.0
+                };
+                Some(t[k - 1] + f.clamp(0.0, 1.0) * (t[k] - t[k - 1]))
+            })
+            .filter(before_release);
         if let Some(tl) = t_lift {
             phases.push((Phase::Lift, tl));
         }
@@ -486,6 +492,13 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
             } else {
                 outcome = Outcome::Success;
                 confidence = (1.0 - slip_score / 2.0).clamp(0.5, 1.0);
+                if load.is_none() && tact.is_none() {
+                    // the fingers stopped on something, but nothing says it stayed held
+                    confidence = confidence.min(0.6);
+                    evidence.push(
+                        "no wrench or touch sensing: the hold is not confirmed (review it)".into(),
+                    );
+                }
             }
         }
     }

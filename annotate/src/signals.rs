@@ -17,9 +17,14 @@ pub struct SignalConfig {
     /// The arm's joints in kinematic order (with `[robot] urdf`: the chain's joints, and this
     /// key must be left at its default or equal them).
     pub arm_joints: Vec<String>,
-    /// The gripper finger joint; the opening is `gripper_scale` × its position.
+    /// The gripper finger joint; the opening is `gripper_scale` × its position +
+    /// `gripper_offset`.
     pub gripper_joint: String,
+    /// Instead of one joint: the mean position of these (a dexterous hand's fingers, e.g.
+    /// `kRightHandPinky`…`kRightHandIndex` normalized 1 = open) is the position.
+    pub gripper_joints: Vec<String>,
     pub gripper_scale: f64,
+    pub gripper_offset: f64,
     pub wrench_topic: String,
     /// Fingertip pads; the first one also gives the contact centroid.
     pub tactile_topics: Vec<String>,
@@ -33,7 +38,9 @@ impl Default for SignalConfig {
             joint_topic: "/joint_states".into(),
             arm_joints: (1..=7).map(|i| format!("right_arm_joint{i}")).collect(),
             gripper_joint: "right_gripper_finger".into(),
+            gripper_joints: Vec::new(),
             gripper_scale: 2.0,
+            gripper_offset: 0.0,
             wrench_topic: "/wrist/right/wrench".into(),
             tactile_topics: vec!["/tactile/right_a_tip".into(), "/tactile/right_b_tip".into()],
             contact_kpa: 0.5,
@@ -257,7 +264,9 @@ pub fn read_signals(
     // Each publisher's layout (names hash → where the arm joints and the gripper are), read
     // once from its first message. The arm may come from one publisher and the gripper from
     // another: arm samples carry the gripper opening interpolated at their times.
-    let mut layouts: HashMap<u64, (Option<Vec<usize>>, Option<usize>)> = HashMap::new();
+    // (where the arm joints are, where the gripper joints are) in that publisher's names
+    type Layout = (Option<Vec<usize>>, Option<Vec<usize>>);
+    let mut layouts: HashMap<u64, Layout> = HashMap::new();
     let mut arm_q: Vec<(f64, Vec<f64>)> = Vec::new();
     let mut seen_names: Vec<String> = Vec::new();
     let mut grip: Vec<(f64, f64)> = Vec::new();
@@ -285,7 +294,12 @@ pub fn read_signals(
                         seen_names.push(n.clone());
                     }
                 }
-                let l = (a, find(&cfg.gripper_joint));
+                let g: Option<Vec<usize>> = if cfg.gripper_joints.is_empty() {
+                    find(&cfg.gripper_joint).map(|i| vec![i])
+                } else {
+                    cfg.gripper_joints.iter().map(|n| find(n)).collect()
+                };
+                let l = (a, g);
                 layouts.insert(js.name.hash, l.clone());
                 l
             }
@@ -297,7 +311,8 @@ pub fn read_signals(
             arm_q.push((t, q));
         }
         if let Some(g) = g {
-            grip.push((t, cfg.gripper_scale * js.position[g]));
+            let pos = g.iter().map(|&k| js.position[k]).sum::<f64>() / g.len() as f64;
+            grip.push((t, cfg.gripper_scale * pos + cfg.gripper_offset));
         }
     }
     if layouts.is_empty() && bad > 0 {
@@ -318,7 +333,18 @@ pub fn read_signals(
                     .collect(),
             )
         } else {
-            ("gripper joint", vec![cfg.gripper_joint.as_str()])
+            if cfg.gripper_joints.is_empty() {
+                ("gripper joint", vec![cfg.gripper_joint.as_str()])
+            } else {
+                (
+                    "gripper joints",
+                    cfg.gripper_joints
+                        .iter()
+                        .filter(|n| !seen_names.contains(n))
+                        .map(String::as_str)
+                        .collect(),
+                )
+            }
         };
         anyhow::bail!(
             "{}: {} lacks the configured {what} (missing: {}; the messages name: {}; the arm \
