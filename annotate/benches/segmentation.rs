@@ -111,6 +111,8 @@ struct Run {
     missed: BTreeMap<String, usize>,
     /// (outcome confidence, right) per episode
     calibration: Vec<(f64, bool)>,
+    /// seconds of data segmented
+    data_s: f64,
 }
 
 fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
@@ -123,9 +125,11 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         seconds: 0.0,
         missed: BTreeMap::new(),
         calibration: Vec::new(),
+        data_s: 0.0,
     };
     for (s, truth) in all {
         let mut s = s.clone();
+        let mut truth = truth.clone();
         match variant {
             "no_tactile" => s.tactile = None,
             "untared_no_tactile" => {
@@ -153,6 +157,22 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
             // an untared wrist sensor: the gripper's own weight (0.8 kg) seen in the sensor
             // frame as the wrist turns, a constant bias and a slow drift
             "untared" => untare(&mut s, arm),
+            // a slow, careful operator: every motion 2.5× slower (an approach at ~20 mm/s)
+            "slow_teleop" => {
+                let k = 2.5;
+                s.t.iter_mut().for_each(|x| *x *= k);
+                s.duration_s *= k;
+                if let Some((tw, _)) = &mut s.wrench {
+                    tw.iter_mut().for_each(|x| *x *= k);
+                }
+                if let Some((tt, _, _)) = &mut s.tactile {
+                    tt.iter_mut().for_each(|x| *x *= k);
+                }
+                for p in &mut truth.phases {
+                    p.start_s *= k;
+                    p.end_s *= k;
+                }
+            }
             _ => {}
         }
         fn untare(s: &mut Signals, arm: &ArmModel) {
@@ -172,6 +192,7 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
                 }
             }
         }
+        r.data_s += s.duration_s;
         let t = Instant::now();
         let seg = segment(&s, arm);
         r.seconds += t.elapsed().as_secs_f64();
@@ -236,10 +257,11 @@ fn main() {
         "untared",
         "untared_no_tactile",
         "joints_only",
+        "slow_teleop",
     ] {
         let r = run(&all, variant, &arm);
         let acc = r.correct as f64 / all.len() as f64;
-        let rt = (all.len() as f64 * 10.0) / r.seconds;
+        let rt = r.data_s / r.seconds;
         let ece = annotate::eval::ece(&r.calibration, 10).unwrap_or(f64::NAN);
         println!(
             "{variant:<11} boundary error median {:.1} ms, p95 {:.1} ms over {} boundaries; misses {}, false alarms {}; outcome accuracy {:.1} %, ECE {:.3}; {:.0}x real time on one core",
