@@ -429,7 +429,19 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
                     k -= 1;
                 }
                 // k is inside the final descent: its onset
-                let t_place = onset(t, &speed, k, 0.004, v_hi.min(speed[k].max(0.005)));
+                let mut t_place = onset(t, &speed, k, 0.004, v_hi.min(speed[k].max(0.005)));
+                // at a low joint rate the pause between carrying and setting down can be
+                // shorter than the derivative's window: the onset then runs back through the
+                // transport; the slowest instant between them is the boundary instead
+                if let Some(tt) = t_transport.filter(|tt| t_place <= *tt) {
+                    let a = idx(t, tt) + 1;
+                    if a < k
+                        && let Some(km) = (a..k).min_by(|x, y| speed[*x].total_cmp(&speed[*y]))
+                        && speed[km] < 0.5 * v_hi
+                    {
+                        t_place = t[km];
+                    }
+                }
                 if t_transport.is_some_and(|tt| t_place > tt) {
                     phases.push((Phase::Place, t_place));
                     t_place_found = Some(t_place);
