@@ -157,9 +157,9 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
             // an untared wrist sensor: the gripper's own weight (0.8 kg) seen in the sensor
             // frame as the wrist turns, a constant bias and a slow drift
             "untared" => untare(&mut s, arm),
-            // a slow, careful operator: every motion 2.5× slower (an approach at ~20 mm/s)
-            "slow_teleop" => {
-                let k = 2.5;
+            // a slow, careful operator: every motion 2.5× (or 5×) slower
+            "slow_teleop" | "very_slow_teleop" => {
+                let k = if variant == "slow_teleop" { 2.5 } else { 5.0 };
                 s.t.iter_mut().for_each(|x| *x *= k);
                 s.duration_s *= k;
                 if let Some((tw, _)) = &mut s.wrench {
@@ -258,6 +258,7 @@ fn main() {
         "untared_no_tactile",
         "joints_only",
         "slow_teleop",
+        "very_slow_teleop",
     ] {
         let r = run(&all, variant, &arm);
         let acc = r.correct as f64 / all.len() as f64;
