@@ -1,7 +1,10 @@
 //! Segmentation accuracy against the simulator's ground truth over seeded episodes (noise,
 //! hesitations, injected slips, drops and misses): boundary error, misses, false alarms, the
-//! outcome confusion matrix, and the same without tactile and without wrench.
-//! Run: `cargo bench -p demotape-annotate --bench segmentation [-- --episodes N]`.
+//! outcome confusion matrix, ECE, and the same for variants of the same signals: without
+//! tactile, without wrench, joints only, joint states at 30 Hz, an untared force sensor, a
+//! slow (2.5×) and a very slow (5×) operator.
+//! Run: `cargo bench -p demotape-annotate --bench segmentation [-- --episodes N]`;
+//! `DEBUG_VARIANT=<variant>` prints the first episodes' true and predicted phases.
 //! Last line: JSON.
 
 use annotate::eval::{match_boundaries, transitions};
@@ -196,6 +199,24 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
         let t = Instant::now();
         let seg = segment(&s, arm);
         r.seconds += t.elapsed().as_secs_f64();
+        if std::env::var("DEBUG_VARIANT").is_ok_and(|v| v == variant) && r.errors.len() < 40 {
+            eprintln!(
+                "truth {:?}",
+                named(&truth.phases)
+                    .iter()
+                    .map(|p| (p.0.clone(), (p.1 * 100.0).round() / 100.0))
+                    .collect::<Vec<_>>()
+            );
+            eprintln!(
+                "pred  {:?} {:?} {:?}",
+                named(&seg.phases)
+                    .iter()
+                    .map(|p| (p.0.clone(), (p.1 * 100.0).round() / 100.0))
+                    .collect::<Vec<_>>(),
+                seg.outcome,
+                seg.evidence
+            );
+        }
         let e = match_boundaries(
             &transitions(&named(&truth.phases)),
             &transitions(&named(&seg.phases)),

@@ -247,7 +247,9 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
 
     // the gripper's first strong closing (the grasp, step 1 below): before it the wrist
     // carries nothing, which is where the force sensor is tared
-    let close_thr = 0.2 * (open_level / 0.5).max(0.01); // a fifth of a typical full-close speed
+    // a fifth of a typical full-close speed, or less for a slow hand: 30 % of this episode's
+    // 99th-percentile closing speed (a percentile, so a one-sample step is not the scale)
+    let close_thr = (0.2 * (open_level / 0.5).max(0.01)).min(0.3 * percentile(&closing, 99.0));
     let first_close = first_from(&closing, 0, |v| v > close_thr);
 
     // load along world z (N), tared, and tactile, on the joint time base
