@@ -25,14 +25,36 @@ pub fn channel_layout(sel: &Selection, channel_id: u16) -> anyhow::Result<Arc<La
             ch.message_encoding
         );
     }
-    let reg = match sel.schema_texts.get(&ch.schema_id) {
-        Some(text) => Registry::builtin()
-            .with_schema(name, text)
-            .with_context(|| format!("channel {}: schema {name}", ch.topic))?,
-        None => Registry::builtin().clone(),
-    };
-    reg.layout(name)
-        .with_context(|| format!("channel {}: schema {name}", ch.topic))
+    schema_layout(
+        name,
+        sel.schema_texts.get(&ch.schema_id).map(String::as_str),
+    )
+    .with_context(|| format!("channel {}: schema {name}", ch.topic))
+}
+
+/// The compiled type `name`, from a `ros2msg` schema text when there is one (definitions it
+/// lacks resolve against the built-in standard packages), else from the built-ins alone.
+pub fn schema_layout(name: &str, text: Option<&str>) -> Result<Arc<Layout>, hal::ros::DefError> {
+    match text {
+        Some(text) => Registry::builtin().with_schema(name, text)?.layout(name),
+        None => Registry::builtin().layout(name),
+    }
+}
+
+/// Every number of a message but its header's, each with its path (`linear.x`, `data[3]`).
+pub fn body_numbers(msg: &Value) -> Vec<(String, f64)> {
+    match msg {
+        Value::Struct(fields) => fields
+            .iter()
+            .filter(|(n, _)| &**n != "header")
+            .flat_map(|(n, v)| {
+                v.numbers()
+                    .into_iter()
+                    .map(move |(rel, x)| (join(n, &rel), x))
+            })
+            .collect(),
+        v => v.numbers(),
+    }
 }
 
 /// Decode up to `n` messages of `topic` (evenly spread over the selection), each with its
@@ -191,17 +213,10 @@ fn named_numbers(msg: &Value, p: &TopicPath, base: &str) -> Result<Vec<(String, 
             .map(|(n, v)| (format!("{n}.{suffix}"), *v))
             .collect());
     }
-    let mut out = match (sel, p.field.0.is_empty()) {
-        (Value::Struct(fields), true) => fields
-            .iter()
-            .filter(|(n, _)| &**n != "header")
-            .flat_map(|(n, v)| {
-                v.numbers()
-                    .into_iter()
-                    .map(move |(rel, x)| (join(n, &rel), x))
-            })
-            .collect::<Vec<_>>(),
-        (v, _) => v.numbers(),
+    let mut out = if p.field.0.is_empty() {
+        body_numbers(sel)
+    } else {
+        sel.numbers()
     };
     for (n, _) in &mut out {
         *n = join(base, n);

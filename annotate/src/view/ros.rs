@@ -18,7 +18,7 @@
 use super::Ctx;
 use crate::lerobot::{camera_name, sanitize};
 use anyhow::{Context, bail};
-use hal::ros::{Layout, Registry, Value};
+use hal::ros::{Layout, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -57,11 +57,8 @@ fn layout(cx: &mut Ctx, topic: &str, schema: &str) -> anyhow::Result<Arc<Layout>
             .clone()
             .with_context(|| format!("{topic}: type {schema} cannot be read"));
     }
-    let reg = match cx.ros.schema_texts.get(topic) {
-        Some(text) => Registry::builtin().with_schema(schema, text),
-        None => Ok(Registry::builtin().clone()),
-    };
-    let l = reg.and_then(|r| r.layout(schema));
+    let text = cx.ros.schema_texts.get(topic).map(String::as_str);
+    let l = crate::decode::schema_layout(schema, text);
     if let Err(e) = &l {
         tracing::warn!(%topic, "not shown: {e}");
     }
@@ -70,38 +67,29 @@ fn layout(cx: &mut Ctx, topic: &str, schema: &str) -> anyhow::Result<Arc<Layout>
     l.with_context(|| format!("{topic}: type {schema} cannot be read"))
 }
 
+/// The value at a path of field names.
+fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |cur, p| cur.get(p))
+}
+
 fn num(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_f64()
+    at(v, path)?.as_f64()
 }
 
 fn text<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    match cur {
+    match at(v, path)? {
         Value::String(s) => Some(s),
         _ => None,
     }
 }
 
 fn vec3(v: &Value, path: &[&str]) -> Option<[f64; 3]> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
+    let cur = at(v, path)?;
     Some([num(cur, &["x"])?, num(cur, &["y"])?, num(cur, &["z"])?])
 }
 
 fn quat(v: &Value, path: &[&str]) -> Option<rerun::Quaternion> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
+    let cur = at(v, path)?;
     let q = [
         num(cur, &["x"])?,
         num(cur, &["y"])?,
@@ -379,23 +367,10 @@ pub fn finish(cx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 fn scalars(cx: &mut Ctx, topic: &str, v: &Value) -> anyhow::Result<()> {
-    let Value::Struct(fields) = v else {
+    if !matches!(v, Value::Struct(_)) {
         bail!("not a message");
-    };
-    let body: Vec<&(Arc<str>, Value)> = fields.iter().filter(|(n, _)| &**n != "header").collect();
-    let mut numbers: Vec<(String, f64)> = Vec::new();
-    for (n, f) in &body {
-        for (rel, x) in f.numbers() {
-            let p = if rel.is_empty() {
-                n.to_string()
-            } else if rel.starts_with('[') {
-                format!("{n}{rel}")
-            } else {
-                format!("{n}.{rel}")
-            };
-            numbers.push((p, x));
-        }
     }
+    let mut numbers = crate::decode::body_numbers(v);
     if numbers.len() > MAX_SCALARS {
         numbers.retain(|(p, _)| !p.contains('['));
     }
