@@ -86,28 +86,6 @@ pub fn match_boundaries(
     out
 }
 
-fn phases_of(v: &serde_json::Value) -> Vec<(String, f64, f64)> {
-    v["phases"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    (
-                        p["phase"].as_str().unwrap_or("").to_string(),
-                        p["start_s"].as_f64().unwrap_or(0.0),
-                        p["end_s"].as_f64().unwrap_or(0.0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn read_json(p: &Path) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-}
-
 /// Which reference layer to score against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reference {
@@ -128,12 +106,12 @@ pub fn predicted(episode: &Path, labels_dir: Option<&Path>) -> anyhow::Result<La
             sidecar.display()
         );
     }
-    let v = read_json(&sidecar)?;
+    let v = crate::review::load_auto(&sidecar)?;
     Ok(Layer {
         source: "auto".into(),
         outcome: v["outcome"].as_str().map(str::to_string),
         confidence: v["confidence"].as_f64(),
-        phases: phases_of(&v),
+        phases: crate::review::phases_of(&v),
     })
 }
 
@@ -171,12 +149,12 @@ pub fn reference(
         if !p.exists() {
             return Ok(None);
         }
-        let v = read_json(&p)?;
+        let v = crate::review::load_auto(&p)?;
         Ok(Some(Layer {
             source: source.into(),
             outcome: v["outcome"].as_str().map(str::to_string),
             confidence: None,
-            phases: phases_of(&v),
+            phases: crate::review::phases_of(&v),
         }))
     };
     match kind {

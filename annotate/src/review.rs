@@ -80,20 +80,30 @@ fn phase_keys(phases: &[(String, f64, f64)]) -> Vec<String> {
         .collect()
 }
 
+/// The `phases` of a labels document (sidecar, truth, reference) as (name, start s, end s).
+pub fn phases_of(v: &serde_json::Value) -> Vec<(String, f64, f64)> {
+    v["phases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p["phase"].as_str().unwrap_or("").to_string(),
+                        p["start_s"].as_f64().unwrap_or(0.0),
+                        p["end_s"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Apply the history to the automatic labels.
 pub fn effective(auto: &serde_json::Value, review: &Review) -> anyhow::Result<Effective> {
-    let mut phases: Vec<(String, f64, f64)> = auto["phases"]
-        .as_array()
-        .ok_or_else(|| anyhow::anyhow!("sidecar has no phases"))?
-        .iter()
-        .map(|p| {
-            (
-                p["phase"].as_str().unwrap_or("").to_string(),
-                p["start_s"].as_f64().unwrap_or(0.0),
-                p["end_s"].as_f64().unwrap_or(0.0),
-            )
-        })
-        .collect();
+    if !auto["phases"].is_array() {
+        anyhow::bail!("sidecar has no phases");
+    }
+    let mut phases = phases_of(auto);
     let mut outcome = auto["outcome"].as_str().unwrap_or("").to_string();
     let mut source = "auto";
     let mut notes = Vec::new();
