@@ -337,11 +337,13 @@ pub fn import(
             tasks.insert(i, name.to_string());
         }
     }
-    for b in if v21 {
+    // v3.0: meta/tasks.parquet
+    let task_batches = if v21 {
         Vec::new()
     } else {
         read_all(&tasks_path)?
-    } {
+    };
+    for b in task_batches {
         let idx = i64_col(&b, "task_index", &tasks_path)?;
         let names = b
             .schema()
@@ -382,11 +384,13 @@ pub fn import(
             episodes.push(m);
         }
     }
-    for p in if v21 {
+    // v3.0: meta/episodes/*.parquet
+    let episode_files = if v21 {
         Vec::new()
     } else {
         parquet_files(&dir.join("meta/episodes"))?
-    } {
+    };
+    for p in episode_files {
         for b in read_all(&p)? {
             let ei = i64_col(&b, "episode_index", &p)?;
             let from = i64_col(&b, "dataset_from_index", &p)?;
