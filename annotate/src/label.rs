@@ -259,9 +259,10 @@ pub fn annotate_or_record(
     episode: &Path,
     out_dir: Option<&Path>,
     config: &AnnotateConfig,
+    arm: &hal::robot::RobotArm,
 ) -> Result<EpisodeAnnotation, String> {
     let failed = failure_path(episode, out_dir);
-    match annotate_file(episode, out_dir, config) {
+    match annotate_file(episode, out_dir, config, arm) {
         Ok(a) => {
             if failed.exists() {
                 let _ = std::fs::remove_file(&failed);
@@ -298,15 +299,16 @@ fn lower(o: hal::sim::plan::Outcome) -> String {
     format!("{o:?}").to_lowercase()
 }
 
-/// Annotate one episode and write its sidecar and companion MCAP.
+/// Annotate one episode and write its sidecar and companion MCAP. `arm` is
+/// `config.robot_arm()`, built once for a batch (a URDF is read and parsed there).
 pub fn annotate_file(
     episode: &Path,
     out_dir: Option<&Path>,
     config: &AnnotateConfig,
+    arm: &hal::robot::RobotArm,
 ) -> anyhow::Result<EpisodeAnnotation> {
     let (cfg, gates_cfg) = (&config.signals, &config.gates);
-    let arm = config.robot_arm()?;
-    let (signals, start, meta) = read_signals(episode, cfg, &arm)?;
+    let (signals, start, meta) = read_signals(episode, cfg, arm)?;
     let seg: Segmentation = segment(&signals, arm.kin.as_ref());
     let cfg_json =
         serde_json::to_string(&(cfg, &config.robot, &config.arm, gates_cfg)).unwrap_or_default();

@@ -533,6 +533,13 @@ fn annotate_cmd(
 ) -> ExitCode {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    let arm = match cfg.robot_arm() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let files = annotate::label::collect(paths);
     if files.is_empty() {
         eprintln!(
@@ -584,7 +591,7 @@ fn annotate_cmd(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    let r = annotate::label::annotate_or_record(f, out, cfg);
+                    let r = annotate::label::annotate_or_record(f, out, cfg, &arm);
                     if let Ok(mut v) = results.lock() {
                         v.push((i, r));
                     }
