@@ -167,20 +167,8 @@ impl Urdf {
             .map(|j| j.child.link.as_str())
             .filter(|l| !parents.contains(l))
             .map(|l| {
-                let mut n = 0;
-                let mut cur = l;
-                let mut guard = 0;
-                while let Some(j) = self.parent_joint(cur) {
-                    if j.joint_type != urdf_rs::JointType::Fixed {
-                        n += 1;
-                    }
-                    cur = &j.parent.link;
-                    guard += 1;
-                    if guard > self.robot.joints.len() {
-                        break;
-                    }
-                }
-                (l.to_string(), n)
+                let movable = self.chain(None, Some(l)).map_or(0, |c| c.joints.len());
+                (l.to_string(), movable)
             })
             .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
