@@ -510,6 +510,7 @@ impl EnvelopeClock {
             residual_p99_us: self.resid.quantile_us(0.99),
             uncertainty_us: self.seg.uncertainty_ns / 1000.0,
             hull_vertices: self.seg.current.vertices() as u64,
+            ..Default::default()
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`offline::reestimate`]: non-causal re-timing of a recorded episode, each sample mapped with
 //!   a window centered on it.
 //! - [`trigger::TriggerMatcher`]: camera frames to hardware trigger pulses, with a verified lock.
+//! - [`ptp::PtpClock`]: devices stamping in PTP time, taken as they stamp while their claim
+//!   holds, flagged (and fitted) when it does not.
 //! - [`align`]: sampling streams at given times, and `ApproximateTime`-style grouping.
 //! - [`scenarios`]: the loads.md clock scenarios and the baselines, for the benchmark.
 //!
@@ -47,6 +49,7 @@ pub mod align;
 pub mod estimator;
 pub mod hull;
 pub mod offline;
+pub mod ptp;
 pub mod scenarios;
 pub mod trigger;
 
@@ -85,6 +88,12 @@ pub struct SyncReport {
     /// How much the current estimate would move with the neighboring hull edge (µs).
     pub uncertainty_us: f64,
     pub hull_vertices: u64,
+    /// A PTP-stamped device ([`ptp::PtpClock`]): whether its claim held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ptp: Option<ptp::PtpReport>,
+    /// A hardware-triggered camera: how its frames matched the trigger pulses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<trigger::TriggerReport>,
 }
 
 /// Baseline: lower-envelope offset only, over a sliding window of host time (no drift

@@ -34,6 +34,23 @@ impl Default for TriggerConfig {
     }
 }
 
+/// A triggered camera's part of its device's sync report.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct TriggerReport {
+    /// The board (clock domain) whose pulses expose the camera, and its trigger line.
+    pub board: String,
+    pub line: u8,
+    /// Topic the pulses are recorded on.
+    pub pulses_topic: String,
+    /// Pulse → start of exposure (µs), and the exposure time (µs; 0 = unknown): a matched
+    /// frame is stamped at pulse + offset + exposure / 2.
+    pub exposure_offset_us: f64,
+    pub exposure_us: f64,
+    #[serde(flatten)]
+    pub stats: TriggerStats,
+}
+
 /// What became of a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameMatch {
@@ -50,11 +67,22 @@ pub enum FrameMatch {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
 pub struct TriggerStats {
+    /// Frames given their trigger pulse's time.
     pub matched: u64,
+    /// Frames left to their own clock: `unmatched_unlocked + unmatched_no_pulse`.
     pub unmatched: u64,
+    /// … because the lock was not (yet, or no longer) established.
+    pub unmatched_unlocked: u64,
+    /// … while locked, because their pulse never arrived (a dropped pulse).
+    pub unmatched_no_pulse: u64,
+    /// Frames missing before a frame (gaps in the camera's frame numbers).
     pub skipped_frames: u64,
     pub duplicate_frames: u64,
+    /// Pulses missing (gaps in the board's pulse numbers).
+    pub missing_pulses: u64,
+    pub pulses: u64,
     pub lock_losses: u64,
     pub locked: bool,
 }
@@ -66,6 +94,7 @@ pub struct TriggerMatcher {
     lock: Option<i64>,
     candidate: Option<(i64, u32)>,
     last_seq: Option<u64>,
+    last_pulse: Option<u64>,
     pub stats: TriggerStats,
 }
 
@@ -77,12 +106,33 @@ impl TriggerMatcher {
             lock: None,
             candidate: None,
             last_seq: None,
+            last_pulse: None,
             stats: TriggerStats::default(),
         }
     }
 
-    /// A trigger pulse timestamped on the reference clock.
+    pub fn config(&self) -> &TriggerConfig {
+        &self.cfg
+    }
+
+    /// A trigger pulse timestamped on the reference clock. Pulses come in order; a gap in
+    /// their numbers is counted as missing pulses, a number going backwards (the board
+    /// restarted) forgets the pulses of the old numbering and the lock.
     pub fn push_trigger(&mut self, pulse: u64, t_ns: u64) {
+        self.stats.pulses += 1;
+        match self.last_pulse {
+            Some(l) if pulse > l => self.stats.missing_pulses += pulse - l - 1,
+            Some(_) => {
+                self.pulses.clear();
+                if self.lock.take().is_some() {
+                    self.stats.lock_losses += 1;
+                    self.stats.locked = false;
+                }
+                self.candidate = None;
+            }
+            None => {}
+        }
+        self.last_pulse = Some(pulse);
         self.pulses.push_back((pulse, t_ns));
         while self.pulses.len() > self.cfg.history {
             self.pulses.pop_front();
@@ -92,6 +142,22 @@ impl TriggerMatcher {
     fn plausible(&self, trigger_ns: u64, frame_ns: u64) -> bool {
         frame_ns >= trigger_ns + self.cfg.min_latency_ns
             && frame_ns <= trigger_ns + self.cfg.max_latency_ns
+    }
+
+    /// Whether [`push_frame`](Self::push_frame) can decide this frame now: its pulse has
+    /// arrived, or a pulse too late to have exposed it has (pulses arrive in order, so every
+    /// candidate is in). A frame that is not ready should wait for more pulses, for a bounded
+    /// time: a board that went silent makes no frame ready.
+    pub fn ready(&self, seq: u64, approx_ns: u64) -> bool {
+        let Some(&(newest, t)) = self.pulses.back() else {
+            return false;
+        };
+        if let Some(k) = self.lock
+            && newest as i64 >= seq as i64 + k
+        {
+            return true;
+        }
+        t + self.cfg.min_latency_ns > approx_ns
     }
 
     /// A camera frame with its sequence number and approximate time (ns).
@@ -125,6 +191,7 @@ impl TriggerMatcher {
                 }
                 None => {
                     self.stats.unmatched += 1;
+                    self.stats.unmatched_no_pulse += 1;
                     return FrameMatch::Unmatched {
                         skipped,
                         reason: "trigger pulse not received",
@@ -159,6 +226,7 @@ impl TriggerMatcher {
             self.candidate = None;
         }
         self.stats.unmatched += 1;
+        self.stats.unmatched_unlocked += 1;
         FrameMatch::Unmatched {
             skipped,
             reason: if plausible.is_empty() {
