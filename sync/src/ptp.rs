@@ -298,6 +298,12 @@ mod tests {
         let t = 1_790_000_000_000_000_000u64;
         c.observe((t + 5_000_000) / 1000, t + 100_000, 1);
         assert!(c.faulted());
-        assert!(c.ptp_report().fault.as_deref().unwrap().contains("after its own arrival"));
+        assert!(
+            c.ptp_report()
+                .fault
+                .as_deref()
+                .unwrap()
+                .contains("after its own arrival")
+        );
     }
 }
