@@ -170,7 +170,7 @@ fn main() {
         // the target is for a board on a UART / interrupt link; T-usb shows the USB bulk floor
         let target = if id == "T" { 5.0 } else { f64::NAN };
         println!(
-            "{:<6} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>9.2} {:>9.2} {:>9.2} | {:>9.1} | {:>7}/{:<8} {:>7}/{:<8} {:>6} | {:>4.0}{}",
+            "{:<6} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>9.2} {:>9.2} {:>9.2} | {:>9.1} | {:>7}/{:<8} {:>7}/{:<8} {:>6} | {:>4}{}",
             id,
             n.0,
             n.1,
@@ -185,7 +185,11 @@ fn main() {
             pulses,
             pulses_inj,
             wrong,
-            target,
+            if target.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{target:.0}")
+            },
             if target.is_nan() {
                 ""
             } else if tr.1 <= target {

@@ -393,7 +393,8 @@ pub fn run_trigger(
     // pulses regular in board time
     let period = 1.0 / s.rate_hz / (1.0 + board_drift);
     let n = (s.duration_s * s.rate_hz) as u64;
-    let mut seq = rng.gen_range(0..1000u64);
+    // the camera numbers its frames from its own start, unrelated to the pulse numbers
+    let seq0 = rng.gen_range(0..1000u64);
     let mut dropped_seqs = Vec::new();
     let mut dropped_pulses = Vec::new();
     let mut sent_pulses = (u64::MAX, 0u64);
@@ -418,8 +419,7 @@ pub fn run_trigger(
                 },
             ));
         }
-        let this_seq = seq;
-        seq += 1;
+        let this_seq = seq0 + k;
         if rng.gen_bool(s.frame_drop) {
             dropped_seqs.push(this_seq);
             continue;
