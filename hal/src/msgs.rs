@@ -161,6 +161,21 @@ impl RosMessage for WrenchStamped {
     const TYPE_NAME: &'static str = "geometry_msgs/msg/WrenchStamped";
 }
 
+/// `sensor_msgs/msg/TimeReference`: one hardware trigger pulse. `header.stamp` is the pulse
+/// on the reference clock, `time_ref` the board's own stamp of it (µs since the board's boot,
+/// as seconds and nanoseconds), `source` the board and line (`trigger_board/line0`); the
+/// pulse number is the MCAP message's sequence number.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TimeReference {
+    pub header: Header,
+    pub time_ref: Time,
+    pub source: String,
+}
+
+impl RosMessage for TimeReference {
+    const TYPE_NAME: &'static str = "sensor_msgs/msg/TimeReference";
+}
+
 /// `demotape_msgs/msg/TactileArray`: one pressure map from a tactile pad.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct TactileArray {

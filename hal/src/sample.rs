@@ -8,7 +8,7 @@
 
 use crate::msgs::{
     ClockObservations, CompressedImage, EpisodeEvent, Header, Image, JointState, RosMessage,
-    TactileArray, WrenchStamped,
+    TactileArray, TimeReference, WrenchStamped,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,8 @@ pub enum Modality {
     JointState,
     Wrench,
     Tactile,
+    /// Hardware trigger pulses (`sensor_msgs/msg/TimeReference`), one per camera exposure.
+    Trigger,
     /// Any other ROS 2 type (`/tf`, IMU, odometry, commands, ...), recorded as published.
     Other,
 }
@@ -38,6 +40,7 @@ impl Modality {
             Modality::JointState => JointState::TYPE_NAME,
             Modality::Wrench => WrenchStamped::TYPE_NAME,
             Modality::Tactile => TactileArray::TYPE_NAME,
+            Modality::Trigger => TimeReference::TYPE_NAME,
         }
     }
     /// The full `ros2msg` schema text for this modality's type.
@@ -49,6 +52,7 @@ impl Modality {
             Modality::JointState => JointState::schema_text(),
             Modality::Wrench => WrenchStamped::schema_text(),
             Modality::Tactile => TactileArray::schema_text(),
+            Modality::Trigger => TimeReference::schema_text(),
         }
     }
 }
@@ -134,6 +138,7 @@ pub enum Payload {
     JointState(JointState),
     Wrench(WrenchStamped),
     Tactile(TactileArray),
+    Trigger(TimeReference),
     /// A message exactly as a publisher serialized it (CDR with encapsulation header),
     /// already checked against the stream's type. Written byte for byte: its `header.stamp`
     /// stays what the publisher put there, the mapped capture time goes to MCAP `log_time`.
@@ -148,6 +153,7 @@ impl Payload {
             Payload::JointState(m) => Some(&mut m.header),
             Payload::Wrench(m) => Some(&mut m.header),
             Payload::Tactile(m) => Some(&mut m.header),
+            Payload::Trigger(m) => Some(&mut m.header),
             Payload::Raw(_) => None,
         }
     }
@@ -157,6 +163,7 @@ impl Payload {
             Payload::JointState(m) => Some(&m.header),
             Payload::Wrench(m) => Some(&m.header),
             Payload::Tactile(m) => Some(&m.header),
+            Payload::Trigger(m) => Some(&m.header),
             Payload::Raw(_) => None,
         }
     }
@@ -167,6 +174,7 @@ impl Payload {
             Payload::JointState(m) => m.encode_into(out),
             Payload::Wrench(m) => m.encode_into(out),
             Payload::Tactile(m) => m.encode_into(out),
+            Payload::Trigger(m) => m.encode_into(out),
             Payload::Raw(b) => {
                 out.extend_from_slice(b);
                 Ok(())
@@ -184,6 +192,7 @@ impl Payload {
             }
             Payload::Wrench(_) => 96,
             Payload::Tactile(m) => 4 * m.pressure.len() + 64,
+            Payload::Trigger(m) => m.source.len() + 64,
             Payload::Raw(b) => b.len() + 32,
         }
     }
@@ -194,6 +203,7 @@ impl Payload {
                 | (Payload::JointState(_), Modality::JointState)
                 | (Payload::Wrench(_), Modality::Wrench)
                 | (Payload::Tactile(_), Modality::Tactile)
+                | (Payload::Trigger(_), Modality::Trigger)
                 | (Payload::Raw(_), _)
         )
     }

@@ -1,5 +1,7 @@
 //! Serial sensor boards speaking the demotape board protocol (`firmware-bridge`) as a
-//! [`Source`]: tactile fingertips, wrist force-torque sensors, joint encoders.
+//! [`Source`]: tactile fingertips, wrist force-torque sensors, joint encoders, camera trigger
+//! boards (each pulse a `sensor_msgs/msg/TimeReference` sample whose sequence is the pulse
+//! number; the recorder matches them to camera frames, see `[[sync.triggers]]`).
 //!
 //! The driver opens the port with `tokio-serial`, performs the handshake (Identify → Hello,
 //! checks the channels against the configuration, Start), and turns every sample into a
@@ -8,7 +10,9 @@
 //! the clock restarted, so sync starts a new segment) and, when the port disappears, keeps
 //! trying to reopen it; each of these becomes an event in the recording.
 
-use crate::msgs::{Header, JointState, TactileArray, Time, Vector3, Wrench, WrenchStamped};
+use crate::msgs::{
+    Header, JointState, TactileArray, Time, TimeReference, Vector3, Wrench, WrenchStamped,
+};
 use crate::sample::{Modality, Payload, Sample, StreamSpec};
 use crate::sim::now_ns;
 use crate::source::{SampleSink, Source, SourceEvent, SourceFuture, SourceReport};
@@ -29,6 +33,9 @@ pub enum ChannelUse {
     Wrench,
     Tactile,
     Encoder,
+    /// Trigger pulses. Protocol version 1 carries no line in its Trigger message, so a board
+    /// has at most one trigger channel (its id is the line).
+    Trigger,
 }
 
 /// One board channel mapped to a topic.
@@ -101,6 +108,7 @@ fn modality(u: ChannelUse) -> Modality {
         ChannelUse::Wrench => Modality::Wrench,
         ChannelUse::Tactile => Modality::Tactile,
         ChannelUse::Encoder => Modality::JointState,
+        ChannelUse::Trigger => Modality::Trigger,
     }
 }
 
@@ -123,6 +131,7 @@ impl Source for SerialSource {
                     ChannelUse::Wrench => 80,
                     ChannelUse::Tactile => (c.rows * c.cols * 4) as usize + 64,
                     ChannelUse::Encoder => c.joint_names.len() * 40 + 64,
+                    ChannelUse::Trigger => 64,
                 },
             })
             .collect()
@@ -304,6 +313,7 @@ impl Driver {
                 ChannelUse::Wrench => ChannelKind::Wrench,
                 ChannelUse::Tactile => ChannelKind::Tactile,
                 ChannelUse::Encoder => ChannelKind::Encoder,
+                ChannelUse::Trigger => ChannelKind::Trigger,
             };
             if !channels.iter().any(|b| b.id == c.channel && b.kind == want) {
                 self.event(
@@ -343,6 +353,21 @@ impl Driver {
                     "{path}: board {name:?} firmware {fw_major}.{fw_minor}, boot id {boot:08x}"
                 ),
             );
+        }
+        // a trigger channel with a rate: the board generates the pulses at that period
+        if let Some(c) = self
+            .cfg
+            .channels
+            .iter()
+            .find(|c| c.kind == ChannelUse::Trigger && c.rate_hz > 0.0)
+        {
+            let cmd = self.command(Message::ConfigureTrigger {
+                enable: true,
+                period_us: (1e6 / c.rate_hz).round() as u32,
+            });
+            if framed.send(cmd).await.is_err() {
+                return Next::Reconnect;
+            }
         }
         let start = self.command(Message::Start);
         if framed.send(start).await.is_err() {
@@ -409,6 +434,44 @@ impl Driver {
                         }
                     }
                 }
+                Message::Trigger {
+                    pulse,
+                    event_time_us,
+                } => {
+                    let Some(si) = self
+                        .cfg
+                        .channels
+                        .iter()
+                        .position(|c| c.kind == ChannelUse::Trigger)
+                    else {
+                        continue;
+                    };
+                    let c = &self.cfg.channels[si];
+                    let payload = Payload::Trigger(TimeReference {
+                        header: Header {
+                            stamp: Time::default(),
+                            frame_id: c.frame_id.clone(),
+                        },
+                        time_ref: Time {
+                            sec: (event_time_us / 1_000_000).min(i32::MAX as u64) as i32,
+                            nanosec: (event_time_us % 1_000_000) as u32 * 1000,
+                        },
+                        source: format!("{}/line{}", self.cfg.device, c.channel),
+                    });
+                    let sample = Sample {
+                        stream: si,
+                        device_stamp_us: event_time_us,
+                        transmit_stamp_us: Some(f.header.tx_time_us),
+                        host_receive_ns: host,
+                        sequence: u64::from(pulse),
+                        boot_id: u64::from(boot),
+                        payload,
+                    };
+                    self.report.produced[si] += 1;
+                    if !self.sink.push(sample) {
+                        self.report.refused[si] += 1;
+                    }
+                }
                 Message::Heartbeat { overflow_drops, .. }
                     if overflow_drops > self.overflow_seen =>
                 {
@@ -462,6 +525,11 @@ fn build_payload(c: &ChannelMap, v: Vec<f32>) -> Payload {
             position: v.iter().map(|x| f64::from(*x)).collect(),
             velocity: Vec::new(),
             effort: Vec::new(),
+        }),
+        // pulses come in Trigger messages, never in Samples
+        ChannelUse::Trigger => Payload::Trigger(TimeReference {
+            header,
+            ..Default::default()
         }),
     }
 }

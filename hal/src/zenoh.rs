@@ -218,6 +218,9 @@ impl TopicConfig {
             Modality::JointState => ty.known == Some(KnownType::JointState),
             Modality::Wrench => ty.known == Some(KnownType::WrenchStamped),
             Modality::Tactile => ty.known == Some(KnownType::TactileArray),
+            // trigger pulses come from serial trigger boards; a ROS topic of TimeReference
+            // is recorded as any other type
+            Modality::Trigger => false,
         };
         if let Some(m) = self.modality {
             return if fits(m) {

@@ -271,7 +271,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.sim = hal::sim::SimConfig {
                     seed: seed0,
                     failures: cfg.sim.failures.clone(),
-                    boards: cfg.sim.boards,
+                    boards: cfg.sim.boards.clone(),
+                    ptp: cfg.sim.ptp.clone(),
                     ..preset
                 };
             }
@@ -282,9 +283,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.sim.seed = s;
             }
             if boards {
-                cfg.sim.boards = true;
+                cfg.sim.boards.enable_sensors();
             }
-            if !board_faults.is_empty() && !cfg.sim.boards {
+            if !board_faults.is_empty() && !cfg.sim.boards.any() {
                 eprintln!("error: --board-fault needs --boards (or sim.boards = true)");
                 return Ok(ExitCode::from(2));
             }

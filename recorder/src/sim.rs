@@ -106,7 +106,8 @@ fn start_boards(cfg: &Config, probe: &SimEpisode) -> anyhow::Result<Boards> {
     };
     let mut devices: Vec<String> = Vec::new();
     for s in probe.streams() {
-        if matches!(s.modality, hal::Modality::Wrench | hal::Modality::Tactile)
+        if cfg.sim.boards.sensors()
+            && matches!(s.modality, hal::Modality::Wrench | hal::Modality::Tactile)
             && !devices.contains(&s.device)
         {
             devices.push(s.device.clone());
@@ -216,6 +217,65 @@ fn start_boards(cfg: &Config, probe: &SimEpisode) -> anyhow::Result<Boards> {
         });
         out.boards.push((device.clone(), board, tx));
     }
+    // camera-trigger boards: one trigger channel (line 0), pulses at the camera rate
+    for (j, tb) in cfg.sim.boards.triggers().into_iter().enumerate() {
+        let i = devices.len() + j;
+        let clock = truth
+            .devices
+            .iter()
+            .find(|d| d.device == tb.name)
+            .cloned()
+            .context("trigger board clock")?;
+        let link = dir.join(sanitize(&tb.name));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spec = BoardSpec {
+            board_id: i as u16 + 1,
+            name: tb.name.clone(),
+            channels: vec![ChannelInfo {
+                id: 0,
+                kind: ChannelKind::Trigger,
+                rate_hz: cfg.sim.camera_rate_hz as u16,
+                n_values: 0,
+                rows: 0,
+                cols: 0,
+            }],
+            fw: (1, 0),
+        };
+        let board = BoardSim::start(
+            spec,
+            &link,
+            // a pulse goes out at once (a UART or an interrupt endpoint, not bulk batching)
+            LinkConfig {
+                usb_frame_us: 0,
+                ..Default::default()
+            },
+            FaultConfig {
+                seed: cfg.sim.seed ^ i as u64,
+                ..Default::default()
+            },
+            Box::new(move || clock.counter_us(now_ns())),
+            rx,
+        )
+        .with_context(|| format!("starting simulated trigger board {}", tb.name))?;
+        out.configs.push(SerialBoardConfig {
+            path: link,
+            baud: 921_600,
+            device: tb.name.clone(),
+            channels: vec![ChannelMap {
+                channel: 0,
+                kind: ChannelUse::Trigger,
+                topic: format!("/trigger/{}/line0", sanitize(&tb.name)),
+                frame_id: tb.name.clone(),
+                rate_hz: cfg.sim.camera_rate_hz,
+                rows: 0,
+                cols: 0,
+                taxel_size: 0.0,
+                joint_names: Vec::new(),
+            }],
+            reconnect_ms: 50,
+        });
+        out.boards.push((tb.name.clone(), board, tx));
+    }
     Ok(out)
 }
 
@@ -265,7 +325,7 @@ pub fn run(
     } else {
         None
     };
-    let boards = if cfg.sim.boards {
+    let boards = if cfg.sim.boards.any() {
         let probe = SimEpisode::new(&cfg.sim, job.first_index, 0.1, now_ns());
         Some(start_boards(cfg, &probe)?)
     } else {

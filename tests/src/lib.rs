@@ -334,6 +334,13 @@ pub fn payload_crc(p: &Payload) -> u32 {
                 .flat_map(|x| x.to_le_bytes())
                 .collect::<Vec<u8>>(),
         ),
+        Payload::Trigger(m) => crc32fast::hash(
+            &[
+                m.time_ref.sec.to_le_bytes(),
+                m.time_ref.nanosec.to_le_bytes(),
+            ]
+            .concat(),
+        ),
         // raw CDR as published: the digest of the whole message
         Payload::Raw(b) => crc32fast::hash(b),
     }

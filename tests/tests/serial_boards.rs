@@ -15,7 +15,7 @@ fn unplug_and_reboot_mid_episode_are_recorded_and_lose_nothing_before() {
     let mut cfg = Config {
         sim: SimConfig {
             seed: 8,
-            boards: true,
+            boards: hal::sim::SimBoards::Sensors(true),
             ..SimConfig::preset("small").unwrap()
         },
         ..Config::default()

@@ -47,6 +47,134 @@ impl Default for FailureRates {
     }
 }
 
+/// `sim.boards`: `true`/`false`, or a list of `[[sim.boards]]` tables.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum SimBoards {
+    /// `true`: the wrist wrench and tactile devices go through sensor boards.
+    Sensors(bool),
+    List(Vec<SimBoard>),
+}
+
+impl Default for SimBoards {
+    fn default() -> Self {
+        SimBoards::Sensors(false)
+    }
+}
+
+impl SimBoards {
+    /// The wrench and tactile devices are routed through sensor boards.
+    pub fn sensors(&self) -> bool {
+        match self {
+            SimBoards::Sensors(b) => *b,
+            SimBoards::List(l) => l.iter().any(|b| matches!(b, SimBoard::Sensors)),
+        }
+    }
+    /// Route the wrench and tactile devices through sensor boards (keeping trigger boards).
+    pub fn enable_sensors(&mut self) {
+        match self {
+            SimBoards::Sensors(b) => *b = true,
+            SimBoards::List(l) if !l.iter().any(|b| matches!(b, SimBoard::Sensors)) => {
+                l.push(SimBoard::Sensors)
+            }
+            SimBoards::List(_) => {}
+        }
+    }
+    pub fn triggers(&self) -> Vec<&SimTriggerBoard> {
+        match self {
+            SimBoards::Sensors(_) => Vec::new(),
+            SimBoards::List(l) => l
+                .iter()
+                .filter_map(|b| match b {
+                    SimBoard::Trigger(t) => Some(t),
+                    SimBoard::Sensors => None,
+                })
+                .collect(),
+        }
+    }
+    pub fn any(&self) -> bool {
+        self.sensors() || !self.triggers().is_empty()
+    }
+}
+
+/// One `[[sim.boards]]` table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SimBoard {
+    /// The wrist wrench and tactile devices, one board each.
+    Sensors,
+    /// A camera-trigger board: pulses at each exposure of its cameras, with its own clock.
+    Trigger(SimTriggerBoard),
+}
+
+/// What a triggered camera's frames carry besides the image.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameStamp {
+    /// Only the host's receive time (a USB camera without a usable clock).
+    #[default]
+    Receive,
+    /// The camera's own counter in whole milliseconds, taken at exposure start.
+    Counter,
+}
+
+/// A simulated camera-trigger board (`[[sim.boards]] kind = "trigger"`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimTriggerBoard {
+    /// Device name: its clock domain, and the serial board's name.
+    pub name: String,
+    /// Cameras it exposes (names from `rgb_cameras`); empty = all of them.
+    pub cameras: Vec<String>,
+    /// Pulse → start of exposure (µs) and exposure time (µs). A frame's true capture time is
+    /// the middle of its exposure.
+    pub exposure_offset_us: f64,
+    pub exposure_us: f64,
+    pub frame_stamp: FrameStamp,
+    /// Frame delivery after the end of exposure (readout and USB/GigE), uniform, ms.
+    pub frame_delay_ms: [f64; 2],
+    /// Fractions of frames lost in transport (the camera's frame numbers go on) and of
+    /// pulses lost between board and host.
+    pub frame_drop: f64,
+    pub pulse_drop: f64,
+}
+
+impl Default for SimTriggerBoard {
+    fn default() -> Self {
+        SimTriggerBoard {
+            name: "trigger_board".into(),
+            cameras: Vec::new(),
+            exposure_offset_us: 20.0,
+            exposure_us: 4000.0,
+            frame_stamp: FrameStamp::Receive,
+            frame_delay_ms: [0.5, 8.0],
+            frame_drop: 0.0,
+            pulse_drop: 0.0,
+        }
+    }
+}
+
+/// A PTP-stamped simulated device (`[[sim.ptp]]`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimPtp {
+    pub device: String,
+    /// Amplitude of the servo's wander around the reference (µs; a 7 s sine).
+    pub servo_error_us: f64,
+    /// A device that lost its lock drifts away from the reference from the episode's start.
+    pub drift_ppm: f64,
+}
+
+impl Default for SimPtp {
+    fn default() -> Self {
+        SimPtp {
+            device: String::new(),
+            servo_error_us: 1.0,
+            drift_ppm: 0.0,
+        }
+    }
+}
+
 /// Simulator settings. Defaults are the `humanoid-ref` load of `shared/design/loads.md`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -71,9 +199,13 @@ pub struct SimConfig {
     pub max_drift_ppm: f64,
     /// Fraction of messages delayed by an extra 5-30 ms (bus contention).
     pub late_fraction: f64,
-    /// Route the wrist wrench and tactile streams through simulated serial boards on
-    /// pseudo-terminals (the recorder then reads them with the serial driver).
-    pub boards: bool,
+    /// Simulated serial boards on pseudo-terminals (the recorder reads them with the serial
+    /// driver): `true` routes the wrist wrench and tactile streams through sensor boards;
+    /// `[[sim.boards]]` tables choose them one by one (`kind = "sensors"` or `"trigger"`).
+    pub boards: SimBoards,
+    /// Devices that stamp in PTP time (`[[sim.ptp]]`): their counters are the reference clock
+    /// itself, up to a servo error (or drifting away from it, to test the check).
+    pub ptp: Vec<SimPtp>,
     /// Camera sensor noise, standard deviation in 8-bit levels (depth: in mm, halved);
     /// 0 renders flat-shaded images, which compress unrealistically well.
     pub image_noise: f64,
@@ -96,7 +228,8 @@ impl Default for SimConfig {
             failures: FailureRates::default(),
             max_drift_ppm: 100.0,
             late_fraction: 0.002,
-            boards: false,
+            boards: SimBoards::default(),
+            ptp: Vec::new(),
             image_noise: 3.0,
         }
     }
@@ -162,11 +295,21 @@ pub struct DeviceClock {
     /// Minimum transport delay (ns) and mean of the exponential part (ns).
     pub min_delay_ns: u64,
     pub mean_extra_delay_ns: u64,
+    /// A PTP-stamped device: the counter is reference time (µs since the Unix epoch) plus
+    /// the servo's wander, plus `drift_ppb` from `boot_ns` on (a device that lost its lock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptp_servo_error_ns: Option<u64>,
 }
 
 impl DeviceClock {
     pub fn counter_us(&self, t_ns: u64) -> u64 {
         let dt = t_ns as i128 - self.boot_ns as i128;
+        if let Some(servo) = self.ptp_servo_error_ns {
+            let wander = servo as f64 * (dt as f64 / 7e9 * std::f64::consts::TAU).sin();
+            let drift = dt * self.drift_ppb as i128 / 1_000_000_000;
+            let c = (t_ns as i128 + drift + wander as i128) / 1000;
+            return c.max(0) as u64;
+        }
         let c = dt * (1_000_000_000 + self.drift_ppb as i128) / 1_000_000_000_000;
         c.max(0) as u64
     }
@@ -187,6 +330,8 @@ pub struct Truth {
     pub phases: Vec<PhaseSpan>,
     pub devices: Vec<DeviceClock>,
     pub streams: Vec<StreamTruth>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerTruth>,
 }
 
 /// True capture times of one stream.
@@ -194,8 +339,23 @@ pub struct Truth {
 pub struct StreamTruth {
     pub topic: String,
     pub device: String,
-    /// True capture time of each message, ns after `t0_ns`, in sequence order.
+    /// True capture time of each message, ns after `t0_ns`, in sequence order (a
+    /// triggered camera's: the middle of its exposure).
     pub capture_rel_ns: Vec<u64>,
+    /// Sequence numbers never delivered (lost frames, lost trigger pulses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<u64>,
+}
+
+/// The true pulses of a simulated trigger board.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TriggerTruth {
+    pub board: String,
+    pub cameras: Vec<String>,
+    /// True time of each pulse, ns after `t0_ns`, by pulse number.
+    pub pulse_rel_ns: Vec<u64>,
+    /// Pulse numbers lost between board and host.
+    pub dropped_pulses: Vec<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -216,6 +376,21 @@ enum Kind {
         first: usize,
         right: bool,
     },
+    /// A trigger board (index into `cfg.boards.triggers()`): its ticks are pulses.
+    Trigger {
+        board: usize,
+    },
+}
+
+/// What a device's samples carry as their device stamp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stamp {
+    /// Its own clock at capture.
+    Own,
+    /// Nothing but the host's receive time.
+    Receive,
+    /// Its own clock in whole milliseconds, at `stamp_at` (a triggered camera's exposure start).
+    CoarseCounter,
 }
 
 struct Device {
@@ -224,9 +399,24 @@ struct Device {
     /// Capture (rel ns) and arrival (rel ns) per tick.
     capture: Vec<u64>,
     arrival: Vec<u64>,
+    /// Ticks lost on the way (the tick's sequence number is used up).
+    dropped: Vec<bool>,
+    stamp: Stamp,
+    /// When the device stamps each tick (rel ns), if not at capture.
+    stamp_at: Vec<u64>,
     next: usize,
     rng: ChaCha8Rng,
     bias: [f64; 6],
+}
+
+/// A trigger pulse the episode produced, for its board.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pulse {
+    /// The board's device name.
+    pub board: String,
+    pub pulse: u32,
+    /// On the board's clock (µs).
+    pub event_time_us: u64,
 }
 
 struct CameraDef {
@@ -248,6 +438,8 @@ pub struct SimEpisode {
     renderer: Renderer,
     seq: Vec<u64>,
     names: Vec<String>,
+    triggers: Vec<SimTriggerBoard>,
+    pulses: Vec<Pulse>,
 }
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -387,6 +579,7 @@ impl SimEpisode {
                 drift_ppb,
                 min_delay_ns: min_delay,
                 mean_extra_delay_ns: mean_delay,
+                ptp_servo_error_ns: None,
             };
             let mut rng = ChaCha8Rng::seed_from_u64(mix(cfg.seed, episode_index, 100 + di as u64));
             // Regular in device time: the true period is stretched by the drift.
@@ -412,9 +605,6 @@ impl SimEpisode {
                 arrival.push(a);
                 k += 1;
             }
-            if let Some(&a) = arrival.first() {
-                heap.push(Reverse((a, di)));
-            }
             let bias = std::array::from_fn(|i| {
                 if i < 3 {
                     rng.gen_range(-0.2..0.2)
@@ -425,12 +615,48 @@ impl SimEpisode {
             devices.push(Device {
                 kind,
                 clock,
+                dropped: vec![false; capture.len()],
                 capture,
                 arrival,
+                stamp: Stamp::Own,
+                stamp_at: Vec::new(),
                 next: 0,
                 rng,
                 bias,
             });
+        }
+        let triggers: Vec<SimTriggerBoard> = cfg.boards.triggers().into_iter().cloned().collect();
+        for (bi, tb) in triggers.iter().enumerate() {
+            let board = Self::trigger_board(cfg, episode_index, dur_ns, bi, tb);
+            let pulses = board.capture.clone();
+            for (ci, d) in devices.iter_mut().enumerate() {
+                let Kind::Camera { cam, .. } = d.kind else {
+                    continue;
+                };
+                let name = &cfg.rgb_cameras[cam];
+                if !tb.cameras.is_empty() && !tb.cameras.contains(name) {
+                    continue;
+                }
+                Self::expose_by(
+                    d,
+                    &pulses,
+                    tb,
+                    mix(cfg.seed, episode_index, 600 + ci as u64),
+                );
+            }
+            devices.push(board);
+        }
+        for p in &cfg.ptp {
+            if let Some(d) = devices.iter_mut().find(|d| d.clock.device == p.device) {
+                d.clock.ptp_servo_error_ns = Some((p.servo_error_us * 1000.0).round() as u64);
+                d.clock.drift_ppb = (p.drift_ppm * 1000.0).round() as i64;
+                d.clock.boot_ns = t0_ns;
+            }
+        }
+        for (di, d) in devices.iter().enumerate() {
+            if let Some(&a) = d.arrival.first() {
+                heap.push(Reverse((a, di)));
+            }
         }
         let n = streams.len();
         SimEpisode {
@@ -445,7 +671,96 @@ impl SimEpisode {
             renderer: Renderer::default(),
             seq: vec![0; n],
             names: joint_names(),
+            triggers,
+            pulses: Vec::new(),
         }
+    }
+
+    /// Trigger board `bi`: a device whose ticks are pulses, regular in its own time at the
+    /// camera rate.
+    fn trigger_board(
+        cfg: &SimConfig,
+        episode_index: u64,
+        dur_ns: u64,
+        bi: usize,
+        tb: &SimTriggerBoard,
+    ) -> Device {
+        let mut crng = ChaCha8Rng::seed_from_u64(mix(cfg.seed, 0x7A1C, bi as u64));
+        let drift_ppb = (crng.gen_range(-cfg.max_drift_ppm..=cfg.max_drift_ppm) * 1000.0) as i64;
+        let clock = DeviceClock {
+            device: tb.name.clone(),
+            boot_ns: 1_600_000_000_000_000_000 + crng.gen_range(0..100_000_000_000_000_000u64),
+            boot_id: crng.r#gen::<u32>() as u64,
+            drift_ppb,
+            // the pty and the serial driver are the real transport
+            min_delay_ns: 0,
+            mean_extra_delay_ns: 0,
+            ptp_servo_error_ns: None,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(cfg.seed, episode_index, 500 + bi as u64));
+        let period = 1e9 / cfg.camera_rate_hz / (1.0 + drift_ppb as f64 * 1e-9);
+        let phase0 = rng.gen_range(0.0..period);
+        let (mut capture, mut dropped) = (Vec::new(), Vec::new());
+        let mut k = 0u64;
+        loop {
+            let t = (phase0 + k as f64 * period) as u64;
+            if t >= dur_ns {
+                break;
+            }
+            capture.push(t);
+            dropped.push(rng.gen_bool(tb.pulse_drop.clamp(0.0, 1.0)));
+            k += 1;
+        }
+        Device {
+            kind: Kind::Trigger { board: bi },
+            clock,
+            // handed to the board at once; it sends it on
+            arrival: capture.iter().map(|t| t + 10_000).collect(),
+            capture,
+            dropped,
+            stamp: Stamp::Own,
+            stamp_at: Vec::new(),
+            next: 0,
+            rng,
+            bias: [0.0; 6],
+        }
+    }
+
+    /// Make camera device `d` expose at each pulse: captured mid-exposure, stamped at
+    /// exposure start, delivered after the exposure plus a uniform delay, some frames lost.
+    fn expose_by(d: &mut Device, pulses: &[u64], tb: &SimTriggerBoard, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let start = |p: u64| p + (tb.exposure_offset_us * 1000.0) as u64;
+        let (lo, hi) = (
+            tb.frame_delay_ms[0].min(tb.frame_delay_ms[1]) * 1e6,
+            tb.frame_delay_ms[0].max(tb.frame_delay_ms[1]) * 1e6,
+        );
+        let exposure = (tb.exposure_us * 1000.0) as u64;
+        let mut last = 0;
+        d.capture = pulses.iter().map(|&p| start(p) + exposure / 2).collect();
+        d.stamp_at = pulses.iter().map(|&p| start(p)).collect();
+        d.arrival = pulses
+            .iter()
+            .map(|&p| {
+                let delay = if hi > lo { rng.gen_range(lo..hi) } else { lo };
+                let a = (start(p) + exposure + delay as u64).max(last);
+                last = a;
+                a
+            })
+            .collect();
+        d.dropped = pulses
+            .iter()
+            .map(|_| rng.gen_bool(tb.frame_drop.clamp(0.0, 1.0)))
+            .collect();
+        d.stamp = match tb.frame_stamp {
+            FrameStamp::Receive => Stamp::Receive,
+            FrameStamp::Counter => Stamp::CoarseCounter,
+        };
+    }
+
+    /// The trigger pulses produced since the last call (for the boards).
+    pub fn take_pulses(&mut self) -> Vec<Pulse> {
+        std::mem::take(&mut self.pulses)
     }
 
     pub fn streams(&self) -> &[StreamSpec] {
@@ -474,11 +789,33 @@ impl SimEpisode {
                 topic: s.topic.clone(),
                 device: s.device.clone(),
                 capture_rel_ns: Vec::new(),
+                dropped: Vec::new(),
             })
             .collect();
+        let dropped = |d: &Device| -> Vec<u64> {
+            (0..d.dropped.len() as u64)
+                .filter(|&k| d.dropped[k as usize])
+                .collect()
+        };
+        let mut triggers = Vec::new();
         for d in &self.devices {
+            if let Kind::Trigger { board } = d.kind {
+                let tb = &self.triggers[board];
+                triggers.push(TriggerTruth {
+                    board: tb.name.clone(),
+                    cameras: if tb.cameras.is_empty() {
+                        self.cfg.rgb_cameras.clone()
+                    } else {
+                        tb.cameras.clone()
+                    },
+                    pulse_rel_ns: d.capture.clone(),
+                    dropped_pulses: dropped(d),
+                });
+                continue;
+            }
             for idx in stream_indices(d.kind) {
                 streams[idx].capture_rel_ns = d.capture.clone();
+                streams[idx].dropped = dropped(d);
             }
         }
         Truth {
@@ -491,6 +828,7 @@ impl SimEpisode {
             phases: self.plan.phases.clone(),
             devices: self.devices.iter().map(|d| d.clock.clone()).collect(),
             streams,
+            triggers,
         }
     }
 
@@ -507,12 +845,35 @@ impl SimEpisode {
         let cap = self.devices[di].capture[k];
         let arr = self.devices[di].arrival[k];
         let t_abs = self.t0_ns + cap;
-        let stamp_us = self.devices[di].clock.counter_us(t_abs);
-        let boot_id = self.devices[di].clock.boot_id;
         let host = self.t0_ns + arr;
+        let d = &self.devices[di];
+        let stamp_us = match d.stamp {
+            Stamp::Own => d.clock.counter_us(t_abs),
+            Stamp::Receive => host / 1000,
+            Stamp::CoarseCounter => {
+                let at = d.stamp_at.get(k).map_or(t_abs, |s| self.t0_ns + s);
+                d.clock.counter_us(at) / 1000 * 1000
+            }
+        };
+        let boot_id = d.clock.boot_id;
+        let kind = d.kind;
+        if d.dropped.get(k).copied().unwrap_or(false) {
+            // lost on the way: the device's numbering goes on
+            for idx in stream_indices(kind) {
+                self.seq[idx] += 1;
+            }
+            return true;
+        }
+        if let Kind::Trigger { board } = kind {
+            self.pulses.push(Pulse {
+                board: self.triggers[board].name.clone(),
+                pulse: k as u32,
+                event_time_us: stamp_us,
+            });
+            return true;
+        }
         let t = cap as f64 * 1e-9;
         let state = self.plan.state(t);
-        let kind = self.devices[di].kind;
         let mut push = |this: &mut Self, stream: usize, payload: Payload| {
             let seq = this.seq[stream];
             this.seq[stream] += 1;
@@ -549,6 +910,7 @@ impl SimEpisode {
                     push(self, first + i, Payload::Tactile(m));
                 }
             }
+            Kind::Trigger { .. } => {}
         }
         true
     }
@@ -846,6 +1208,7 @@ fn stream_indices(k: Kind) -> Vec<usize> {
         Kind::Camera { rgb, depth, .. } => std::iter::once(rgb).chain(depth).collect(),
         Kind::Joints { stream } | Kind::Ft { stream, .. } => vec![stream],
         Kind::Tactile { first, .. } => (first..first + PADS.len()).collect(),
+        Kind::Trigger { .. } => Vec::new(),
     }
 }
 
@@ -980,6 +1343,15 @@ impl Source for SimSource {
                     }
                     buf.clear();
                     ep.next_samples(&mut buf);
+                    for p in ep.take_pulses() {
+                        if let Some(feed) = routed.get(&p.board) {
+                            // a board that is unplugged simply does not take it
+                            let _ = feed.send(firmware_bridge::board::FeedItem::Trigger {
+                                pulse: p.pulse,
+                                event_time_us: p.event_time_us,
+                            });
+                        }
+                    }
                     for mut s in buf.drain(..) {
                         match out_index[s.stream] {
                             Some(i) => {
