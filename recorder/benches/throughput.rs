@@ -260,6 +260,8 @@ fn run_pipeline(
         compression,
         fsync_interval: Some(Duration::from_secs(1)),
         table: None,
+        triggers: Vec::new(),
+        ptp: Vec::new(),
     };
     let meta = EpisodeMeta {
         robot_id: "bench".into(),

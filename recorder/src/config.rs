@@ -51,6 +51,7 @@ max_drift_ppm = 100.0
 late_fraction = 0.002
 # Route the wrist wrench and tactile streams through simulated microcontroller boards on
 # pseudo-terminals, read back by the serial driver (exercises the whole serial path).
+# Instead of true/false, [[sim.boards]] tables choose boards one by one (see below).
 boards = false
 # Camera sensor noise (std. dev. in 8-bit levels; depth gets half of it in mm). Real sensors
 # are noisy, which is what makes raw images expensive to compress; 0 = flat shading.
@@ -61,6 +62,32 @@ image_noise = 3.0
 slip = 0.15
 drop = 0.1
 miss = 0.1
+
+# Simulated boards one by one (replaces `boards = true/false` above):
+#
+# [[sim.boards]]
+# kind = "sensors"               # the wrist wrench and tactile devices, one board each
+#
+# [[sim.boards]]
+# kind = "trigger"               # a camera-trigger board with its own clock, pulsing at
+# name = "trigger_board"         #   each exposure; its cameras' frames then carry only
+# cameras = []                   #   what frame_stamp says (empty cameras = all of them)
+# exposure_offset_us = 20.0
+# exposure_us = 4000.0
+# frame_stamp = "receive"        # receive (host receive time only) | counter (camera ms counter)
+# frame_delay_ms = [0.5, 8.0]    # delivery after the exposure ends, uniform
+# frame_drop = 0.0               # fraction of frames lost (the camera's numbering goes on)
+# pulse_drop = 0.0               # fraction of pulses lost
+# `sim` stamps the triggered cameras from the pulses ([[sync.triggers]]) unless
+# [[sync.triggers]] is configured.
+#
+# PTP-stamped simulated devices: their counters are the reference clock plus the servo's
+# wander, or drifting away from it (to see the check flag them; add [[sync.ptp]] to use it):
+#
+# [[sim.ptp]]
+# device = "ft_right"
+# servo_error_us = 1.0
+# drift_ppm = 0.0
 
 [zenoh]
 # The embedded Zenoh session used for ROS 2 topics, episode control and status.
@@ -136,6 +163,36 @@ signal_hz = 30.0              # joint state, wrench, tactile messages per second
 image_stride = 2              # keep every n-th pixel of every n-th row (1 = full resolution)
 queue_messages = 16           # copies waiting for the publisher thread
 
+[sync]
+# Every device's stamps are mapped onto the host clock by fitting its clock (lower envelope
+# of receive - stamp). Two kinds of devices are timed otherwise:
+#
+# Hardware-triggered cameras: each frame gets the time of the trigger pulse that exposed it,
+# from a trigger board (a [[serial]] board with a kind = "trigger" channel), mapped through
+# the board's own clock fit. Frames wait for their pulse (about a frame period, in memory);
+# frames without one keep the camera's own clock and are counted in demotape.sync.
+#
+# [[sync.triggers]]
+# camera = "camera_head"         # device, topic, or name ("head" for device camera_head)
+# board = "trigger_board"        # the [[serial]] board's device
+# line = 0                       # its trigger channel
+# exposure_offset_us = 20.0      # pulse -> exposure start
+# exposure_us = 4000.0           # frames are stamped mid-exposure (0: at its start)
+# min_latency_ms = 0.0           # plausible pulse -> frame delay; max defaults to 80 % of
+# max_latency_ms = 20.0          #   the frame period, at most 20 ms
+# lock_after = 3                 # agreeing frames before the pulse <-> frame numbering locks
+#
+# PTP-stamped devices (LiDARs, industrial cameras, F/T sensors with IEEE 1588, on a host whose
+# clock ptp4l/phc2sys discipline): stamps are taken as they are, checked against the fitted
+# clock; a device that drifts, runs ahead of its arrivals or sits on another timescale is
+# flagged (event ptp_fault) and fitted from then on.
+#
+# [[sync.ptp]]
+# device = "lidar_front"
+# timescale = "utc"              # utc | tai (PTP's own, 37 s ahead)
+# servo_error_us = 10.0          # hardware timestamping: < 1 us; software: tens of us
+# max_drift_ppm = 5.0
+
 # Real serial sensor boards (demotape board protocol, see firmware-bridge/PROTOCOL.md), one
 # [[serial]] table each. None by default. Example:
 #
@@ -146,7 +203,7 @@ queue_messages = 16           # copies waiting for the publisher thread
 # reconnect_ms = 200             # retry period while the port is missing
 # [[serial.channels]]
 # channel = 0
-# kind = "wrench"                # wrench | tactile | encoder
+# kind = "wrench"                # wrench | tactile | encoder | trigger
 # topic = "/wrist/right/wrench"
 # frame_id = "right_ft_sensor"
 # rate_hz = 1000.0
@@ -162,6 +219,7 @@ pub struct Config {
     pub ros: hal::zenoh::TopicsConfig,
     pub control: crate::service::ControlConfig,
     pub live: crate::live::LiveConfig,
+    pub sync: crate::timing::SyncConfig,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,6 +361,39 @@ impl Config {
         self.ros.validate()?;
         self.control.validate()?;
         self.live.validate()?;
+        self.sync.validate()?;
+        for tb in s.boards.triggers() {
+            for c in &tb.cameras {
+                if !s.rgb_cameras.contains(c) {
+                    return Err(format!(
+                        "sim.boards (trigger {:?}): camera {c:?} is not in sim.rgb_cameras",
+                        tb.name
+                    ));
+                }
+            }
+            if [tb.frame_drop, tb.pulse_drop]
+                .iter()
+                .any(|p| !(0.0..=1.0).contains(p))
+            {
+                return Err(format!(
+                    "sim.boards (trigger {:?}): frame_drop and pulse_drop must be in [0, 1]",
+                    tb.name
+                ));
+            }
+        }
+        for b in &self.serial {
+            if b.channels
+                .iter()
+                .filter(|c| c.kind == hal::serial::ChannelUse::Trigger)
+                .count()
+                > 1
+            {
+                return Err(format!(
+                    "serial board {:?}: protocol v1 carries one trigger line per board",
+                    b.device
+                ));
+            }
+        }
         if !["peer", "client", "router"].contains(&self.zenoh.mode.as_str()) {
             return Err(format!(
                 "zenoh.mode = {:?}: expected peer, client or router",

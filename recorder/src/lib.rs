@@ -16,6 +16,7 @@ pub mod live;
 pub mod queue;
 pub mod service;
 pub mod sim;
+pub mod timing;
 pub mod writer;
 
 use crossbeam_channel::RecvTimeoutError;

@@ -320,7 +320,13 @@ impl Manager {
         Manager {
             dir: cfg.recorder.out_dir.join(&robot),
             robot,
-            opts: WriterOptions::from_config(&cfg.recorder),
+            opts: WriterOptions {
+                ptp: cfg.sync.ptp.clone(),
+                // resolved (or refused) when the service starts, in `run_async`
+                triggers: crate::timing::resolve_triggers(&cfg.sync.triggers, &cfg.serial)
+                    .unwrap_or_default(),
+                ..WriterOptions::from_config(&cfg.recorder)
+            },
             cfg,
             streams,
             stats,
@@ -880,6 +886,10 @@ pub fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSummary> {
 }
 
 async fn run_async(cfg: Config, stop: CancellationToken) -> anyhow::Result<RunSummary> {
+    // every trigger names a serial board's trigger channel
+    crate::timing::resolve_triggers(&cfg.sync.triggers, &cfg.serial)
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let session = cfg
         .zenoh
         .open()

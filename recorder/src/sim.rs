@@ -96,7 +96,13 @@ fn start_boards(cfg: &Config, probe: &SimEpisode) -> anyhow::Result<Boards> {
     use firmware_bridge::board::{BoardSim, BoardSpec, FaultConfig, LinkConfig};
     use firmware_bridge::{ChannelInfo, ChannelKind};
     use hal::serial::{ChannelMap, ChannelUse, SerialBoardConfig};
-    let dir = std::env::temp_dir().join(format!("demotape-boards-{}", std::process::id()));
+    // one directory per run: several runs may share a process (tests)
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "demotape-boards-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let truth = probe.truth();
     let mut out = Boards {
@@ -279,6 +285,31 @@ fn start_boards(cfg: &Config, probe: &SimEpisode) -> anyhow::Result<Boards> {
     Ok(out)
 }
 
+/// `[[sync.triggers]]` for the simulated trigger boards' cameras, with their exposure.
+fn sim_trigger_entries(sim: &hal::sim::SimConfig) -> Vec<crate::timing::TriggerEntry> {
+    let mut out = Vec::new();
+    for tb in sim.boards.triggers() {
+        let cams = if tb.cameras.is_empty() {
+            &sim.rgb_cameras
+        } else {
+            &tb.cameras
+        };
+        for c in cams {
+            out.push(crate::timing::TriggerEntry {
+                camera: format!("camera_{c}"),
+                board: tb.name.clone(),
+                line: 0,
+                exposure_offset_us: tb.exposure_offset_us,
+                exposure_us: tb.exposure_us,
+                min_latency_ms: 0.0,
+                max_latency_ms: None,
+                lock_after: 3,
+            });
+        }
+    }
+    out
+}
+
 /// `<out>/<robot>/<robot>_<UTC start>_<seq>`; all components sanitized.
 pub fn episode_stem(out: &Path, robot: &str, start_ns: u64, seq: u64) -> PathBuf {
     let robot = sanitize(robot);
@@ -304,7 +335,8 @@ pub fn run(
     let dir = r.out_dir.join(sanitize(&r.robot_id));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating output directory {}", dir.display()))?;
-    let opts = WriterOptions::from_config(r);
+    let mut opts = WriterOptions::from_config(r);
+    opts.ptp = cfg.sync.ptp.clone();
     let config_toml = toml::to_string(cfg).unwrap_or_default();
     let live = if job.live {
         let session = rt
@@ -331,6 +363,18 @@ pub fn run(
     } else {
         None
     };
+    // triggered cameras: as configured, else every simulated trigger board's own cameras
+    let mut boards_cfg: Vec<hal::serial::SerialBoardConfig> = cfg.serial.clone();
+    if let Some(b) = &boards {
+        boards_cfg.extend(b.configs.iter().cloned());
+    }
+    let entries = if cfg.sync.triggers.is_empty() {
+        sim_trigger_entries(&cfg.sim)
+    } else {
+        cfg.sync.triggers.clone()
+    };
+    opts.triggers =
+        crate::timing::resolve_triggers(&entries, &boards_cfg).map_err(anyhow::Error::msg)?;
     let mut out = Vec::new();
     for i in 0..job.episodes {
         if stop.is_cancelled() {

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use sync::{ClockMapper, EnvelopeClock, SyncReport};
+use sync::ptp::{PtpClock, PtpConfig};
+use sync::{ClockMapper, EnvelopeClock, ResetReason, SyncReport};
 
 /// rosbag2's default offered QoS (reliable, volatile, keep-last), as it writes it.
 pub const QOS_RELIABLE: &str = "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false\n";
@@ -39,6 +40,10 @@ pub struct WriterOptions {
     /// as an unbound slot (empty topic) gets its channel when its first sample arrives, from
     /// this table's entry.
     pub table: Option<hal::StreamTable>,
+    /// Cameras stamped from trigger pulses (`[[sync.triggers]]`, resolved).
+    pub triggers: Vec<crate::timing::TriggerBinding>,
+    /// Devices stamping in PTP time (`[[sync.ptp]]`).
+    pub ptp: Vec<crate::timing::PtpEntry>,
 }
 
 impl WriterOptions {
@@ -50,6 +55,49 @@ impl WriterOptions {
             fsync_interval: (r.fsync_interval_ms > 0)
                 .then(|| std::time::Duration::from_millis(r.fsync_interval_ms)),
             table: None,
+            triggers: Vec::new(),
+            ptp: Vec::new(),
+        }
+    }
+}
+
+/// A device's clock model: fitted (every free-running clock) or PTP (taken as stamped while
+/// the claim holds).
+enum Mapper {
+    Envelope(EnvelopeClock),
+    Ptp(Box<PtpClock>),
+}
+
+impl Mapper {
+    fn observe(&mut self, stamp_us: u64, host_ns: u64, boot_id: u64) -> u64 {
+        match self {
+            Mapper::Envelope(m) => m.observe(stamp_us, host_ns, boot_id),
+            Mapper::Ptp(m) => m.observe(stamp_us, host_ns, boot_id),
+        }
+    }
+    fn map(&self, stamp_us: u64) -> Option<u64> {
+        match self {
+            Mapper::Envelope(m) => m.map(stamp_us),
+            Mapper::Ptp(m) => m.map(stamp_us),
+        }
+    }
+    fn report(&self) -> SyncReport {
+        match self {
+            Mapper::Envelope(m) => m.report(),
+            Mapper::Ptp(m) => m.report(),
+        }
+    }
+    fn last_reset(&self) -> Option<ResetReason> {
+        match self {
+            Mapper::Envelope(m) => m.last_reset(),
+            Mapper::Ptp(m) => m.envelope().last_reset(),
+        }
+    }
+    /// A PTP device's fault, once raised.
+    fn ptp_fault(&self) -> Option<&str> {
+        match self {
+            Mapper::Envelope(_) => None,
+            Mapper::Ptp(m) => m.ptp_report().fault.as_deref(),
         }
     }
 }
@@ -243,8 +291,9 @@ pub enum WriteError {
 struct DeviceState {
     name: String,
     channel: u16,
-    mapper: EnvelopeClock,
+    mapper: Mapper,
     resets_written: u64,
+    ptp_fault_written: bool,
     batch: ClockObservations,
     sequence: u32,
 }
@@ -291,6 +340,9 @@ pub struct EpisodeWriter {
     /// Sensor messages (the streams' samples, not the recorder's own clock and event
     /// messages) in the file up to `good_len`.
     good_messages: u64,
+    /// Triggered cameras' frames waiting for their pulses.
+    triggers: crate::timing::Triggers,
+    ptp: BTreeMap<String, PtpConfig>,
 }
 
 impl EpisodeWriter {
@@ -445,6 +497,12 @@ impl EpisodeWriter {
             bulk_open: false,
             peak_queue_age_ns: 0,
             good_messages: 0,
+            triggers: crate::timing::Triggers::new(&opts.triggers, n),
+            ptp: opts
+                .ptp
+                .iter()
+                .map(|p| (p.device.clone(), p.config()))
+                .collect(),
         };
         close_on_error.0 = None;
         let r = (|| {
@@ -692,11 +750,16 @@ impl EpisodeWriter {
                 let channel = w
                     .add_channel(self.clock_schema, &topic, "cdr", &md)
                     .map_err(mc)?;
+                let mapper = match self.ptp.get(&s.device) {
+                    Some(c) => Mapper::Ptp(Box::new(PtpClock::new(c.clone()))),
+                    None => Mapper::Envelope(EnvelopeClock::default()),
+                };
                 self.devices.push(DeviceState {
                     name: s.device.clone(),
                     channel,
-                    mapper: EnvelopeClock::default(),
+                    mapper,
                     resets_written: 0,
+                    ptp_fault_written: false,
                     batch: ClockObservations {
                         device: s.device.clone(),
                         ..Default::default()
@@ -707,11 +770,13 @@ impl EpisodeWriter {
             }
         };
         self.bound[i] = Some((channel_id, di));
+        self.triggers.bind(i, &s);
         Ok(self.bound[i])
     }
 
-    /// Synchronize, stamp, encode and append one sample.
-    pub fn write_sample(&mut self, mut s: Sample) -> Result<(), WriteError> {
+    /// Synchronize, stamp, encode and append one sample. A triggered camera's frame waits
+    /// (in memory, a frame period or so) for the pulse that exposed it.
+    pub fn write_sample(&mut self, s: Sample) -> Result<(), WriteError> {
         let i = s.stream;
         let bound = if i < self.streams.len() {
             self.bind_channel(i)?
@@ -723,6 +788,32 @@ impl EpisodeWriter {
             tracing::error!(stream = i, "sample of an unbound stream not written");
             return Ok(());
         };
+        self.last_host_ns = self.last_host_ns.max(s.host_receive_ns);
+        let mapped = self.synchronize(&s, di)?;
+        if self.triggers.is_empty() {
+            return self.emit(s, channel_id, mapped);
+        }
+        if matches!(s.payload, hal::Payload::Trigger(_)) {
+            let topic = self.streams[i].topic.clone();
+            self.triggers.pulse(i, &topic, s.sequence, mapped);
+        }
+        if let Some(s) = self.triggers.hold(s, channel_id, mapped) {
+            self.emit(s, channel_id, mapped)?;
+        }
+        self.release_frames(false)
+    }
+
+    /// Write the triggered frames whose time is decided.
+    fn release_frames(&mut self, all: bool) -> Result<(), WriteError> {
+        for r in self.triggers.release(self.last_host_ns, all) {
+            self.emit(r.sample, r.channel, r.stamp_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Map the sample's device stamp onto the reference clock and record the observation on
+    /// its device's clock channel.
+    fn synchronize(&mut self, s: &Sample, di: usize) -> Result<u64, WriteError> {
         let dev = &mut self.devices[di];
         let mapped = dev.mapper.observe(
             s.transmit_stamp_us.unwrap_or(s.device_stamp_us),
@@ -754,6 +845,19 @@ impl EpisodeWriter {
             let topic = format!("/demotape/clock/{}", crate::config::sanitize(&dev.name));
             self.event(s.host_receive_ns, "clock_reset", &topic, resets, &detail)?;
         }
+        let dev = &mut self.devices[di];
+        if !dev.ptp_fault_written
+            && let Some(f) = dev.mapper.ptp_fault()
+        {
+            dev.ptp_fault_written = true;
+            let detail = format!(
+                "{}: {f}; its samples are mapped by the fitted clock from here on",
+                dev.name
+            );
+            tracing::warn!(device = %dev.name, "PTP claim failed: {f}");
+            let topic = format!("/demotape/clock/{}", crate::config::sanitize(&dev.name));
+            self.event(s.host_receive_ns, "ptp_fault", &topic, 1, &detail)?;
+        }
         let dev = &self.devices[di];
         if dev.batch.boot_id != s.boot_id && !dev.batch.device_stamp_us.is_empty() {
             // a counter restart ends the batch: one batch never mixes two boots
@@ -769,8 +873,14 @@ impl EpisodeWriter {
         dev.batch.host_receive_ns.push(s.host_receive_ns);
         dev.batch.sequence.push(s.sequence);
         dev.batch.mapped_ns.push(mapped);
+        Ok(mapped)
+    }
+
+    /// Stamp, encode and append one sample at `stamp_ns`.
+    fn emit(&mut self, mut s: Sample, channel_id: u16, stamp_ns: u64) -> Result<(), WriteError> {
+        let i = s.stream;
         if let Some(h) = s.payload.header_mut() {
-            h.stamp = Time::from_nanos(mapped);
+            h.stamp = Time::from_nanos(stamp_ns);
         }
         self.buf.clear();
         s.payload
@@ -783,7 +893,7 @@ impl EpisodeWriter {
         let h = MessageHeader {
             channel_id,
             sequence: s.sequence as u32,
-            log_time: mapped,
+            log_time: stamp_ns,
             publish_time: s.host_receive_ns,
         };
         if self.buf.len() >= BULK_BYTES {
@@ -799,7 +909,6 @@ impl EpisodeWriter {
         }
         self.counts[i] += 1;
         self.bytes[i] += self.buf.len() as u64;
-        self.last_host_ns = self.last_host_ns.max(s.host_receive_ns);
         Ok(())
     }
 
@@ -818,12 +927,24 @@ impl EpisodeWriter {
         &self.path
     }
 
-    /// The clock-sync state of every device so far.
+    /// The clock-sync state of every device so far (a triggered camera's with its match
+    /// state).
     pub fn sync_reports(&self) -> BTreeMap<String, SyncReport> {
-        self.devices
+        let mut out: BTreeMap<String, SyncReport> = self
+            .devices
             .iter()
             .map(|d| (d.name.clone(), d.mapper.report()))
-            .collect()
+            .collect();
+        let streams = &self.streams;
+        for (device, t) in self
+            .triggers
+            .reports(|camera| crate::timing::Triggers::camera_device(camera, streams))
+        {
+            if let Some(r) = out.get_mut(&device) {
+                r.trigger = Some(t);
+            }
+        }
+        out
     }
 
     /// Write a metadata record now (labels, split links), after flushing held messages.
@@ -866,6 +987,8 @@ impl EpisodeWriter {
 
     /// Write clock batches and new drop counts, close the chunk and hand it to the OS.
     pub fn flush(&mut self, drops: &[u64]) -> Result<(), WriteError> {
+        // frames that waited too long for a pulse go out with their own clock's time
+        self.release_frames(false)?;
         let now = self.last_host_ns;
         for di in 0..self.devices.len() {
             self.flush_clock(di, now)?;
@@ -901,6 +1024,7 @@ impl EpisodeWriter {
         end_ns: u64,
         peak_queue_bytes: usize,
     ) -> Result<(Vec<StreamSummary>, BTreeMap<String, SyncReport>, u64), WriteError> {
+        self.release_frames(true)?;
         self.flush(drops)?;
         let end = end_ns.max(self.last_host_ns);
         let total: u64 = self.counts.iter().sum();
@@ -927,11 +1051,7 @@ impl EpisodeWriter {
                 )
             })
             .collect();
-        let sync: BTreeMap<String, SyncReport> = self
-            .devices
-            .iter()
-            .map(|d| (d.name.clone(), d.mapper.report()))
-            .collect();
+        let sync = self.sync_reports();
         let sync_md: BTreeMap<String, String> = sync
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_default()))

@@ -120,6 +120,11 @@ impl PtpClock {
         self.report.fault.is_some()
     }
 
+    /// The envelope fitted beside the claim.
+    pub fn envelope(&self) -> &EnvelopeClock {
+        &self.env
+    }
+
     pub fn ptp_report(&self) -> &PtpReport {
         &self.report
     }

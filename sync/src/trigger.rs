@@ -83,6 +83,9 @@ pub struct TriggerStats {
     /// Pulses missing (gaps in the board's pulse numbers).
     pub missing_pulses: u64,
     pub pulses: u64,
+    /// Frames left unmatched while the lock was being acquired and matched once it held
+    /// (included in `matched`; see [`TriggerMatcher::backfill`]).
+    pub backfilled: u64,
     pub lock_losses: u64,
     pub locked: bool,
 }
@@ -158,6 +161,24 @@ impl TriggerMatcher {
             return true;
         }
         t + self.cfg.min_latency_ns > approx_ns
+    }
+
+    /// Once locked: the pulse of an earlier frame that [`push_frame`](Self::push_frame) left
+    /// unmatched with "not locked yet" (a caller that held such frames stamps them now). The
+    /// frame moves from unmatched to matched in the stats. `None` when not locked, its pulse
+    /// is gone from the history, or it is not plausible.
+    pub fn backfill(&mut self, seq: u64, approx_ns: u64) -> Option<(u64, u64)> {
+        let k = self.lock?;
+        let want = seq as i64 + k;
+        let (p, t) = self.pulses.iter().find(|p| p.0 as i64 == want).copied()?;
+        if !self.plausible(t, approx_ns) {
+            return None;
+        }
+        self.stats.matched += 1;
+        self.stats.unmatched = self.stats.unmatched.saturating_sub(1);
+        self.stats.unmatched_unlocked = self.stats.unmatched_unlocked.saturating_sub(1);
+        self.stats.backfilled += 1;
+        Some((p, t))
     }
 
     /// A camera frame with its sequence number and approximate time (ns).
@@ -284,10 +305,22 @@ mod tests {
             Some(&2),
             "locked on the third agreeing frame"
         );
+
         assert_eq!(matched.len(), 60 - 2 - 2);
         assert_eq!(m.stats.skipped_frames, 2);
         assert_eq!(m.stats.duplicate_frames, 1);
         assert_eq!(m.stats.lock_losses, 0);
+        // the two frames left unmatched before the lock get their pulses once it holds
+        let t0 = 1_000_000_000u64;
+        assert_eq!(m.backfill(500, t0 + 5_000_000), Some((0, t0)));
+        assert_eq!(
+            m.backfill(501, t0 + period + 6_000_000),
+            Some((1, t0 + period))
+        );
+        assert_eq!(m.backfill(501, t0), None, "implausible: before its pulse");
+        assert_eq!(m.stats.backfilled, 2);
+        assert_eq!(m.stats.matched, 58);
+        assert_eq!(m.stats.unmatched, 0);
     }
 
     #[test]
