@@ -741,7 +741,7 @@ impl Inspection {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "{:<20} {:<15} {:>9} {:>10} {:>11} {:>11} {:>9} {:>6}",
+                "{:<20} {:<19} {:>9} {:>10} {:>11} {:>11} {:>9} {:>6}",
                 "clock sync: device",
                 "method",
                 "samples",
@@ -755,7 +755,7 @@ impl Inspection {
                 let j: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "{:<20} {:<15} {:>9} {:>10.2} {:>9.1}us {:>9.1}us {:>9.2} {:>6}",
+                    "{:<20} {:<19} {:>9} {:>10.2} {:>9.1}us {:>9.1}us {:>9.2} {:>6}",
                     dev,
                     j["method"].as_str().unwrap_or(""),
                     j["samples"].as_u64().unwrap_or(0),
@@ -767,19 +767,64 @@ impl Inspection {
                 );
             }
         }
+        // how triggered cameras and PTP devices fared
+        if let Some(sync) = self.metadata.get("demotape.sync") {
+            for (dev, v) in sync {
+                let Ok(r) = serde_json::from_str::<sync::SyncReport>(v) else {
+                    continue;
+                };
+                if let Some(t) = &r.trigger {
+                    let st = &t.stats;
+                    let _ = writeln!(
+                        s,
+                        "  {dev}: {} of {} frames stamped from trigger pulses ({}, {}); {} skipped frames, {} missing pulses, unmatched: {} before the lock, {} without their pulse{}",
+                        st.matched,
+                        st.matched + st.unmatched,
+                        t.board,
+                        t.pulses_topic,
+                        st.skipped_frames,
+                        st.missing_pulses,
+                        st.unmatched_unlocked,
+                        st.unmatched_no_pulse,
+                        if st.lock_losses > 0 {
+                            format!(", lock lost {} times", st.lock_losses)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                if let Some(p) = &r.ptp {
+                    match &p.fault {
+                        None => {
+                            let _ = writeln!(
+                                s,
+                                "  {dev}: PTP stamps taken as they are (servo error {} us, offset span {:.1} us)",
+                                p.servo_error_us, p.offset_span_us
+                            );
+                        }
+                        Some(f) => {
+                            let _ = writeln!(s, "  {dev}: PTP FAULT: {f}; fitted since");
+                        }
+                    }
+                }
+            }
+        }
         if let Some(r) = &self.resync {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "{:<20} {:>9} {:>12} {:>12} {:>12}",
-                "offline resync", "samples", "|diff| p50", "p99", "max"
+                "{:<20} {:<19} {:>9} {:>12} {:>12} {:>12}",
+                "offline resync", "method", "samples", "|diff| p50", "p99", "max"
             );
             for (dev, v) in r {
                 let _ = writeln!(
                     s,
-                    "{:<20} {:>9} {:>10.1}us {:>10.1}us {:>10.1}us",
-                    dev, v.samples, v.p50_us, v.p99_us, v.max_us
+                    "{:<20} {:<19} {:>9} {:>10.1}us {:>10.1}us {:>10.1}us",
+                    dev, v.method, v.samples, v.p50_us, v.p99_us, v.max_us
                 );
+                if let Some(n) = &v.note {
+                    let _ = writeln!(s, "  {dev}: {n}");
+                }
             }
         }
         let notable: Vec<&EventInfo> = self

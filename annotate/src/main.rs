@@ -485,7 +485,7 @@ fn main() -> ExitCode {
             match annotate::inspect::Inspection::run(&file) {
                 Ok(mut ins) => {
                     if resync && ins.intact {
-                        match annotate::resync::audit(&file) {
+                        match annotate::resync::audit(&file, ins.metadata.get("demotape.sync")) {
                             Ok(a) => ins.resync = Some(a),
                             Err(e) => eprintln!("error: {e:#}"),
                         }

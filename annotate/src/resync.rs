@@ -12,6 +12,15 @@ use sync::offline::{Observation, OfflineConfig, reestimate};
 /// How far the online stamps of one device are from the offline re-estimate.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ResyncStat {
+    /// How the recorder timed the device (`demotape.sync`): `lower-envelope` (re-estimated
+    /// here over the whole episode), `ptp` (its stamps are the reference: compared as they
+    /// are), `ptp-fault-envelope` (a PTP claim that failed: re-estimated like any clock).
+    pub method: String,
+    /// A triggered camera: its frames carry their pulses' times (the board's clock is audited
+    /// on its own line); this line compares the camera's own clock fit, which unmatched
+    /// frames fell back to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub samples: usize,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -25,6 +34,8 @@ pub struct DeviceTimes {
     pub observations: Vec<Observation>,
     pub online_ns: Vec<u64>,
     pub offline_ns: Vec<u64>,
+    /// The samples' event stamps (µs, the device's clock).
+    pub events_us: Vec<u64>,
 }
 
 /// Offline re-estimation of every device in `path`, keyed by device.
@@ -85,6 +96,7 @@ pub fn offline_times(path: &Path) -> anyhow::Result<BTreeMap<String, DeviceTimes
         // fitted on the stamps the device sent (transmit where it has one); event stamps are
         // milliseconds earlier on the same clock, where drift is negligible (< 0.1 µs)
         let ev = &events[dev];
+        t.events_us = ev.clone();
         t.offline_ns = reestimate(&t.observations, &OfflineConfig::default())
             .into_iter()
             .zip(t.observations.iter().zip(ev))
@@ -94,11 +106,43 @@ pub fn offline_times(path: &Path) -> anyhow::Result<BTreeMap<String, DeviceTimes
     Ok(per)
 }
 
-/// Per device: |online − offline| statistics (µs).
-pub fn audit(path: &Path) -> anyhow::Result<BTreeMap<String, ResyncStat>> {
+/// Per device: |online − offline| statistics (µs). `sync` is the file's `demotape.sync`
+/// record (device → report JSON), which says how each device was timed.
+pub fn audit(
+    path: &Path,
+    sync: Option<&BTreeMap<String, String>>,
+) -> anyhow::Result<BTreeMap<String, ResyncStat>> {
     let mut out = BTreeMap::new();
+    let report =
+        |dev: &str| -> Option<sync::SyncReport> { serde_json::from_str(sync?.get(dev)?).ok() };
     for (dev, t) in offline_times(path)? {
-        let (online, offline) = (t.online_ns, t.offline_ns);
+        let r = report(&dev);
+        let method = r
+            .as_ref()
+            .map_or("lower-envelope".to_string(), |r| r.method.clone());
+        let note = r.as_ref().and_then(|r| r.trigger.as_ref()).map(|t| {
+            format!(
+                "frames stamped from the pulses on {} ({} of {} matched); compared here: the camera's own clock",
+                t.pulses_topic,
+                t.stats.matched,
+                t.stats.matched + t.stats.unmatched
+            )
+        });
+        let online = t.online_ns;
+        // a PTP device whose claim held: its stamps are the reference, offline as online
+        let offline = match r.as_ref().and_then(|r| r.ptp.as_ref()) {
+            Some(p) if method == "ptp" => {
+                let shift: i128 = match p.timescale {
+                    sync::ptp::Timescale::Utc => 0,
+                    sync::ptp::Timescale::Tai => sync::ptp::TAI_MINUS_UTC_S as i128 * 1_000_000_000,
+                };
+                t.events_us
+                    .iter()
+                    .map(|e| (*e as i128 * 1000 - shift).max(0) as u64)
+                    .collect()
+            }
+            _ => t.offline_ns,
+        };
         let mut d: Vec<f64> = online
             .iter()
             .zip(&offline)
@@ -115,6 +159,8 @@ pub fn audit(path: &Path) -> anyhow::Result<BTreeMap<String, ResyncStat>> {
         out.insert(
             dev,
             ResyncStat {
+                method,
+                note,
                 samples: d.len(),
                 p50_us: q(0.5),
                 p99_us: q(0.99),

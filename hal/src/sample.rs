@@ -139,6 +139,10 @@ pub enum Payload {
     Wrench(WrenchStamped),
     Tactile(TactileArray),
     Trigger(TimeReference),
+    /// No message: a clock observation only (a board's heartbeat). Its transmit stamp and
+    /// receive time feed the device's clock fit and are kept on `/demotape/clock/<device>`;
+    /// nothing is written on the stream's topic and it is not counted as one of its samples.
+    Clock,
     /// A message exactly as a publisher serialized it (CDR with encapsulation header),
     /// already checked against the stream's type. Written byte for byte: its `header.stamp`
     /// stays what the publisher put there, the mapped capture time goes to MCAP `log_time`.
@@ -154,7 +158,7 @@ impl Payload {
             Payload::Wrench(m) => Some(&mut m.header),
             Payload::Tactile(m) => Some(&mut m.header),
             Payload::Trigger(m) => Some(&mut m.header),
-            Payload::Raw(_) => None,
+            Payload::Raw(_) | Payload::Clock => None,
         }
     }
     pub fn header(&self) -> Option<&Header> {
@@ -164,7 +168,7 @@ impl Payload {
             Payload::Wrench(m) => Some(&m.header),
             Payload::Tactile(m) => Some(&m.header),
             Payload::Trigger(m) => Some(&m.header),
-            Payload::Raw(_) => None,
+            Payload::Raw(_) | Payload::Clock => None,
         }
     }
     /// CDR-encode the message, appending to `out` (raw messages are copied as they are).
@@ -175,6 +179,7 @@ impl Payload {
             Payload::Wrench(m) => m.encode_into(out),
             Payload::Tactile(m) => m.encode_into(out),
             Payload::Trigger(m) => m.encode_into(out),
+            Payload::Clock => Ok(()),
             Payload::Raw(b) => {
                 out.extend_from_slice(b);
                 Ok(())
@@ -193,6 +198,7 @@ impl Payload {
             Payload::Wrench(_) => 96,
             Payload::Tactile(m) => 4 * m.pressure.len() + 64,
             Payload::Trigger(m) => m.source.len() + 64,
+            Payload::Clock => 32,
             Payload::Raw(b) => b.len() + 32,
         }
     }
@@ -204,6 +210,7 @@ impl Payload {
                 | (Payload::Wrench(_), Modality::Wrench)
                 | (Payload::Tactile(_), Modality::Tactile)
                 | (Payload::Trigger(_), Modality::Trigger)
+                | (Payload::Clock, _)
                 | (Payload::Raw(_), _)
         )
     }

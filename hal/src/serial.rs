@@ -472,9 +472,23 @@ impl Driver {
                         self.report.refused[si] += 1;
                     }
                 }
-                Message::Heartbeat { overflow_drops, .. }
-                    if overflow_drops > self.overflow_seen =>
-                {
+                Message::Heartbeat { overflow_drops, .. } => {
+                    // every frame's transmit time is a clock observation: a board whose own
+                    // samples are sparse (a trigger board) sends heartbeats often for it
+                    if !self.cfg.channels.is_empty() {
+                        self.sink.push(Sample {
+                            stream: 0,
+                            device_stamp_us: f.header.tx_time_us,
+                            transmit_stamp_us: Some(f.header.tx_time_us),
+                            host_receive_ns: host,
+                            sequence: u64::from(f.header.seq),
+                            boot_id: u64::from(boot),
+                            payload: Payload::Clock,
+                        });
+                    }
+                    if overflow_drops <= self.overflow_seen {
+                        continue;
+                    }
                     let n = overflow_drops - self.overflow_seen;
                     self.overflow_seen = overflow_drops;
                     self.event(

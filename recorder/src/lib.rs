@@ -38,7 +38,9 @@ pub(crate) struct OffsetSink {
 impl hal::SampleSink for OffsetSink {
     fn push(&self, mut sample: hal::Sample) -> bool {
         sample.stream += self.offset;
-        if let Some(l) = &self.live {
+        if let Some(l) = &self.live
+            && !matches!(sample.payload, hal::Payload::Clock)
+        {
             l.offer(&sample);
         }
         self.inner.push(sample)
@@ -127,6 +129,7 @@ pub fn record_episode(
             }
             let peak = stats.peak_bytes.load(std::sync::atomic::Ordering::Relaxed);
             writer.peak_queue_age_ns = stats.peak_age_ns.load(std::sync::atomic::Ordering::Relaxed);
+            writer.clock_drops = stats.clock_drops.load(std::sync::atomic::Ordering::Relaxed);
             writer.finish(&stats.drops_snapshot(), hal::sim::now_ns(), peak)
         })?;
     let runs: Vec<_> = sources

@@ -29,6 +29,9 @@ pub struct QueueStats {
     pub head_receive_ns: AtomicU64,
     /// The longest any sample waited in the queue before the writer took it.
     pub peak_age_ns: AtomicU64,
+    /// Clock observations (boards' heartbeats, `Payload::Clock`) refused: not samples of a
+    /// stream, but counted and written into `demotape.episode_end` all the same.
+    pub clock_drops: AtomicU64,
 }
 
 impl QueueStats {
@@ -95,6 +98,7 @@ impl CaptureQueue {
             peak_bytes: AtomicUsize::new(0),
             head_receive_ns: AtomicU64::new(0),
             peak_age_ns: AtomicU64::new(0),
+            clock_drops: AtomicU64::new(0),
         });
         (
             Arc::new(CaptureQueue {
@@ -106,8 +110,10 @@ impl CaptureQueue {
         )
     }
 
-    fn count_drop(&self, stream: usize) {
-        if let Some(d) = self.stats.drops.get(stream) {
+    fn count_drop(&self, stream: usize, clock_only: bool) {
+        if clock_only {
+            self.stats.clock_drops.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(d) = self.stats.drops.get(stream) {
             d.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -121,6 +127,7 @@ impl SampleSink for CaptureQueue {
             return false;
         }
         let bytes = sample.payload.approx_bytes();
+        let clock_only = matches!(sample.payload, hal::Payload::Clock);
         // Reserve the bytes only if they fit. (Adding first and taking back on refusal would let
         // a refused big frame push the count over the budget for a moment and crowd out small
         // samples racing it from other threads.)
@@ -131,7 +138,7 @@ impl SampleSink for CaptureQueue {
                     cur.checked_add(bytes).filter(|&t| t <= self.max_bytes)
                 })
         else {
-            self.count_drop(stream);
+            self.count_drop(stream, clock_only);
             return false;
         };
         self.stats
@@ -145,15 +152,17 @@ impl SampleSink for CaptureQueue {
         }
         match self.tx.try_send(Item::Sample { sample, bytes }) {
             Ok(()) => {
-                self.stats.accepted[stream].fetch_add(1, Ordering::Relaxed);
-                self.stats.accepted_bytes[stream].fetch_add(bytes as u64, Ordering::Relaxed);
+                if !clock_only {
+                    self.stats.accepted[stream].fetch_add(1, Ordering::Relaxed);
+                    self.stats.accepted_bytes[stream].fetch_add(bytes as u64, Ordering::Relaxed);
+                }
                 true
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats
                     .bytes_in_flight
                     .fetch_sub(bytes, Ordering::AcqRel);
-                self.count_drop(stream);
+                self.count_drop(stream, clock_only);
                 false
             }
         }

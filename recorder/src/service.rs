@@ -369,7 +369,9 @@ impl Manager {
                 if self.rec.is_some() {
                     self.maybe_split(sample.host_receive_ns)?;
                     let rec = self.rec.as_mut().expect("recording");
-                    rec.messages += 1;
+                    if !matches!(sample.payload, hal::Payload::Clock) {
+                        rec.messages += 1;
+                    }
                     rec.writer.write_sample(sample)?;
                 } else if self.cfg.control.preroll_s > 0.0 {
                     self.preroll_push(sample, bytes);
@@ -627,6 +629,11 @@ impl Manager {
         writer.peak_queue_age_ns = self
             .stats
             .peak_age_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // since the service started: observations are not per episode
+        writer.clock_drops = self
+            .stats
+            .clock_drops
             .load(std::sync::atomic::Ordering::Relaxed);
         let labelled = (|| -> Result<(), crate::writer::WriteError> {
             writer.event(t_end, "stop_reason", "", 0, reason)?;

@@ -250,9 +250,11 @@ fn start_boards(cfg: &Config, probe: &SimEpisode) -> anyhow::Result<Boards> {
         let board = BoardSim::start(
             spec,
             &link,
-            // a pulse goes out at once (a UART or an interrupt endpoint, not bulk batching)
+            // a pulse goes out at once (a UART or an interrupt endpoint, not bulk batching),
+            // and heartbeats come often: the board's clock fit rests on them between pulses
             LinkConfig {
                 usb_frame_us: 0,
+                heartbeat: std::time::Duration::from_millis(5),
                 ..Default::default()
             },
             FaultConfig {

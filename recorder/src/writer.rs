@@ -65,7 +65,7 @@ impl WriterOptions {
 /// the claim holds).
 enum Mapper {
     Envelope(EnvelopeClock),
-    Ptp(Box<PtpClock>),
+    Ptp(PtpClock),
 }
 
 impl Mapper {
@@ -337,6 +337,9 @@ pub struct EpisodeWriter {
     /// The longest a sample waited in the capture queue (set by the caller before
     /// `finish`; written into `demotape.episode_end` as `peak_queue_age_ms`).
     pub peak_queue_age_ns: u64,
+    /// Clock observations the capture queue refused (set by the caller before `finish`;
+    /// written into `demotape.episode_end` as `clock_observations_dropped`).
+    pub clock_drops: u64,
     /// Sensor messages (the streams' samples, not the recorder's own clock and event
     /// messages) in the file up to `good_len`.
     good_messages: u64,
@@ -496,6 +499,7 @@ impl EpisodeWriter {
             good_len: 0,
             bulk_open: false,
             peak_queue_age_ns: 0,
+            clock_drops: 0,
             good_messages: 0,
             triggers: crate::timing::Triggers::new(&opts.triggers, n),
             ptp: opts
@@ -751,7 +755,7 @@ impl EpisodeWriter {
                     .add_channel(self.clock_schema, &topic, "cdr", &md)
                     .map_err(mc)?;
                 let mapper = match self.ptp.get(&s.device) {
-                    Some(c) => Mapper::Ptp(Box::new(PtpClock::new(c.clone()))),
+                    Some(c) => Mapper::Ptp(PtpClock::new(c.clone())),
                     None => Mapper::Envelope(EnvelopeClock::default()),
                 };
                 self.devices.push(DeviceState {
@@ -790,6 +794,10 @@ impl EpisodeWriter {
         };
         self.last_host_ns = self.last_host_ns.max(s.host_receive_ns);
         let mapped = self.synchronize(&s, di)?;
+        if matches!(s.payload, hal::Payload::Clock) {
+            // an observation only: it is on the clock channel now
+            return self.release_frames(false);
+        }
         if self.triggers.is_empty() {
             return self.emit(s, channel_id, mapped);
         }
@@ -1064,6 +1072,10 @@ impl EpisodeWriter {
             (
                 "peak_queue_age_ms".to_string(),
                 format!("{:.1}", self.peak_queue_age_ns as f64 / 1e6),
+            ),
+            (
+                "clock_observations_dropped".to_string(),
+                self.clock_drops.to_string(),
             ),
         ]);
         for (name, metadata) in [

@@ -123,7 +123,7 @@ fn main() {
         "scenario T (30 Hz triggered camera, frames 0.5-8 ms late, 1 % frames and 0.1 % pulses lost): error vs true exposure start + the board's min latency, microseconds"
     );
     println!(
-        "{:<6} {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9} | {:>16} {:>16} {:>6} | {:>6}",
+        "{:<8} {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9} | {:>16} {:>16} {:>6} | {:>6}",
         "id",
         "naive p50",
         "p99",
@@ -170,7 +170,7 @@ fn main() {
         // the target is for a board on a UART / interrupt link; T-usb shows the USB bulk floor
         let target = if id == "T" { 5.0 } else { f64::NAN };
         println!(
-            "{:<6} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>9.2} {:>9.2} {:>9.2} | {:>9.1} | {:>7}/{:<8} {:>7}/{:<8} {:>6} | {:>4}{}",
+            "{:<8} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} | {:>9.2} {:>9.2} {:>9.2} | {:>9.1} | {:>7}/{:<8} {:>7}/{:<8} {:>6} | {:>4}{}",
             id,
             n.0,
             n.1,

@@ -37,19 +37,21 @@
 //! | L  | 694 / 4601    | 1028 / 1139   | 0.51 / 2.05 | 1.79 / 2.82  | 30                  |
 //!
 //! Scenario T, a hardware-triggered 30 Hz camera (frames delivered 0.5–8 ms after exposure,
-//! 1 % of frames and 0.1 % of pulses lost; the trigger board reports each pulse and a
-//! heartbeat every 100 ms): error against the true exposure start plus the board's minimum
+//! 1 % of frames and 0.1 % of pulses lost; the trigger board reports each pulse and sends a
+//! heartbeat every 5 ms): error against the true exposure start plus the board's minimum
 //! latency, µs, p50 / p99, 40 trials:
 //!
-//! | id    | receive stamp | camera counter (fitted) | trigger-matched     | as recorded (matched, else counter) |
-//! |-------|---------------|-------------------------|---------------------|------|
-//! | T     | 4057 / 7774   | 349 / 774               | 0.51 / 2.30 (max 6.1) | 0.51 / 2.30 |
-//! | T-usb | 4110 / 7772   | 347 / 826               | 15.4 / 69.1           | 15.4 / 70.1 |
+//! | id       | receive stamp | camera counter (fitted) | trigger-matched       | as recorded |
+//! |----------|---------------|-------------------------|-----------------------|-------------|
+//! | T        | 4057 / 7774   | 349 / 774               | 0.26 / 1.02 (max 2.0) | 0.26 / 1.02 |
+//! | T-usb    | 4110 / 7772   | 347 / 826               | 6.66 / 29.7           | 6.66 / 30.0 |
+//! | T-sparse | 4057 / 7774   | 349 / 774               | 0.51 / 2.30 (max 6.1) | 0.51 / 2.30 |
 //!
 //! In T the board sits on a UART or interrupt link (exponential delay, mean 50 µs); in T-usb
-//! behind USB bulk transfers (a wait for the next 125 µs microframe): at 40 observations a
-//! second the microframe phase is not seen, and the board's clock fit, which every matched
-//! frame inherits, floors at ~15 µs. Every skipped frame and missing pulse was reported
+//! behind USB bulk transfers (a wait for the next 125 µs microframe): the microframe phase is
+//! barely seen, and the board's clock fit, which every matched frame inherits, floors there.
+//! T-sparse sends heartbeats only every 100 ms. "As recorded" is every delivered frame
+//! (matched, else its own counter). Every skipped frame and missing pulse was reported
 //! (242/242 and 20/20 in T), none misassigned.
 //!
 //! Online cost: ~340 ns per observation (median), flat over a 300 s run; at most 18 hull

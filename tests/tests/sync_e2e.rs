@@ -129,7 +129,7 @@ fn recorded_stamps_match_true_capture_times() {
 
     // `demotape inspect --resync` runs the same offline re-estimation: for fast devices the
     // online stamps sit within microseconds of it.
-    let audit = annotate::resync::audit(&summary.path).unwrap();
+    let audit = annotate::resync::audit(&summary.path, None).unwrap();
     assert_eq!(audit.len(), truth.devices.len());
     for dev in ["ft_left", "ft_right", "joint_controller"] {
         assert!(audit[dev].p50_us < 5.0, "{dev}: {:?}", audit[dev]);
