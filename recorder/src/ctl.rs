@@ -177,9 +177,36 @@ pub fn render(v: &serde_json::Value) -> String {
             "device", "residual p99", "resets"
         );
         for (dev, r) in sync {
+            // a triggered camera: its match state; a PTP device: whether its claim holds
+            let how = if let Some(t) = r.get("trigger") {
+                format!(
+                    "  trigger {}: {} matched, {} unmatched{}, {} skipped, {} pulses missing",
+                    if t["locked"] == true {
+                        "locked"
+                    } else {
+                        "NOT LOCKED"
+                    },
+                    t["matched"],
+                    t["unmatched"],
+                    if t["duplicate_frames"].as_u64().unwrap_or(0) > 0 {
+                        format!(", {} duplicates", t["duplicate_frames"])
+                    } else {
+                        String::new()
+                    },
+                    t["skipped_frames"],
+                    t["missing_pulses"]
+                )
+            } else if let Some(p) = r.get("ptp") {
+                match p["fault"].as_str() {
+                    Some(f) => format!("  PTP FAULT: {f}"),
+                    None => "  PTP locked".to_string(),
+                }
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "{:<24} {:>11.1} µs {:>8}",
+                "{:<24} {:>11.1} µs {:>8}{how}",
                 dev,
                 r["residual_p99_us"].as_f64().unwrap_or(f64::NAN),
                 r["resets"]
@@ -187,4 +214,31 @@ pub fn render(v: &serde_json::Value) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_screen_shows_trigger_and_ptp_state() {
+        let v = serde_json::json!({
+            "robot": "r", "state": "recording",
+            "sync": {
+                "camera_head": {"residual_p99_us": 1.0, "resets": 0,
+                    "trigger": {"locked": true, "matched": 290, "unmatched": 3,
+                                "duplicate_frames": 0, "skipped_frames": 2, "missing_pulses": 1}},
+                "lidar": {"residual_p99_us": 3.0, "resets": 0,
+                    "ptp": {"status": "fault", "fault": "drifts +50.0 ppm"}},
+                "ft_right": {"residual_p99_us": 3.0, "resets": 0, "ptp": {"status": "locked"}}
+            }
+        });
+        let s = render(&v);
+        assert!(
+            s.contains("trigger locked: 290 matched, 3 unmatched, 2 skipped, 1 pulses missing"),
+            "{s}"
+        );
+        assert!(s.contains("PTP FAULT: drifts +50.0 ppm"), "{s}");
+        assert!(s.contains("PTP locked"), "{s}");
+    }
 }
