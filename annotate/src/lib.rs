@@ -8,6 +8,8 @@
 //! - [`label`]: `demotape annotate` — phases, outcomes, gates, sidecar and companion MCAP.
 //! - [`signals`]: the signals segmentation reads from an episode.
 //! - [`segment`]: task phases and grasp outcome from joints, gripper, wrench and touch.
+//! - [`review`]: the human layer (append-only corrections) and the review queue; [`serve`]:
+//!   `demotape review serve`, the same in the browser.
 //! - [`resync`]: offline clock re-estimation from the recorded clock channels, and an audit
 //!   of how far the online stamps are from it.
 
@@ -21,5 +23,6 @@ pub mod recover;
 pub mod resync;
 pub mod review;
 pub mod segment;
+pub mod serve;
 pub mod signals;
 pub mod view;

@@ -66,6 +66,36 @@ enum ReviewCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Review in the browser: the queue of DIR, each episode's cameras and signals on one
+    /// time axis, boundaries to drag, the outcome on keys 1-4, accept with `a`.
+    ///
+    /// Writes the same history `review correct` writes (`<stem>.review.json`, under a lock,
+    /// so several reviewers of one directory never lose a correction: a stale page is told
+    /// what changed). Listens on 127.0.0.1; with --listen on another address, every request
+    /// needs the token printed at start. Example:
+    ///   demotape annotate episodes/ && demotape review serve episodes/ --author ana --open
+    Serve {
+        /// The directory of episodes and their `.annotations.json` sidecars.
+        dir: PathBuf,
+        /// TCP port; 0 picks a free one (the address is printed).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Address to listen on. Anything but loopback requires the printed token.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
+        /// Record corrections under this name (otherwise the page asks once).
+        #[arg(long)]
+        author: Option<String>,
+        /// Open the page in the default browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+        /// The annotate config the signals are read with (topics, robot); default: built in.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Flag episodes below this confidence in the queue.
+        #[arg(long, default_value_t = 0.8)]
+        below: f64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -780,6 +810,30 @@ fn view_robot(
 fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {
     use annotate::review;
     match r {
+        ReviewCmd::Serve {
+            dir,
+            port,
+            listen,
+            author,
+            open,
+            config,
+            below,
+        } => {
+            let config = match &config {
+                Some(p) => annotate::label::AnnotateConfig::load(p)?,
+                None => annotate::label::AnnotateConfig::default(),
+            };
+            annotate::serve::serve(annotate::serve::ServeOptions {
+                dir,
+                listen,
+                port,
+                author,
+                config,
+                below,
+                open,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         ReviewCmd::List {
             paths,
             below,

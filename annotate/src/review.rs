@@ -144,7 +144,70 @@ pub fn effective(auto: &serde_json::Value, review: &Review) -> anyhow::Result<Ef
 
 /// Record a correction: validate it against the current labels, append it to the history,
 /// and write the human layer.
-pub fn correct(sidecar: &Path, mut c: Correction) -> anyhow::Result<Effective> {
+pub fn correct(sidecar: &Path, c: Correction) -> anyhow::Result<Effective> {
+    match correct_at(sidecar, c, None) {
+        Ok((eff, _)) => Ok(eff),
+        Err(Refused::Conflict { .. }) => unreachable!("no base revision given"),
+        Err(Refused::Invalid(e)) => Err(e),
+    }
+}
+
+/// Why [`correct_at`] did not record a correction.
+#[derive(Debug)]
+pub enum Refused {
+    /// Someone else corrected the episode since the reviewer's `base` revision: their
+    /// corrections, for the reviewer to see (nothing was written).
+    Conflict {
+        revision: usize,
+        since: Vec<Correction>,
+    },
+    Invalid(anyhow::Error),
+}
+
+/// [`correct`] for concurrent reviewers: under an exclusive lock on `<stem>.review.lock`
+/// (held across processes: every writer of the history takes it), and, with `base`, only if
+/// the history still has `base` corrections — the revision the reviewer saw. Returns the
+/// effective labels and the new revision.
+pub fn correct_at(
+    sidecar: &Path,
+    c: Correction,
+    base: Option<usize>,
+) -> Result<(Effective, usize), Refused> {
+    let lock_path = PathBuf::from(
+        sidecar
+            .to_string_lossy()
+            .trim_end_matches(".annotations.json")
+            .to_string()
+            + ".review.lock",
+    );
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Refused::Invalid(anyhow::anyhow!("{}: {e}", lock_path.display())))?;
+    // released when `lock` is dropped, also on every error path below
+    lock.lock()
+        .map_err(|e| Refused::Invalid(anyhow::anyhow!("{}: {e}", lock_path.display())))?;
+    if let Some(b) = base {
+        let review = load_review(sidecar).map_err(Refused::Invalid)?;
+        if review.history.len() != b {
+            return Err(Refused::Conflict {
+                revision: review.history.len(),
+                since: review.history[b.min(review.history.len())..].to_vec(),
+            });
+        }
+    }
+    let eff = correct_locked(sidecar, c).map_err(Refused::Invalid)?;
+    let revision = load_review(sidecar)
+        .map_err(Refused::Invalid)?
+        .history
+        .len();
+    drop(lock);
+    Ok((eff, revision))
+}
+
+fn correct_locked(sidecar: &Path, mut c: Correction) -> anyhow::Result<Effective> {
     const OUTCOMES: [&str; 4] = ["success", "slip", "drop", "miss"];
     if c.author.trim().is_empty() {
         anyhow::bail!("a correction needs an author");
@@ -345,6 +408,45 @@ mod tests {
         });
         std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
         p
+    }
+
+    #[test]
+    fn a_stale_revision_is_refused_and_concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sc = sidecar(dir.path());
+        let c = |who: &str, o: &str| Correction {
+            author: who.into(),
+            outcome: Some(o.into()),
+            ..Default::default()
+        };
+        let (_, rev) = correct_at(&sc, c("ana", "slip"), Some(0)).unwrap();
+        assert_eq!(rev, 1);
+        // bob's page still shows revision 0
+        match correct_at(&sc, c("bob", "drop"), Some(0)) {
+            Err(Refused::Conflict { revision, since }) => {
+                assert_eq!(revision, 1);
+                assert_eq!(since.len(), 1);
+                assert_eq!(since[0].author, "ana");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            load_review(&sc).unwrap().history.len(),
+            1,
+            "nothing written"
+        );
+        // eight writers at once: every correction is in the history
+        std::thread::scope(|s| {
+            for k in 0..8 {
+                let sc = &sc;
+                s.spawn(move || correct(sc, c(&format!("r{k}"), "miss")).unwrap());
+            }
+        });
+        let h = load_review(&sc).unwrap().history;
+        assert_eq!(h.len(), 9);
+        for k in 0..8 {
+            assert!(h.iter().any(|x| x.author == format!("r{k}")), "r{k} lost");
+        }
     }
 
     #[test]

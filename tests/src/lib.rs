@@ -68,26 +68,29 @@ pub fn python() -> PathBuf {
     .clone()
 }
 
-/// Foxglove's own MCAP reader (`@mcap/core`, what Foxglove and Lichtblick open files with)
-/// run by Node on `files`: one JSON object per file from `tests/js/check_mcap.mjs`.
-///
-/// The npm packages (pinned in `tests/js/package-lock.json`) are installed with `npm ci` into
-/// `~/.cache/demotape/node` on first use, or when the lock file changes. A failure to
-/// install fails the test: these checks never skip.
-pub fn foxglove_reader(files: &[&Path]) -> Vec<serde_json::Value> {
+/// The Node checks (`tests/js`: `@mcap/core`, `playwright-core`), installed with `npm ci`
+/// (pinned in `tests/js/package-lock.json`) into `~/.cache/demotape/node` on first use, or
+/// when the lock file changes. A failure to install fails the test: these checks never skip.
+pub fn node_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
+    DIR.get_or_init(|| {
         let dir = cache_dir().join("node");
         std::fs::create_dir_all(&dir).expect("creating ~/.cache/demotape/node");
         let js = crate_dir().join("js");
         let lock = std::fs::read_to_string(js.join("package-lock.json"))
             .expect("tests/js/package-lock.json");
-        for f in ["package.json", "package-lock.json", "check_mcap.mjs"] {
+        for f in [
+            "package.json",
+            "package-lock.json",
+            "check_mcap.mjs",
+            "review_ui.mjs",
+        ] {
             std::fs::copy(js.join(f), dir.join(f)).expect("copying tests/js");
         }
         let marker = dir.join(".demotape-lock");
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(lock.as_str())
             || !dir.join("node_modules/@mcap/core").exists()
+            || !dir.join("node_modules/playwright-core").exists()
         {
             let st = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -98,7 +101,13 @@ pub fn foxglove_reader(files: &[&Path]) -> Vec<serde_json::Value> {
             std::fs::write(&marker, lock).expect("writing the npm marker");
         }
         dir
-    });
+    })
+}
+
+/// Foxglove's own MCAP reader (`@mcap/core`, what Foxglove and Lichtblick open files with)
+/// run by Node on `files`: one JSON object per file from `tests/js/check_mcap.mjs`.
+pub fn foxglove_reader(files: &[&Path]) -> Vec<serde_json::Value> {
+    let dir = node_dir();
     let out = Command::new("node")
         .arg(dir.join("check_mcap.mjs"))
         .args(files)
