@@ -61,21 +61,24 @@ try {
   await page.mouse.up();
   await page.waitForFunction(() => document.getElementById("revision").textContent.startsWith("1 "));
 
-  // outcome: slip (key 2)
-  await page.keyboard.press("2");
+  // outcome: slip (key 2), or drop (key 3) where it already is slip
+  const was = await page.textContent("#outcome");
+  out.set_outcome = was === "slip" ? "drop" : "slip";
+  await page.keyboard.press(was === "slip" ? "3" : "2");
   await page.waitForFunction(() => document.getElementById("revision").textContent.startsWith("2 "));
   out.outcome = await page.textContent("#outcome");
   out.source = await page.textContent("#source");
   if (shots) await page.screenshot({ path: `${shots}/review-episode.png` });
 
-  // accept, which opens the next episode
+  // accept, which opens the next episode (or the queue after the last one)
   const first = out.episode_1;
   await page.keyboard.press("a");
-  await page.waitForFunction((n) => document.getElementById("ep-name").textContent !== n, first);
-  out.episode_2 = await page.textContent("#ep-name");
+  await page.waitForFunction((n) => document.getElementById("ep-name").textContent !== n ||
+    !document.getElementById("queue-view").hidden, first);
+  out.episode_2 = (await page.isVisible("#episode-view")) ? await page.textContent("#ep-name") : null;
 
   // back to the queue: the first episode now counts its three corrections
-  await page.keyboard.press("Escape");
+  if (out.episode_2) await page.keyboard.press("Escape");
   await page.waitForSelector("#queue-view:not([hidden])");
   await page.waitForFunction(() => document.querySelector("#queue tbody tr td:nth-child(5)").textContent === "3");
   out.reviewed_first = Number(await page.textContent("#queue tbody tr td:nth-child(5)"));

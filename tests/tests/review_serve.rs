@@ -95,7 +95,8 @@ fn a_reviewer_plays_drags_sets_and_accepts_in_the_browser() {
         "playing moves the clock: {r}"
     );
     assert!(r["frame_after_play"].as_u64().unwrap() > 10, "{r}");
-    assert_eq!(r["outcome"], "slip");
+    let set = r["set_outcome"].as_str().unwrap();
+    assert_eq!(r["outcome"], set);
     assert_eq!(r["source"], "(human)");
     assert_ne!(
         r["episode_1"], r["episode_2"],
@@ -119,13 +120,13 @@ fn a_reviewer_plays_drags_sets_and_accepts_in_the_browser() {
     assert_eq!(h.len(), 3, "{review}");
     let moved = r["moved"].as_str().unwrap();
     assert!(h[0]["moves"][moved].is_number(), "{review}");
-    assert_eq!(h[1]["outcome"], "slip");
-    assert_eq!(h[2]["outcome"], "slip");
+    assert_eq!(h[1]["outcome"], set);
+    assert_eq!(h[2]["outcome"], set);
     assert_eq!(h[2]["reason"], "accepted");
     assert!(h.iter().all(|c| c["author"] == "ana"));
     let (code, show, err) = demotape(&["review", "show", "--json"], &[&sidecar]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(show["effective"]["outcome"], "slip", "{show}");
+    assert_eq!(show["effective"]["outcome"], set, "{show}");
     assert_eq!(show["effective"]["source"], "human");
     let auto: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
