@@ -77,6 +77,18 @@ try {
     !document.getElementById("queue-view").hidden, first);
   out.episode_2 = (await page.isVisible("#episode-view")) ? await page.textContent("#ep-name") : null;
 
+  // on the next episode: set an outcome, then undo it (a new correction restoring it)
+  if (out.episode_2) {
+    const before = await page.textContent("#outcome");
+    await page.keyboard.press(before === "miss" ? "1" : "4"); // success, else miss
+    await page.waitForFunction(() => document.getElementById("revision").textContent.startsWith("1 "));
+    out.changed_2 = await page.textContent("#outcome");
+    await page.keyboard.press("u");
+    await page.waitForFunction(() => document.getElementById("revision").textContent.startsWith("2 "));
+    out.outcome_2_before = before;
+    out.outcome_2_after_undo = await page.textContent("#outcome");
+  }
+
   // back to the queue: the first episode now counts its three corrections
   if (out.episode_2) await page.keyboard.press("Escape");
   await page.waitForSelector("#queue-view:not([hidden])");

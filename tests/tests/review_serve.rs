@@ -103,6 +103,9 @@ fn a_reviewer_plays_drags_sets_and_accepts_in_the_browser() {
         "accept opened the next episode"
     );
     assert_eq!(r["reviewed_first"], 3);
+    // undo on the second episode: changed, then back
+    assert_ne!(r["changed_2"], r["outcome_2_before"], "{r}");
+    assert_eq!(r["outcome_2_after_undo"], r["outcome_2_before"], "{r}");
     assert_eq!(r["escape_status"], 403, "{r}");
 
     // what is on disk: the same history `review correct` writes
