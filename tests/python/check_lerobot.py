@@ -236,4 +236,51 @@ if not np.allclose(stats["observation.state"]["mean"], st.mean(axis=0), rtol=1e-
     fail("stats.json observation.state mean differs from the data")
 if not np.allclose(stats["observation.state"]["q50"], np.quantile(st, 0.5, axis=0), rtol=1e-4, atol=1e-5):
     fail("stats.json observation.state q50 differs from the data")
+
+# per-episode statistics in meta/episodes, as lerobot's `save_episode` flattens them
+# (`stats/<feature>/<stat>`): every feature, every statistic, and they agree with the data
+STATS = ["min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"]
+ep_table = pq.read_table(sorted((root / "meta/episodes").rglob("*.parquet"))[0])
+for k, f in feats.items():
+    if f["dtype"] == "string":
+        continue
+    for s_ in STATS:
+        col = f"stats/{k}/{s_}"
+        if col not in episodes.columns:
+            fail(f"meta/episodes has no column {col}")
+        field = ep_table.schema.field(col)
+        if not str(field.type).startswith("list<element:"):
+            fail(f"{col}: type {field.type}, want a list with 'element' children")
+checked = 0
+for _, ep in episodes.iterrows():
+    e = int(ep["episode_index"])
+    rows = data[data["episode_index"] == e]
+    for k, f in feats.items():
+        if f["dtype"] in ("image", "video"):
+            arr = np.array([[[float(x) for x in c] for c in ch] for ch in ep[f"stats/{k}/mean"]])
+            if arr.shape != (3, 1, 1) or not ((arr >= 0) & (arr <= 1)).all():
+                fail(f"episode {e}: stats/{k}/mean {arr.tolist()} is not [3][1][1] in [0, 1]")
+            if int(ep[f"stats/{k}/count"][0]) <= 0:
+                fail(f"episode {e}: stats/{k}/count is not positive")
+            continue
+        if f["dtype"] == "string":
+            continue
+        v = np.stack(rows[k].to_numpy()) if f["shape"] != [1] or isinstance(rows[k].iloc[0], np.ndarray) \
+            else rows[k].to_numpy()[:, None]
+        v = v.astype(np.float64).reshape(len(rows), -1)
+        if int(ep[f"stats/{k}/count"][0]) != len(rows):
+            fail(f"episode {e}: stats/{k}/count {ep[f'stats/{k}/count']} != {len(rows)} rows")
+        for s_, want in [("min", v.min(0)), ("max", v.max(0)), ("mean", v.mean(0)), ("std", v.std(0)),
+                         ("q01", np.quantile(v, 0.01, 0)), ("q50", np.quantile(v, 0.5, 0)),
+                         ("q99", np.quantile(v, 0.99, 0))]:
+            got = np.asarray(ep[f"stats/{k}/{s_}"], dtype=np.float64)
+            if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-4):
+                fail(f"episode {e}: stats/{k}/{s_} = {got[:4]} differs from its rows: {want[:4]}")
+            checked += 1
+report["episode_stats_checked"] = checked
+tt = pq.read_table(root / "meta/tasks.parquet")
+if str(tt.schema.field("__index_level_0__").type) != "string":
+    fail(f"tasks.parquet index type {tt.schema.field('__index_level_0__').type}, lerobot writes string")
+if str(ep_table.schema.field("tasks").type) != "list<element: string>":
+    fail(f"meta/episodes tasks type {ep_table.schema.field('tasks').type}")
 print(json.dumps(report))

@@ -260,7 +260,8 @@ pub fn tasks_batch(tasks: &[String]) -> anyhow::Result<RecordBatch> {
     let schema = Arc::new(Schema::new_with_metadata(
         vec![
             Field::new("task_index", DataType::Int64, true),
-            Field::new("__index_level_0__", DataType::LargeUtf8, true),
+            // lerobot's tasks.parquet indexes by `string`, not `large_string`
+            Field::new("__index_level_0__", DataType::Utf8, true),
         ],
         HashMap::from([("pandas".to_string(), pandas.to_string())]),
     ));
@@ -270,7 +271,7 @@ pub fn tasks_batch(tasks: &[String]) -> anyhow::Result<RecordBatch> {
             Arc::new(arrow_array::Int64Array::from_iter_values(
                 0..tasks.len() as i64,
             )),
-            Arc::new(arrow_array::LargeStringArray::from_iter_values(tasks)),
+            Arc::new(arrow_array::StringArray::from_iter_values(tasks)),
         ],
     )?)
 }
@@ -281,6 +282,55 @@ pub enum Cell {
     F64(Vec<f64>),
     Str(Vec<String>),
     StrList(Vec<Vec<String>>),
+    /// One nested numeric array per row, `depth` lists deep (a stats entry: `[n]`, or an
+    /// image's `[3][1][1]`), of int64 or double leaves.
+    Nested {
+        rows: Vec<serde_json::Value>,
+        depth: usize,
+        int: bool,
+    },
+}
+
+/// The child field name of list columns, as pyarrow writes lists to parquet (and lerobot's
+/// files have them).
+const LIST_ITEM: &str = "element";
+
+/// A (nested) list array from JSON arrays, `depth` levels down to numbers.
+fn nested(rows: &[&serde_json::Value], depth: usize, int: bool) -> anyhow::Result<ArrayRef> {
+    if depth == 0 {
+        return Ok(if int {
+            let v: Vec<i64> = rows
+                .iter()
+                .map(|x| x.as_i64().or_else(|| x.as_f64().map(|f| f as i64)))
+                .collect::<Option<_>>()
+                .ok_or_else(|| anyhow::anyhow!("a statistic is not a number"))?;
+            Arc::new(arrow_array::Int64Array::from(v))
+        } else {
+            let v: Vec<f64> = rows
+                .iter()
+                .map(|x| x.as_f64())
+                .collect::<Option<_>>()
+                .ok_or_else(|| anyhow::anyhow!("a statistic is not a number"))?;
+            Arc::new(arrow_array::Float64Array::from(v))
+        });
+    }
+    let mut offsets = vec![0i32];
+    let mut children = Vec::new();
+    for r in rows {
+        let a = r
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("a statistic is not an array"))?;
+        children.extend(a.iter());
+        offsets.push(children.len() as i32);
+    }
+    let child = nested(&children, depth - 1, int)?;
+    let field = Arc::new(Field::new(LIST_ITEM, child.data_type().clone(), true));
+    Ok(Arc::new(arrow_array::ListArray::try_new(
+        field,
+        arrow_buffer::OffsetBuffer::new(offsets.into()),
+        child,
+        None,
+    )?))
 }
 
 /// A record batch from named columns.
@@ -299,7 +349,8 @@ pub fn table(cols: Vec<(String, Cell)>) -> anyhow::Result<RecordBatch> {
                 Arc::new(arrow_array::StringArray::from_iter_values(v)),
             ),
             Cell::StrList(v) => {
-                let mut b = arrow_array::builder::ListBuilder::new(StringBuilder::new());
+                let mut b = arrow_array::builder::ListBuilder::new(StringBuilder::new())
+                    .with_field(Field::new(LIST_ITEM, DataType::Utf8, true));
                 for row in v {
                     for s in row {
                         b.values().append_value(s);
@@ -308,6 +359,11 @@ pub fn table(cols: Vec<(String, Cell)>) -> anyhow::Result<RecordBatch> {
                 }
                 let a = b.finish();
                 (a.data_type().clone(), Arc::new(a))
+            }
+            Cell::Nested { rows, depth, int } => {
+                let refs: Vec<&serde_json::Value> = rows.iter().collect();
+                let a = nested(&refs, depth, int)?;
+                (a.data_type().clone(), a)
             }
         };
         fields.push(Field::new(name, dt, true));

@@ -547,7 +547,28 @@ struct EpisodeRow {
     offsets: BTreeMap<String, f64>,
     /// The recorder's robot id (`demotape.episode` → `robot_id`), empty if unknown.
     robot: String,
+    /// Per feature: its stats.json-style entry for this episode, whether it is an image,
+    /// whether its min/max are integers.
+    stats: BTreeMap<String, (serde_json::Value, bool, bool)>,
 }
+
+/// The entry of feature `name` in the dataset's and in the episode's statistics.
+fn both<'a>(
+    global: &'a mut BTreeMap<String, FeatureStats>,
+    episode: &'a mut BTreeMap<String, FeatureStats>,
+    name: &str,
+    make: impl Fn() -> FeatureStats,
+) -> [&'a mut FeatureStats; 2] {
+    [
+        global.entry(name.to_string()).or_insert_with(&make),
+        episode.entry(name.to_string()).or_insert_with(&make),
+    ]
+}
+
+/// lerobot's statistics, in the order its `compute_episode_stats` returns them.
+const STAT_NAMES: [&str; 10] = [
+    "min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99",
+];
 
 /// Max bytes of images in one row group.
 const ROW_GROUP_IMAGE_BYTES: usize = 64 << 20;
@@ -994,6 +1015,8 @@ fn episode(
         .collect();
     let mut next_row = 0usize;
     let mut scratch = Vec::new();
+    // this episode's statistics (lerobot's `stats/<feature>/<stat>` columns in meta/episodes)
+    let mut ep_stats: BTreeMap<String, FeatureStats> = BTreeMap::new();
     let mut emit = |ds: &mut Dataset,
                     k: usize,
                     images: Vec<std::sync::Arc<Rgb>>,
@@ -1058,10 +1081,14 @@ fn episode(
         }
         for (i, img) in images.iter().enumerate() {
             if k.is_multiple_of(10) {
-                ds.stats
-                    .entry(layout.cameras[i].clone())
-                    .or_insert_with(FeatureStats::image)
-                    .push_rgb(&img.pixels, 97);
+                for s in both(
+                    &mut ds.stats,
+                    &mut ep_stats,
+                    &layout.cameras[i],
+                    FeatureStats::image,
+                ) {
+                    s.push_rgb(&img.pixels, 97);
+                }
             }
         }
         let index = ds.index;
@@ -1078,19 +1105,22 @@ fn episode(
         ];
         let state32: Vec<f64> = state.iter().map(|x| f64::from(*x as f32)).collect();
         let action32: Vec<f64> = action.iter().map(|x| f64::from(*x as f32)).collect();
-        ds.stats
-            .entry("observation.state".into())
-            .or_insert_with(|| FeatureStats::new(state.len(), false))
-            .push(&state32);
-        ds.stats
-            .entry("action".into())
-            .or_insert_with(|| FeatureStats::new(action.len(), false))
-            .push(&action32);
+        for s in both(&mut ds.stats, &mut ep_stats, "observation.state", || {
+            FeatureStats::new(state.len(), false)
+        }) {
+            s.push(&state32);
+        }
+        for s in both(&mut ds.stats, &mut ep_stats, "action", || {
+            FeatureStats::new(action.len(), false)
+        }) {
+            s.push(&action32);
+        }
         for (name, v) in scalars {
-            ds.stats
-                .entry(name.into())
-                .or_insert_with(|| FeatureStats::new(1, name != "timestamp"))
-                .push(&[v]);
+            for s in both(&mut ds.stats, &mut ep_stats, name, || {
+                FeatureStats::new(1, name != "timestamp")
+            }) {
+                s.push(&[v]);
+            }
         }
         let rows = ds.rows.as_mut().expect("set");
         let mut png_iter = pngs.into_iter();
@@ -1240,6 +1270,10 @@ fn episode(
             .and_then(|m| m.get("robot_id"))
             .map(|r| r.trim().to_string())
             .unwrap_or_default(),
+        stats: ep_stats
+            .iter()
+            .map(|(k, s)| (k.clone(), (s.to_json(), s.is_image(), s.is_integer())))
+            .collect(),
     });
     Ok(Ok(Kept {
         path: path.to_path_buf(),
@@ -1493,6 +1527,32 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
                     .collect(),
             ),
         ));
+    }
+    // per-episode statistics of every feature, flattened as lerobot's `flatten_dict` does:
+    // `stats/<feature>/<stat>`, vectors as lists, images as [3][1][1]
+    let features: std::collections::BTreeSet<&String> =
+        e.iter().flat_map(|r| r.stats.keys()).collect();
+    for f in features {
+        for stat in STAT_NAMES {
+            let mut rows = Vec::with_capacity(e.len());
+            let (mut image, mut integer) = (false, false);
+            for r in e {
+                let Some((v, img, int)) = r.stats.get(f) else {
+                    anyhow::bail!("episode {} has no statistics of {f}", r.path);
+                };
+                image = *img;
+                integer = *int;
+                rows.push(v[stat].clone());
+            }
+            cols.push((
+                format!("stats/{f}/{stat}"),
+                Cell::Nested {
+                    rows,
+                    depth: if image && stat != "count" { 3 } else { 1 },
+                    int: stat == "count" || (integer && (stat == "min" || stat == "max")),
+                },
+            ));
+        }
     }
     write_table(
         &meta.join("episodes/chunk-000/file-000.parquet"),

@@ -117,6 +117,13 @@ impl FeatureStats {
     pub fn frames(&self) -> u64 {
         self.frames
     }
+    pub fn is_image(&self) -> bool {
+        self.image
+    }
+    /// min/max are written as integers.
+    pub fn is_integer(&self) -> bool {
+        self.integer
+    }
 
     /// The stats.json entry.
     pub fn to_json(&self) -> Value {
