@@ -104,6 +104,10 @@ pub struct ExportArgs {
     /// Start a new data file past this size (MB).
     #[arg(long, default_value_t = 100)]
     data_file_mb: u64,
+    /// With --video: each camera's mp4 holds episode after episode (lerobot's layout,
+    /// `from_timestamp`/`to_timestamp` into it); start a new one past this size (MB).
+    #[arg(long, default_value_t = 200)]
+    video_file_mb: u64,
     /// Replace DIR if it exists.
     #[arg(long)]
     force: bool,
@@ -182,6 +186,7 @@ pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
         robot_type: a.robot_type,
         default_task: a.default_task,
         data_file_mb: a.data_file_mb.max(1),
+        video_file_mb: a.video_file_mb.max(1),
         force: a.force,
         progress: !a.json && std::io::stderr().is_terminal(),
     };

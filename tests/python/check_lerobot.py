@@ -111,6 +111,8 @@ def check_close(got, want, what, exact):
         fail(f"{what}: dim {bad} {got[bad]} != {want32[bad]}")
 
 
+video_pts = {}
+video_eps = {}
 for _, ep in episodes.iterrows():
     e = int(ep["episode_index"])
     rows = data[data["episode_index"] == e].sort_values("frame_index")
@@ -216,15 +218,26 @@ for _, ep in episodes.iterrows():
             import av
             vp = root / info["video_path"].format(video_key=key, chunk_index=int(ep[f"videos/{key}/chunk_index"]),
                                                   file_index=int(ep[f"videos/{key}/file_index"]))
-            with av.open(str(vp)) as c:
-                s = c.streams.video[0]
-                pts = [float(fr.pts * s.time_base) for fr in c.decode(s)]
-            want_pts = [k / fps for k in range(n)]
+            if vp not in video_pts:
+                with av.open(str(vp)) as c:
+                    s = c.streams.video[0]
+                    video_pts[vp] = [float(fr.pts * s.time_base) for fr in c.decode(s)]
+            video_eps.setdefault(vp, []).append(e)
+            # lerobot's layout: this episode is [from_timestamp, to_timestamp) of the file
+            lo, hi = float(ep[f"videos/{key}/from_timestamp"]), float(ep[f"videos/{key}/to_timestamp"])
+            pts = [p for p in video_pts[vp] if lo - 1e-4 <= p < hi - 1e-4]
+            want_pts = [lo + k / fps for k in range(n)]
             if len(pts) != n or not np.allclose(pts, want_pts, atol=1e-4):
-                fail(f"{vp}: {len(pts)} frames with pts {pts[:3]}..., want {n} at k/fps")
+                fail(f"{vp}: {len(pts)} frames in [{lo}, {hi}) with pts {pts[:3]}..., want {n} at from + k/fps")
             report["video_frames_checked"] += len(pts)
     report["episodes"] += 1
     report["frames"] += n
+report["video_files"] = len(video_pts)
+report["episodes_per_video_file_max"] = max((len(v) for v in video_eps.values()), default=0)
+for vp, eps in video_eps.items():
+    ends = sorted(float(episodes.iloc[x][f"videos/{vp.parent.parent.name}/to_timestamp"]) for x in eps)
+    if abs(len(video_pts[vp]) / fps - ends[-1]) > 1e-3:
+        fail(f"{vp}: {len(video_pts[vp])} frames, but its last episode ends at {ends[-1]} s")
 
 stats = json.loads((root / "meta/stats.json").read_text())
 for k in feats:

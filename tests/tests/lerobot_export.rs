@@ -98,6 +98,10 @@ fn export_checks_out_in_python_and_round_trips() {
     let checked: serde_json::Value =
         serde_json::from_slice(&run_python("check_lerobot.py", &[&dsv])).unwrap();
     assert!(checked["video_frames_checked"].as_u64().unwrap() > 300);
+    assert!(
+        checked["episodes_per_video_file_max"].as_u64().unwrap() >= 2,
+        "episodes share a camera's video file, as lerobot writes them: {checked}"
+    );
     doctor(&dsv);
     let imported = dir.path().join("imported");
     let (code, rep, err) = demotape(

@@ -73,6 +73,9 @@ pub struct ExportOptions {
     pub default_task: String,
     /// Start a new data file once the current one exceeds this size.
     pub data_file_mb: u64,
+    /// A camera's mp4 holds episodes one after another up to this size (MB), as lerobot
+    /// writes them (0.4.4: 200).
+    pub video_file_mb: u64,
     /// Replace an existing output directory.
     pub force: bool,
     pub progress: bool,
@@ -100,6 +103,7 @@ impl Default for ExportOptions {
             robot_type: None,
             default_task: "demonstration".into(),
             data_file_mb: 100,
+            video_file_mb: 200,
             force: false,
             progress: false,
         }
@@ -532,6 +536,22 @@ struct Dataset {
     episodes: Vec<EpisodeRow>,
     stats: BTreeMap<String, FeatureStats>,
     index: usize,
+    /// Per camera (layout order): the mp4 being written, across episodes.
+    videos: Vec<VideoFile>,
+}
+
+/// One camera's current video file: its number (chunk/file index) and its encoder, which
+/// stays open from episode to episode until the file passes `video_file_mb`.
+#[derive(Default)]
+struct VideoFile {
+    file_no: usize,
+    enc: Option<Encoder>,
+}
+
+impl VideoFile {
+    fn frames(&self) -> u64 {
+        self.enc.as_ref().map_or(0, |e| e.frames)
+    }
 }
 
 struct EpisodeRow {
@@ -547,6 +567,8 @@ struct EpisodeRow {
     offsets: BTreeMap<String, f64>,
     /// The recorder's robot id (`demotape.episode` → `robot_id`), empty if unknown.
     robot: String,
+    /// Per camera (layout order): video file number, first and end frame in it.
+    videos: Vec<(usize, u64, u64)>,
     /// Per feature: its stats.json-style entry for this episode, whether it is an image,
     /// whether its min/max are integers.
     stats: BTreeMap<String, (serde_json::Value, bool, bool)>,
@@ -673,6 +695,7 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
         episodes: Vec::new(),
         stats: BTreeMap::new(),
         index: 0,
+        videos: Vec::new(),
     };
     let mut kept = Vec::new();
     let mut excluded = Vec::new();
@@ -751,6 +774,11 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
         );
     };
     let data_files = ds.file_no + usize::from(ds.file.is_some());
+    for v in &mut ds.videos {
+        if let Some(e) = v.enc.take() {
+            e.finish()?;
+        }
+    }
     if let Some(mut f) = ds.file.take() {
         if let Some(rows) = ds.rows.as_mut() {
             f.write(rows)?;
@@ -998,7 +1026,11 @@ fn episode(
     }
     let from = ds.index;
     let data_file = ds.file_no;
-    let mut encoders: Vec<Option<Encoder>> = st.cameras.iter().map(|_| None).collect();
+    if opts.video && ds.videos.len() < st.cameras.len() {
+        ds.videos.resize_with(st.cameras.len(), VideoFile::default);
+    }
+    // where this episode starts in each camera's current video file
+    let video_from: Vec<(usize, u64)> = ds.videos.iter().map(|v| (v.file_no, v.frames())).collect();
     // frames waiting for the other cameras: per camera, frame index → RGB
     let mut pending: Vec<BTreeMap<usize, std::sync::Arc<Rgb>>> =
         st.cameras.iter().map(|_| BTreeMap::new()).collect();
@@ -1019,8 +1051,7 @@ fn episode(
     let mut ep_stats: BTreeMap<String, FeatureStats> = BTreeMap::new();
     let mut emit = |ds: &mut Dataset,
                     k: usize,
-                    images: Vec<std::sync::Arc<Rgb>>,
-                    encoders: &mut Vec<Option<Encoder>>|
+                    images: Vec<std::sync::Arc<Rgb>>|
      -> anyhow::Result<()> {
         let g = grid[k];
         scratch.clear();
@@ -1058,11 +1089,12 @@ fn episode(
             for (i, img) in images.iter().enumerate() {
                 let key = &layout.cameras[i];
                 check_size(ds, key, img)?;
-                if encoders[i].is_none() {
-                    let file = ds.root.join(video_path(key, episode_index));
-                    encoders[i] = Some(Encoder::start(&file, img.width, img.height, opts.fps)?);
+                let v = &mut ds.videos[i];
+                if v.enc.is_none() {
+                    let file = ds.root.join(video_path(key, v.file_no));
+                    v.enc = Some(Encoder::start(&file, img.width, img.height, opts.fps)?);
                 }
-                encoders[i].as_mut().expect("started").push(&img.pixels)?;
+                v.enc.as_mut().expect("started").push(&img.pixels)?;
             }
         } else {
             pngs = std::thread::scope(|sc| {
@@ -1155,7 +1187,7 @@ fn episode(
     };
     if st.cameras.is_empty() {
         for k in 0..n {
-            emit(ds, k, Vec::new(), &mut encoders)?;
+            emit(ds, k, Vec::new())?;
             if k % 256 == 0 {
                 bar.set_message(format!("{} frames", ds.index));
             }
@@ -1223,7 +1255,7 @@ fn episode(
                         .iter_mut()
                         .map(|p| p.remove(&next_row).expect("checked"))
                         .collect();
-                    emit(ds, next_row, imgs, &mut encoders)?;
+                    emit(ds, next_row, imgs)?;
                     next_row += 1;
                     if next_row.is_multiple_of(64) {
                         bar.set_message(format!("{} frames", ds.index));
@@ -1239,8 +1271,19 @@ fn episode(
             );
         }
     }
-    for e in encoders.into_iter().flatten() {
-        e.finish()?;
+    // this episode's span in each camera's video; a file past its size is closed between
+    // episodes (never inside one), and the next episode starts the next file
+    let mut videos = Vec::new();
+    for (i, v) in ds.videos.iter_mut().enumerate() {
+        let (file_no, first) = video_from.get(i).copied().unwrap_or((v.file_no, 0));
+        videos.push((file_no, first, v.frames()));
+        let full = v.enc.as_ref().is_some_and(|e| {
+            std::fs::metadata(e.path()).map_or(0, |m| m.len()) >= opts.video_file_mb << 20
+        });
+        if full {
+            v.enc.take().expect("open").finish()?;
+            v.file_no += 1;
+        }
     }
     // rows of this episode stay in the current file; roll over between episodes only
     if let Some(rows) = ds.rows.as_mut() {
@@ -1270,6 +1313,7 @@ fn episode(
             .and_then(|m| m.get("robot_id"))
             .map(|r| r.trim().to_string())
             .unwrap_or_default(),
+        videos,
         stats: ep_stats
             .iter()
             .map(|(k, s)| (k.clone(), (s.to_json(), s.is_image(), s.is_integer())))
@@ -1402,7 +1446,7 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
         "total_tasks": ds.tasks.len(),
         "chunks_size": super::CHUNKS_SIZE,
         "data_files_size_in_mb": opts.data_file_mb,
-        "video_files_size_in_mb": 500,
+        "video_files_size_in_mb": opts.video_file_mb,
         "fps": opts.fps,
         "splits": {"train": format!("0:{total_episodes}")},
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
@@ -1471,26 +1515,24 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
         ),
     ];
     if opts.video {
-        for key in &layout.cameras {
+        let fps = f64::from(opts.fps);
+        for (i, key) in layout.cameras.iter().enumerate() {
+            let span = |r: &EpisodeRow| r.videos.get(i).copied().unwrap_or((0, 0, 0));
             cols.push((
                 format!("videos/{key}/chunk_index"),
-                Cell::I64((0..e.len()).map(chunk).collect()),
+                Cell::I64(e.iter().map(|r| chunk(span(r).0)).collect()),
             ));
             cols.push((
                 format!("videos/{key}/file_index"),
-                Cell::I64((0..e.len()).map(file).collect()),
+                Cell::I64(e.iter().map(|r| file(span(r).0)).collect()),
             ));
             cols.push((
                 format!("videos/{key}/from_timestamp"),
-                Cell::F64(vec![0.0; e.len()]),
+                Cell::F64(e.iter().map(|r| span(r).1 as f64 / fps).collect()),
             ));
             cols.push((
                 format!("videos/{key}/to_timestamp"),
-                Cell::F64(
-                    e.iter()
-                        .map(|r| r.length as f64 / f64::from(opts.fps))
-                        .collect(),
-                ),
+                Cell::F64(e.iter().map(|r| span(r).2 as f64 / fps).collect()),
             ));
         }
     }

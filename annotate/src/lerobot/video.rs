@@ -79,6 +79,11 @@ impl Encoder {
         })
     }
 
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn push(&mut self, rgb: &[u8]) -> anyhow::Result<()> {
         if rgb.len() != self.frame_bytes {
             anyhow::bail!(
