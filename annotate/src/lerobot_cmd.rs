@@ -42,9 +42,19 @@ pub struct ExportArgs {
     /// Frames per second of the dataset grid.
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Cameras as mp4 video (h264 by ffmpeg, which must be installed) instead of PNG images.
+    /// Cameras as mp4 video (by ffmpeg, which must be installed) instead of PNG images.
     #[arg(long)]
     video: bool,
+    /// Video codec: h264 (libx264), or av1 (libsvtav1, lerobot's own default: about half the
+    /// size at equal quality, slower to encode).
+    #[arg(long, default_value = "h264", requires = "video")]
+    vcodec: annotate::lerobot::video::Codec,
+    /// Constant rate factor (lower = better and bigger); default: h264 18, av1 30 (lerobot's).
+    #[arg(long, requires = "video")]
+    crf: Option<u32>,
+    /// Encoder preset; default: h264 veryfast, av1 12 (lerobot's; 0 slowest .. 13 fastest).
+    #[arg(long, requires = "video")]
+    preset: Option<String>,
     /// No camera features (state, action and labels only).
     #[arg(long, conflicts_with = "video")]
     no_images: bool,
@@ -164,6 +174,14 @@ pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
         out: a.out,
         fps: a.fps,
         video: a.video,
+        video_settings: annotate::lerobot::video::VideoSettings {
+            codec: a.vcodec,
+            crf: a.crf.unwrap_or(a.vcodec.default_crf()),
+            preset: a
+                .preset
+                .clone()
+                .unwrap_or_else(|| a.vcodec.default_preset().to_string()),
+        },
         no_images: a.no_images,
         cameras: a.cameras,
         joint_topic: a.joint_topic,

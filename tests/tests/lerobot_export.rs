@@ -103,6 +103,29 @@ fn export_checks_out_in_python_and_round_trips() {
         "episodes share a camera's video file, as lerobot writes them: {checked}"
     );
     doctor(&dsv);
+    // AV1, as lerobot encodes by default (libsvtav1, CRF 30, preset 12)
+    let dsa = dir.path().join("dsa");
+    let (code, _, err) = demotape(
+        &["export", "lerobot", "--video", "--vcodec", "av1", "--out"],
+        &[&dsa, &eps_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&dsa])).unwrap();
+    assert!(
+        checked["video_frames_checked"].as_u64().unwrap() > 300,
+        "{checked}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dsa.join("meta/info.json")).unwrap())
+            .unwrap();
+    let cam = info["features"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|f| f["dtype"] == "video")
+        .unwrap();
+    assert_eq!(cam["info"]["video.codec"], "av1");
     let imported = dir.path().join("imported");
     let (code, rep, err) = demotape(
         &["import", "lerobot", "--json", "--out"],

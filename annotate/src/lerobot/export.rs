@@ -48,6 +48,8 @@ pub struct ExportOptions {
     pub fps: u32,
     /// Cameras as mp4 video instead of PNG images in the data files.
     pub video: bool,
+    /// Codec, CRF and preset of that video.
+    pub video_settings: super::video::VideoSettings,
     /// Export no camera at all (state, action and labels only).
     pub no_images: bool,
     /// Only these cameras (feature names without `observation.images.`; empty: all RGB).
@@ -87,6 +89,7 @@ impl Default for ExportOptions {
             out: PathBuf::from("dataset"),
             fps: 30,
             video: false,
+            video_settings: Default::default(),
             no_images: false,
             cameras: Vec::new(),
             joint_topic: "/joint_states".into(),
@@ -660,7 +663,7 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
         anyhow::bail!("--fps must be at least 1");
     }
     if opts.video {
-        super::video::check_available()?;
+        super::video::check_codec(opts.video_settings.codec)?;
     }
     // `DIR/`, `DIR/.` and `DIR` are one directory: the build dir and the old dataset's place
     // aside are its siblings, never inside it.
@@ -1092,7 +1095,13 @@ fn episode(
                 let v = &mut ds.videos[i];
                 if v.enc.is_none() {
                     let file = ds.root.join(video_path(key, v.file_no));
-                    v.enc = Some(Encoder::start(&file, img.width, img.height, opts.fps)?);
+                    v.enc = Some(Encoder::start(
+                        &file,
+                        img.width,
+                        img.height,
+                        opts.fps,
+                        &opts.video_settings,
+                    )?);
                 }
                 v.enc.as_mut().expect("started").push(&img.pixels)?;
             }
@@ -1416,7 +1425,7 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
             "shape": [h, w, 3], "names": ["height", "width", "channels"]});
         if opts.video {
             f["info"] = serde_json::json!({
-                "video.height": h, "video.width": w, "video.codec": "h264",
+                "video.height": h, "video.width": w, "video.codec": opts.video_settings.codec.name(),
                 "video.pix_fmt": "yuv420p", "video.is_depth_map": false,
                 "video.fps": opts.fps, "video.channels": 3, "has_audio": false});
         }

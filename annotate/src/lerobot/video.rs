@@ -4,7 +4,8 @@
 //! What LeRobot's decoder needs, and what the flags give: constant frame rate with pts
 //! `k / fps` from 0 (raw input at `-framerate fps`), one frame per row, no B-frames (so no
 //! MP4 edit list shifting the timestamps), yuv420p, a keyframe every 2 frames like lerobot's
-//! own encoder (fast random access).
+//! own encoder (fast random access). H.264 by libx264, or AV1 by libsvtav1 with lerobot
+//! 0.4.4's own settings (CRF 30, preset 12).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,95 @@ pub fn ffmpeg() -> PathBuf {
     std::env::var_os("DEMOTAPE_FFMPEG")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("ffmpeg"))
+}
+
+/// The video codec of an export, with its encoder settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// libx264, CRF 18, preset veryfast.
+    #[default]
+    H264,
+    /// libsvtav1 as lerobot 0.4.4 encodes (its default): CRF 30, preset 12.
+    Av1,
+}
+
+impl Codec {
+    /// info.json's `video.codec`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::Av1 => "av1",
+        }
+    }
+    fn encoder(self) -> &'static str {
+        match self {
+            Codec::H264 => "libx264",
+            Codec::Av1 => "libsvtav1",
+        }
+    }
+    pub fn default_crf(self) -> u32 {
+        match self {
+            Codec::H264 => 18,
+            Codec::Av1 => 30,
+        }
+    }
+    pub fn default_preset(self) -> &'static str {
+        match self {
+            Codec::H264 => "veryfast",
+            Codec::Av1 => "12",
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "h264" => Ok(Codec::H264),
+            "av1" => Ok(Codec::Av1),
+            o => Err(format!("video codec {o:?}: h264 or av1")),
+        }
+    }
+}
+
+/// How the encoder runs: codec, quality (CRF), preset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoSettings {
+    pub codec: Codec,
+    pub crf: u32,
+    pub preset: String,
+}
+
+impl Default for VideoSettings {
+    fn default() -> Self {
+        VideoSettings {
+            codec: Codec::H264,
+            crf: Codec::H264.default_crf(),
+            preset: Codec::H264.default_preset().into(),
+        }
+    }
+}
+
+/// Fails with an actionable message when ffmpeg (or the codec's encoder) is missing.
+pub fn check_codec(codec: Codec) -> anyhow::Result<()> {
+    check_available()?;
+    if codec == Codec::H264 {
+        return Ok(());
+    }
+    let exe = ffmpeg();
+    let out = Command::new(&exe)
+        .args(["-hide_banner", "-encoders"])
+        .output()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", exe.display()))?;
+    if !String::from_utf8_lossy(&out.stdout).contains(codec.encoder()) {
+        anyhow::bail!(
+            "`{}` has no {} encoder for --vcodec {}; install an ffmpeg built with it (Debian              bookworm's has libsvtav1) or use --vcodec h264",
+            exe.display(),
+            codec.encoder(),
+            codec.name()
+        );
+    }
+    Ok(())
 }
 
 /// Fails with an actionable message when ffmpeg (or its libx264) is missing.
@@ -50,7 +140,13 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn start(path: &Path, width: u32, height: u32, fps: u32) -> anyhow::Result<Self> {
+    pub fn start(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: u32,
+        v: &VideoSettings,
+    ) -> anyhow::Result<Self> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))?;
         }
@@ -59,7 +155,8 @@ impl Encoder {
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
             .args(["-s", &format!("{width}x{height}")])
             .args(["-framerate", &fps.to_string(), "-i", "-"])
-            .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"])
+            .args(["-c:v", v.codec.encoder(), "-preset", &v.preset])
+            .args(["-crf", &v.crf.to_string()])
             .args(["-bf", "0", "-g", "2", "-pix_fmt", "yuv420p"])
             .args(["-fps_mode", "cfr", "-use_editlist", "0"])
             .args(["-movflags", "+faststart"])
