@@ -251,6 +251,9 @@ pub struct EpisodeSummary {
     pub end_ns: u64,
     pub file_bytes: u64,
     pub peak_queue_bytes: usize,
+    /// The longest a sample waited in the capture queue (ms), as `demotape.episode_end`
+    /// records it.
+    pub peak_queue_age_ms: f64,
 }
 
 impl EpisodeSummary {
@@ -1167,6 +1170,7 @@ impl EpisodeWriter {
             end_ns: end,
             file_bytes,
             peak_queue_bytes,
+            peak_queue_age_ms: self.peak_queue_age_ns as f64 / 1e6,
         })
     }
 }
