@@ -114,6 +114,15 @@ pub struct ExportArgs {
     /// Start a new data file past this size (MB).
     #[arg(long, default_value_t = 100)]
     data_file_mb: u64,
+    /// The lerobot to write for: 0.4 (default; lerobot 0.4.4 and 0.6 both load it) or 0.6
+    /// (adds lerobot 0.6's language columns: each phase a `subtask` row, the outcome a
+    /// `memory` row; lerobot 0.4.4 cannot load those).
+    #[arg(long, default_value = "0.4")]
+    lerobot_version: annotate::lerobot::export::LerobotVersion,
+    /// The text of a phase's subtask row: PHASE=TEXT, repeatable (default: the phase name),
+    /// e.g. --subtask-text grasp="close the gripper on the bottle".
+    #[arg(long = "subtask-text", value_name = "PHASE=TEXT")]
+    subtask_text: Vec<String>,
     /// With --video: each camera's mp4 holds episode after episode (lerobot's layout,
     /// `from_timestamp`/`to_timestamp` into it); start a new one past this size (MB).
     #[arg(long, default_value_t = 200)]
@@ -170,6 +179,18 @@ pub enum ImportCmd {
 pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
     let ExportCmd::Lerobot(a) = cmd;
     use std::io::IsTerminal;
+    let mut subtask_text = std::collections::BTreeMap::new();
+    for kv in &a.subtask_text {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                subtask_text.insert(k.trim().to_string(), v.to_string());
+            }
+            _ => {
+                eprintln!("error: --subtask-text {kv:?}: expected PHASE=TEXT");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let opts = ExportOptions {
         out: a.out,
         fps: a.fps,
@@ -205,6 +226,8 @@ pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
         default_task: a.default_task,
         data_file_mb: a.data_file_mb.max(1),
         video_file_mb: a.video_file_mb.max(1),
+        lerobot_version: a.lerobot_version,
+        subtask_text,
         force: a.force,
         progress: !a.json && std::io::stderr().is_terminal(),
     };

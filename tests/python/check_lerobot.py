@@ -241,6 +241,8 @@ for vp, eps in video_eps.items():
 
 stats = json.loads((root / "meta/stats.json").read_text())
 for k in feats:
+    if feats[k]["dtype"] == "language":
+        continue  # lerobot computes no statistics of language columns
     for s in ["min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"]:
         if s not in stats.get(k, {}):
             fail(f"stats.json: {k} has no {s}")
@@ -255,7 +257,7 @@ if not np.allclose(stats["observation.state"]["q50"], np.quantile(st, 0.5, axis=
 STATS = ["min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"]
 ep_table = pq.read_table(sorted((root / "meta/episodes").rglob("*.parquet"))[0])
 for k, f in feats.items():
-    if f["dtype"] == "string":
+    if f["dtype"] in ("string", "language"):
         continue
     for s_ in STATS:
         col = f"stats/{k}/{s_}"
@@ -276,7 +278,7 @@ for _, ep in episodes.iterrows():
             if int(ep[f"stats/{k}/count"][0]) <= 0:
                 fail(f"episode {e}: stats/{k}/count is not positive")
             continue
-        if f["dtype"] == "string":
+        if f["dtype"] in ("string", "language"):
             continue
         v = np.stack(rows[k].to_numpy()) if f["shape"] != [1] or isinstance(rows[k].iloc[0], np.ndarray) \
             else rows[k].to_numpy()[:, None]
@@ -291,6 +293,52 @@ for _, ep in episodes.iterrows():
                 fail(f"episode {e}: stats/{k}/{s_} = {got[:4]} differs from its rows: {want[:4]}")
             checked += 1
 report["episode_stats_checked"] = checked
+
+# lerobot 0.6's language columns, when exported for it: the schema of
+# lerobot/datasets/language.py, the persistent slice broadcast to every frame of an episode,
+# one subtask row per phase at its start
+lang = {k for k, f in feats.items() if f["dtype"] == "language"}
+report["language_rows_checked"] = 0
+if lang:
+    if lang != {"language_persistent", "language_events"}:
+        fail(f"language features {lang}")
+    schema = tables[0].schema
+    want_p = ("list<element: struct<role: string not null, content: string, style: string, "
+              "timestamp: float not null, camera: string, tool_calls: list<element: string>>>")
+    want_e = ("list<element: struct<role: string not null, content: string, style: string, "
+              "camera: string, tool_calls: list<element: string>>>")
+    for col, want in [("language_persistent", want_p), ("language_events", want_e)]:
+        if str(schema.field(col).type) != want:
+            fail(f"{col}: {schema.field(col).type}, want {want}")
+    phase_names = info["demotape"]["phase_index"]
+    for e in range(info["total_episodes"]):
+        rows = data[data["episode_index"] == e].sort_values("frame_index")
+        first = list(rows["language_persistent"].iloc[0])
+        for lp in rows["language_persistent"]:
+            if list(lp) != first:
+                fail(f"episode {e}: the persistent language slice differs between frames")
+        for le in rows["language_events"]:
+            if len(le) != 0:
+                fail(f"episode {e}: unexpected language events {le}")
+        subtasks = [r for r in first if r["style"] == "subtask"]
+        for r in first:
+            if r["role"] != "assistant" or r["camera"] is not None or r["style"] not in ("subtask", "memory"):
+                fail(f"episode {e}: language row {r}")
+        # every phase run in phase_index starts at a frame at or just after its subtask row
+        ph = rows["phase_index"].to_numpy()
+        ts = rows["timestamp"].to_numpy()
+        starts = [k for k in range(len(ph)) if ph[k] >= 0 and (k == 0 or ph[k] != ph[k - 1])]
+        for k in starts:
+            name = info["demotape"].get("subtask_text", {}).get(phase_names[int(ph[k])], phase_names[int(ph[k])])
+            ok = any(r["content"] == name and ts[k] - 1.0 / fps - 1e-4 <= r["timestamp"] <= ts[k] + 1e-4
+                     for r in subtasks)
+            if not ok:
+                fail(f"episode {e}: phase {name} starts at frame {k} ({ts[k]:.3f} s) without its subtask row: "
+                     f"{[(r['content'], r['timestamp']) for r in subtasks]}")
+            report["language_rows_checked"] += 1
+        outcome = episodes.iloc[e]["demotape/outcome"]
+        if outcome and not any(r["style"] == "memory" and r["content"] == f"outcome: {outcome}" for r in first):
+            fail(f"episode {e}: no memory row for its outcome {outcome}")
 tt = pq.read_table(root / "meta/tasks.parquet")
 if str(tt.schema.field("__index_level_0__").type) != "string":
     fail(f"tasks.parquet index type {tt.schema.field('__index_level_0__').type}, lerobot writes string")

@@ -126,6 +126,29 @@ fn export_checks_out_in_python_and_round_trips() {
         .find(|f| f["dtype"] == "video")
         .unwrap();
     assert_eq!(cam["info"]["video.codec"], "av1");
+    // for lerobot 0.6: its language columns, phases as subtask rows
+    let ds6 = dir.path().join("ds6");
+    let (code, _, err) = demotape(
+        &[
+            "export",
+            "lerobot",
+            "--lerobot-version",
+            "0.6",
+            "--subtask-text",
+            "lift=lift the object",
+            "--no-images",
+            "--out",
+        ],
+        &[&ds6, &eps_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&ds6])).unwrap();
+    assert!(
+        checked["language_rows_checked"].as_u64().unwrap() > 10,
+        "{checked}"
+    );
+    doctor(&ds6);
     let imported = dir.path().join("imported");
     let (code, rep, err) = demotape(
         &["import", "lerobot", "--json", "--out"],

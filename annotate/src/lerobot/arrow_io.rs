@@ -26,6 +26,20 @@ pub enum Kind {
     I64,
     /// `image`: PNG bytes.
     Image,
+    /// lerobot 0.6's `language_persistent` (`true`: rows carry a timestamp) or
+    /// `language_events` column: a list of language rows per frame.
+    Language(bool),
+}
+
+/// One row of a lerobot 0.6 language column (`lerobot/datasets/language.py`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LangRow {
+    pub role: String,
+    pub content: Option<String>,
+    pub style: Option<String>,
+    /// Persistent rows only: when the state became active (s from the episode start).
+    pub timestamp: f32,
+    pub camera: Option<String>,
 }
 
 /// Values of one column for the rows buffered.
@@ -35,6 +49,7 @@ pub enum Column {
     F32(Vec<f32>),
     I64(Vec<i64>),
     Image(Vec<Vec<u8>>),
+    Language(bool, Vec<Vec<LangRow>>),
 }
 
 impl Column {
@@ -44,6 +59,7 @@ impl Column {
             Kind::F32 => Column::F32(Vec::new()),
             Kind::I64 => Column::I64(Vec::new()),
             Kind::Image => Column::Image(Vec::new()),
+            Kind::Language(p) => Column::Language(*p, Vec::new()),
         }
     }
     fn clear(&mut self) {
@@ -52,8 +68,82 @@ impl Column {
             Column::F32(v) => v.clear(),
             Column::I64(v) => v.clear(),
             Column::Image(v) => v.clear(),
+            Column::Language(_, v) => v.clear(),
         }
     }
+}
+
+/// The struct of a language row, field for field as `language_persistent_row_arrow_type`
+/// (with `timestamp`) or `language_event_row_arrow_type` declares it; `tool_calls` items as
+/// strings (lerobot's fallback when pyarrow has no JSON type).
+fn language_fields(persistent: bool) -> Fields {
+    let mut f = vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, true),
+        Field::new("style", DataType::Utf8, true),
+    ];
+    if persistent {
+        f.push(Field::new("timestamp", DataType::Float32, false));
+    }
+    f.push(Field::new("camera", DataType::Utf8, true));
+    f.push(Field::new(
+        "tool_calls",
+        DataType::List(Arc::new(Field::new("element", DataType::Utf8, true))),
+        true,
+    ));
+    Fields::from(f)
+}
+
+fn language_type(persistent: bool) -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "element",
+        DataType::Struct(language_fields(persistent)),
+        true,
+    )))
+}
+
+/// A language column from its rows' lists.
+fn language_array(persistent: bool, frames: &[Vec<LangRow>]) -> anyhow::Result<ArrayRef> {
+    let rows: Vec<&LangRow> = frames.iter().flatten().collect();
+    let mut offsets = vec![0i32];
+    for f in frames {
+        offsets.push(offsets.last().copied().unwrap_or(0) + f.len() as i32);
+    }
+    let strs = |g: &dyn Fn(&LangRow) -> Option<&str>| -> ArrayRef {
+        Arc::new(arrow_array::StringArray::from_iter(
+            rows.iter().map(|r| g(r)),
+        ))
+    };
+    let mut cols: Vec<ArrayRef> = vec![
+        strs(&|r| Some(r.role.as_str())),
+        strs(&|r| r.content.as_deref()),
+        strs(&|r| r.style.as_deref()),
+    ];
+    if persistent {
+        cols.push(Arc::new(arrow_array::Float32Array::from_iter_values(
+            rows.iter().map(|r| r.timestamp),
+        )));
+    }
+    cols.push(strs(&|r| r.camera.as_deref()));
+    // tool_calls: null for every row (no tool calls)
+    let tool_item = Arc::new(Field::new("element", DataType::Utf8, true));
+    cols.push(Arc::new(arrow_array::ListArray::try_new(
+        tool_item,
+        arrow_buffer::OffsetBuffer::new(vec![0i32; rows.len() + 1].into()),
+        Arc::new(arrow_array::StringArray::from(Vec::<String>::new())),
+        Some(arrow_buffer::NullBuffer::new_null(rows.len())),
+    )?));
+    let st = StructArray::try_new(language_fields(persistent), cols, None)?;
+    Ok(Arc::new(arrow_array::ListArray::try_new(
+        Arc::new(Field::new(
+            "element",
+            DataType::Struct(language_fields(persistent)),
+            true,
+        )),
+        arrow_buffer::OffsetBuffer::new(offsets.into()),
+        Arc::new(st),
+        None,
+    )?))
 }
 
 fn element() -> Arc<Field> {
@@ -73,6 +163,7 @@ pub fn data_type(kind: &Kind) -> DataType {
         Kind::F32 => DataType::Float32,
         Kind::I64 => DataType::Int64,
         Kind::Image => DataType::Struct(image_fields()),
+        Kind::Language(p) => language_type(*p),
     }
 }
 
@@ -85,6 +176,22 @@ fn hf_feature(kind: &Kind) -> Value {
         Kind::F32 => json!({"dtype": "float32", "_type": "Value"}),
         Kind::I64 => json!({"dtype": "int64", "_type": "Value"}),
         Kind::Image => json!({"_type": "Image"}),
+        Kind::Language(persistent) => {
+            let v = |t: &str| json!({"dtype": t, "_type": "Value"});
+            let mut row = serde_json::Map::new();
+            row.insert("role".into(), v("string"));
+            row.insert("content".into(), v("string"));
+            row.insert("style".into(), v("string"));
+            if *persistent {
+                row.insert("timestamp".into(), v("float32"));
+            }
+            row.insert("camera".into(), v("string"));
+            row.insert(
+                "tool_calls".into(),
+                json!({"feature": v("string"), "_type": "List"}),
+            );
+            json!({"feature": row, "_type": "List"})
+        }
     }
 }
 
@@ -158,6 +265,7 @@ impl Rows {
                         None,
                     ))
                 }
+                Column::Language(p, v) => language_array(*p, v)?,
             };
             arrays.push(a);
         }

@@ -42,6 +42,29 @@ pub struct Filter {
     pub require_gates: bool,
 }
 
+/// Which lerobot the dataset is for, where the two differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LerobotVersion {
+    /// Readable by lerobot 0.4.4 and 0.6 alike: labels as `phase_index` and friends only.
+    #[default]
+    V04,
+    /// lerobot 0.6: also its language columns — each phase a `subtask` row of
+    /// `language_persistent`, the outcome a `memory` row — which 0.4.4 cannot load (its
+    /// features have no `language` dtype).
+    V06,
+}
+
+impl std::str::FromStr for LerobotVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "0.4" | "0.4.4" => Ok(LerobotVersion::V04),
+            "0.6" | "0.6.1" => Ok(LerobotVersion::V06),
+            o => Err(format!("lerobot version {o:?}: 0.4 or 0.6")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
     pub out: PathBuf,
@@ -50,6 +73,10 @@ pub struct ExportOptions {
     pub video: bool,
     /// Codec, CRF and preset of that video.
     pub video_settings: super::video::VideoSettings,
+    /// The lerobot the dataset is for (language columns with 0.6).
+    pub lerobot_version: LerobotVersion,
+    /// The text of each phase's subtask row (default: the phase name).
+    pub subtask_text: BTreeMap<String, String>,
     /// Export no camera at all (state, action and labels only).
     pub no_images: bool,
     /// Only these cameras (feature names without `observation.images.`; empty: all RGB).
@@ -90,6 +117,8 @@ impl Default for ExportOptions {
             fps: 30,
             video: false,
             video_settings: Default::default(),
+            lerobot_version: LerobotVersion::V04,
+            subtask_text: BTreeMap::new(),
             no_images: false,
             cameras: Vec::new(),
             joint_topic: "/joint_states".into(),
@@ -496,7 +525,7 @@ fn layout_of(s: &EpisodeStreams) -> Layout {
 }
 
 /// Data columns in order (lerobot's own order: features first, then the index columns).
-fn columns(layout: &Layout, video: bool) -> Vec<(String, Kind)> {
+fn columns(layout: &Layout, video: bool, version: LerobotVersion) -> Vec<(String, Kind)> {
     let mut c = vec![
         (
             "observation.state".to_string(),
@@ -524,7 +553,58 @@ fn columns(layout: &Layout, video: bool) -> Vec<(String, Kind)> {
     ] {
         c.push((n.to_string(), k));
     }
+    if version == LerobotVersion::V06 {
+        c.push(("language_persistent".into(), Kind::Language(true)));
+        c.push(("language_events".into(), Kind::Language(false)));
+    }
     c
+}
+
+/// lerobot 0.6's persistent language rows of an episode: a `subtask` row per phase (at its
+/// start, seconds from the episode's first frame), and the outcome as a `memory` row from
+/// the release (else the last phase) on. lerobot's event styles (interjection, vqa, trace,
+/// tool calls) do not describe a label, so the outcome is a memory, which persists.
+fn language_rows(
+    labels: &Labels,
+    t0: u64,
+    text: &BTreeMap<String, String>,
+) -> Vec<super::arrow_io::LangRow> {
+    use super::arrow_io::LangRow;
+    let rel = |t: u64| (t.saturating_sub(t0) as f64 / 1e9) as f32;
+    let mut rows: Vec<LangRow> = labels
+        .phases
+        .iter()
+        .map(|(p, a, _)| LangRow {
+            role: "assistant".into(),
+            content: Some(text.get(p).cloned().unwrap_or_else(|| p.clone())),
+            style: Some("subtask".into()),
+            timestamp: rel(*a),
+            camera: None,
+        })
+        .collect();
+    if let Some(o) = &labels.outcome {
+        let at = labels
+            .phases
+            .iter()
+            .find(|p| p.0 == "release")
+            .or(labels.phases.last())
+            .map_or(0.0, |p| rel(p.1));
+        rows.push(LangRow {
+            role: "assistant".into(),
+            content: Some(format!("outcome: {o}")),
+            style: Some("memory".into()),
+            timestamp: at,
+            camera: None,
+        });
+    }
+    // lerobot's writer order: by timestamp, then style, then role
+    rows.sort_by(|a, b| {
+        a.timestamp
+            .total_cmp(&b.timestamp)
+            .then_with(|| a.style.cmp(&b.style))
+            .then_with(|| a.role.cmp(&b.role))
+    });
+    rows
 }
 
 /// Everything that accumulates across episodes.
@@ -1016,7 +1096,9 @@ fn episode(
         .iter()
         .position(|s| *s == labels.source)
         .unwrap_or(0) as i64;
-    let spec = columns(&layout, opts.video);
+    let spec = columns(&layout, opts.video, opts.lerobot_version);
+    // broadcast to every frame of the episode, as lerobot's writer does
+    let persistent = language_rows(&labels, t0, &opts.subtask_text);
     if ds.rows.is_none() {
         ds.rows = Some(Rows::new(&spec));
     }
@@ -1176,6 +1258,8 @@ fn episode(
                     v.push(p);
                 }
                 ("timestamp", C::F32(v)) => v.push(ts),
+                ("language_persistent", C::Language(_, v)) => v.push(persistent.clone()),
+                ("language_events", C::Language(_, v)) => v.push(Vec::new()),
                 (n, C::I64(v)) => {
                     let x = scalars
                         .iter()
@@ -1446,6 +1530,15 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
             serde_json::json!({"dtype": dt, "shape": [1], "names": null}),
         );
     }
+    if opts.lerobot_version == LerobotVersion::V06 {
+        // as lerobot 0.6's `language_feature_info`
+        for n in ["language_persistent", "language_events"] {
+            features.insert(
+                n.into(),
+                serde_json::json!({"dtype": "language", "shape": [1], "names": null}),
+            );
+        }
+    }
     let total_episodes = ds.episodes.len();
     let info = serde_json::json!({
         "codebase_version": "v3.0",
@@ -1464,6 +1557,11 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
         "demotape": {
             "exporter": concat!("demotape ", env!("CARGO_PKG_VERSION")),
             "action_source": action_source(layout, opts),
+            "subtask_text": opts.subtask_text,
+            "lerobot_version": match opts.lerobot_version {
+                LerobotVersion::V04 => "0.4",
+                LerobotVersion::V06 => "0.6",
+            },
             "state_paths": opts.state_paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "action_note": if layout.action_from_topic {
                 "action = the recorded command stream, interpolated at each frame time"
