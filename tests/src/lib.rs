@@ -475,8 +475,14 @@ pub fn lerobot_doctor(dataset: &Path) {
         .expect("running lerobot-doctor");
     assert!(
         out.status.success(),
-        "lerobot-doctor failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "lerobot-doctor failed on {} ({}): {}\n{}",
+        dataset.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+            .chars()
+            .take(4000)
+            .collect::<String>()
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
     assert_eq!(v["summary"]["FAIL"], 0, "lerobot-doctor: {v:#}");
