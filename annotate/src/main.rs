@@ -33,6 +33,10 @@ enum ReviewCmd {
         /// List every annotated episode, not only the flagged ones.
         #[arg(long)]
         all: bool,
+        /// file (directory order) or uncertainty (unreviewed first: not annotated, failed
+        /// gates, then the least confident).
+        #[arg(long, value_enum, default_value = "file")]
+        order: annotate::review::Order,
         #[arg(long)]
         json: bool,
     },
@@ -95,6 +99,9 @@ enum ReviewCmd {
         /// Flag episodes below this confidence in the queue.
         #[arg(long, default_value_t = 0.8)]
         below: f64,
+        /// Queue order: file, or uncertainty (what needs a person first).
+        #[arg(long, value_enum, default_value = "file")]
+        order: annotate::review::Order,
     },
 }
 
@@ -818,6 +825,7 @@ fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {
             open,
             config,
             below,
+            order,
         } => {
             let config = match &config {
                 Some(p) => annotate::label::AnnotateConfig::load(p)?,
@@ -831,6 +839,7 @@ fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {
                 config,
                 below,
                 open,
+                order,
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -838,9 +847,11 @@ fn review_cmd(r: ReviewCmd) -> anyhow::Result<ExitCode> {
             paths,
             below,
             all,
+            order,
             json,
         } => {
-            let q = review::queue(&paths, below, all);
+            let mut q = review::queue(&paths, below, all);
+            review::sort_queue(&mut q, order);
             if json {
                 println!("{}", serde_json::to_string_pretty(&q)?);
             } else {

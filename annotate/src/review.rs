@@ -314,6 +314,36 @@ pub struct QueueItem {
     pub why: String,
 }
 
+/// The order of the review queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Directory order (by file name: recording time).
+    #[default]
+    File,
+    /// What a reviewer should look at first: not reviewed before reviewed; episodes that
+    /// could not be annotated, then failed gates, then the least confident outcome.
+    Uncertainty,
+}
+
+/// Sort `q` in `order` (stable: ties keep directory order).
+pub fn sort_queue(q: &mut [QueueItem], order: Order) {
+    if order == Order::Uncertainty {
+        q.sort_by(|a, b| {
+            let key = |i: &QueueItem| {
+                (
+                    i.reviewed > 0,
+                    !i.outcome.is_empty(), // annotation failed: no outcome
+                    i.failed_gates.is_empty(),
+                )
+            };
+            key(a)
+                .cmp(&key(b))
+                .then(a.confidence.total_cmp(&b.confidence))
+        });
+    }
+}
+
 /// Sidecars under `paths` that need a look: confidence below `below`, or failed gates.
 pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
     let mut files = Vec::new();
@@ -408,6 +438,32 @@ mod tests {
         });
         std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
         p
+    }
+
+    #[test]
+    fn uncertainty_order_puts_what_needs_a_person_first() {
+        let item =
+            |name: &str, outcome: &str, conf: f64, gates: &[&str], reviewed: usize| QueueItem {
+                sidecar: PathBuf::from(name),
+                outcome: outcome.into(),
+                confidence: conf,
+                failed_gates: gates.iter().map(|g| g.to_string()).collect(),
+                reviewed,
+                why: String::new(),
+            };
+        let mut q = vec![
+            item("a", "success", 0.99, &[], 0),
+            item("b", "slip", 0.40, &[], 0),
+            item("c", "", 0.0, &[], 0),
+            item("d", "drop", 0.95, &["drops"], 0),
+            item("e", "miss", 0.10, &[], 2),
+            item("f", "success", 0.70, &[], 0),
+        ];
+        sort_queue(&mut q, Order::File);
+        assert_eq!(q[0].sidecar, PathBuf::from("a"));
+        sort_queue(&mut q, Order::Uncertainty);
+        let names: Vec<String> = q.iter().map(|i| i.sidecar.display().to_string()).collect();
+        assert_eq!(names, ["c", "d", "b", "f", "a", "e"]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! One binary, no Node at run time: the page (`annotate/web/`) is compiled in. The server
 //! (axum on a small tokio runtime) answers
 //! - `GET /` the page, `GET /app.js`, `GET /app.css`;
-//! - `GET /api/queue` the episodes of DIR in `review list --all` order, with what each needs;
+//! - `GET /api/queue` the episodes of DIR in `review list --all --order …` order, with what
+//!   each needs;
 //! - `GET /api/episode?id=` one episode: its automatic labels, the human history and the
 //!   effective labels, gates, operator labels and recording events, the signals the annotator
 //!   used (EE speed, gripper aperture, wrench magnitude, touch) on the episode's time axis,
@@ -53,6 +54,8 @@ pub struct ServeOptions {
     pub below: f64,
     /// Open the page in the default browser once listening.
     pub open: bool,
+    /// The queue's order.
+    pub order: review::Order,
 }
 
 /// One camera of an episode: its frames' times and where each frame is.
@@ -78,6 +81,7 @@ struct App {
     config: AnnotateConfig,
     arm: Arc<hal::robot::RobotArm>,
     below: f64,
+    order: review::Order,
     episodes: Mutex<HashMap<PathBuf, Arc<Episode>>>,
     /// Recently decompressed chunks, most recent last.
     chunks: Mutex<VecDeque<CachedChunk>>,
@@ -131,6 +135,7 @@ pub fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         config: opts.config,
         arm,
         below: opts.below,
+        order: opts.order,
         episodes: Mutex::new(HashMap::new()),
         chunks: Mutex::new(VecDeque::new()),
     });
@@ -489,7 +494,9 @@ fn episode_events(
 async fn queue(State(app): State<Shared>) -> Result<Json<serde_json::Value>, Fail> {
     let a = app.clone();
     let items = tokio::task::spawn_blocking(move || {
-        review::queue(std::slice::from_ref(&a.dir), a.below, true)
+        let mut q = review::queue(std::slice::from_ref(&a.dir), a.below, true);
+        review::sort_queue(&mut q, a.order);
+        q
     })
     .await
     .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

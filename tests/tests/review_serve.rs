@@ -150,6 +150,32 @@ fn a_reviewer_plays_drags_sets_and_accepts_in_the_browser() {
         "and the automatic layer is untouched"
     );
 
+    // the uncertainty order puts the reviewed episodes (the first two) last
+    let (code, list, err) = demotape(
+        &[
+            "review",
+            "list",
+            "--all",
+            "--order",
+            "uncertainty",
+            "--json",
+        ],
+        &[dir.path()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["reviewed"], 0, "{list}");
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r["reviewed"].as_u64().unwrap() > 0)
+            && rows[1..]
+                .iter()
+                .any(|r| r["sidecar"].as_str().unwrap().contains(episode_1)),
+        "{list}"
+    );
+
     // path escapes, whatever the spelling
     for id in [
         "../../etc/passwd",
