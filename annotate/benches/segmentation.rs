@@ -3,7 +3,12 @@
 //! outcome confusion matrix, ECE, and the same for variants of the same signals: without
 //! tactile, without wrench, joints only, joint states at 30 Hz, an untared force sensor, a
 //! slow (2.5×) and a very slow (5×) operator.
-//! Run: `cargo bench -p demotape-annotate --bench segmentation [-- --episodes N]`;
+//! Then the same scores per task family of the second simulated robot (a UR-like 6-DoF arm
+//! from its URDF, no tactile pads, an untared wrist sensor: `hal::sim::family`): pick and
+//! place, rough teleoperation, pull-off, regrasp, and the task-agnostic insertion (part held
+//! from the start) and wipe (no gripper), with macro-F1 and, for the task-agnostic ones,
+//! boundary recall within 1 s.
+//! Run: `cargo bench -p demotape-annotate --bench segmentation [-- --episodes N --family-episodes M]`;
 //! `DEBUG_VARIANT=<variant>` prints the first episodes' true and predicted phases.
 //! Last line: JSON.
 
@@ -228,12 +233,13 @@ fn run(all: &[(Signals, Truth)], variant: &str, arm: &ArmModel) -> Run {
             *r.missed.entry(m).or_default() += 1;
         }
         r.false_alarms += e.false_alarms;
+        let predicted = seg.outcome.map_or("none", name);
         *r.confusion
-            .entry((name(truth.outcome), name(seg.outcome)))
+            .entry((name(truth.outcome), predicted))
             .or_default() += 1;
-        r.correct += (truth.outcome == seg.outcome) as usize;
+        r.correct += (Some(truth.outcome) == seg.outcome) as usize;
         r.calibration
-            .push((seg.confidence, truth.outcome == seg.outcome));
+            .push((seg.confidence, Some(truth.outcome) == seg.outcome));
     }
     r.errors.sort_by(f64::total_cmp);
     r
@@ -244,6 +250,114 @@ fn q(v: &[f64], p: f64) -> f64 {
         f64::NAN
     } else {
         v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+/// The families of the second robot: per family, the episode scores `demotape eval` sums up.
+fn families(n: u64, json: &mut Vec<(String, String)>) {
+    use annotate::eval::{EpisodeScore, summarize};
+    use hal::sim::family::{Family, generate, ur_like};
+    let arm = ur_like();
+    for family in Family::ALL {
+        let t0 = Instant::now();
+        let eps: Vec<_> = (0..n).map(|i| generate(family, 2025, i)).collect();
+        let gen_s = t0.elapsed().as_secs_f64();
+        let mut scores = Vec::new();
+        let mut within_1s = annotate::eval::BoundaryMatch::default();
+        let (mut seconds, mut data_s) = (0.0, 0.0);
+        for (i, ep) in eps.iter().enumerate() {
+            let s = Signals {
+                t: ep.t.clone(),
+                q: ep.q.clone(),
+                aperture: ep.aperture.clone().unwrap_or_default(),
+                wrench: Some((ep.wrench_t.clone(), ep.wrench.clone())),
+                tactile: None,
+                duration_s: ep.duration_s,
+                silent: Vec::new(),
+            };
+            let t = Instant::now();
+            let seg = segment(&s, &arm);
+            seconds += t.elapsed().as_secs_f64();
+            data_s += ep.duration_s;
+            let (rt, pt) = (
+                transitions(&named(&ep.phases)),
+                transitions(&named(&seg.phases)),
+            );
+            if std::env::var("DEBUG_VARIANT").is_ok_and(|v| v == family.as_str()) && i < 12 {
+                let show = |v: &[(String, String, f64)]| {
+                    v.iter()
+                        .map(|(a, b, t)| format!("{a}>{b} {t:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                eprintln!("truth {:?}: {}", ep.attempts, show(&rt));
+                eprintln!("pred  {:?} {:.2}: {}", seg.outcome, seg.confidence, show(&pt));
+                eprintln!("      {:?}", seg.evidence);
+            }
+            let m1 = match_boundaries(&rt, &pt, Some(1.0));
+            within_1s.reference += m1.reference;
+            within_1s.misses += m1.misses;
+            within_1s.errors_ms.extend(m1.errors_ms);
+            scores.push(EpisodeScore {
+                episode: format!("{}/{i}", family.as_str()).into(),
+                group: family.as_str().into(),
+                reference: "truth".into(),
+                boundaries: match_boundaries(&rt, &pt, None),
+                outcome_reference: ep.outcome().map(|o| name(o).to_string()),
+                outcome_predicted: ep
+                    .outcome()
+                    .map(|_| seg.outcome.map_or("none", name).to_string()),
+                confidence: ep.outcome().map(|_| seg.confidence),
+            });
+        }
+        let sum = summarize(&scores.iter().collect::<Vec<_>>());
+        let recall_1s = within_1s.errors_ms.len() as f64 / within_1s.reference.max(1) as f64;
+        let f = |x: Option<f64>, k: f64| x.map_or("-".to_string(), |v| format!("{:.1}", v * k));
+        println!(
+            "{:<12} boundary error median {} ms, p95 {} ms over {} boundaries; misses {}, false alarms {}; recall within 1 s {:.1} %; outcome accuracy {} %, macro-F1 {}, ECE {}; {:.0}x real time on one core ({} episodes generated in {:.1} s)",
+            family.as_str(),
+            f(sum.boundary_median_ms, 1.0),
+            f(sum.boundary_p95_ms, 1.0),
+            sum.boundaries,
+            sum.misses,
+            sum.false_alarms,
+            recall_1s * 100.0,
+            f(sum.accuracy, 100.0),
+            sum.macro_f1.map_or("-".into(), |v| format!("{v:.3}")),
+            sum.ece.map_or("-".into(), |v| format!("{v:.3}")),
+            data_s / seconds,
+            n,
+            gen_s,
+        );
+        let mut missed: BTreeMap<String, usize> = BTreeMap::new();
+        for sc in &scores {
+            for m in &sc.boundaries.missed {
+                *missed.entry(m.clone()).or_default() += 1;
+            }
+        }
+        if !missed.is_empty() {
+            let m: Vec<String> = missed.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("  missed: {}", m.join(", "));
+        }
+        if !sum.confusion.is_empty() && !family.task_agnostic() {
+            println!("  confusion (truth → predicted): {:?}", sum.confusion);
+        }
+        let js = |x: Option<f64>| x.map_or("null".to_string(), |v| format!("{v:.4}"));
+        json.push((
+            format!("family_{}", family.as_str()),
+            format!(
+                "{{\"boundary_ms\":{{\"median\":{},\"p95\":{}}},\"misses\":{},\"false_alarms\":{},\"recall_within_1s\":{:.4},\"outcome_accuracy\":{},\"macro_f1\":{},\"ece\":{},\"realtime_factor_per_core\":{:.0}}}",
+                js(sum.boundary_median_ms),
+                js(sum.boundary_p95_ms),
+                sum.misses,
+                sum.false_alarms,
+                recall_1s,
+                js(sum.accuracy),
+                js(sum.macro_f1),
+                js(sum.ece),
+                data_s / seconds
+            ),
+        ));
     }
 }
 
@@ -269,7 +383,7 @@ fn main() {
         "generated {n} episodes of 10 s in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let mut json = Vec::new();
+    let mut json: Vec<(String, String)> = Vec::new();
     for variant in [
         "all",
         "no_tactile",
@@ -314,11 +428,18 @@ fn main() {
                 println!("  {a:>41} {}", row.join(" "));
             }
         }
-        json.push((variant, format!(
+        json.push((variant.to_string(), format!(
             "{{\"boundary_ms\":{{\"median\":{:.2},\"p95\":{:.2}}},\"misses\":{},\"false_alarms\":{},\"outcome_accuracy\":{:.4},\"ece\":{:.4},\"realtime_factor_per_core\":{:.0}}}",
             q(&r.errors, 0.5), q(&r.errors, 0.95), r.misses, r.false_alarms, acc, ece, rt
         )));
     }
+    let fam_n: u64 = args
+        .iter()
+        .position(|a| a == "--family-episodes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    families(fam_n, &mut json);
     let main = &json[0].1;
     let inner = &main[1..main.len() - 1];
     let variants: Vec<String> = json[1..]

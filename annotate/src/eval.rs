@@ -55,6 +55,8 @@ pub struct BoundaryMatch {
 
 /// Match reference transitions to predicted ones of the same pair (nearest unused first);
 /// beyond `tolerance_s` (when given) a match is a miss and leaves the prediction unused.
+/// A transition from or to a `segment` span (a task without a grasp, `taxonomy.md`) carries
+/// no phase names to compare: it matches any transition, by time alone.
 pub fn match_boundaries(
     reference: &[(String, String, f64)],
     predicted: &[(String, String, f64)],
@@ -69,7 +71,11 @@ pub fn match_boundaries(
         let best = predicted
             .iter()
             .enumerate()
-            .filter(|(i, (pa, pb, _))| !used[*i] && pa == a && pb == b)
+            .filter(|(i, (pa, pb, _))| {
+                !used[*i]
+                    && ((pa == a && pb == b)
+                        || [a, b, pa, pb].iter().any(|x| x.as_str() == "segment"))
+            })
             .min_by(|x, y| (x.1.2 - t).abs().total_cmp(&(y.1.2 - t).abs()));
         match best {
             Some((i, (_, _, p))) if tolerance_s.is_none_or(|tol| (p - t).abs() <= tol) => {
@@ -428,6 +434,13 @@ mod tests {
         assert_eq!(m.false_alarms, 2, "the far grasp and the retreat");
         let loose = match_boundaries(&r, &p, None);
         assert_eq!((loose.misses, loose.false_alarms), (0, 1));
+        // segments carry no names: matched by time, against named phases too
+        let seg = transitions(&ph(&[("segment", 0.0), ("segment", 2.0), ("segment", 5.0)]));
+        let m = match_boundaries(&seg, &p, Some(0.6));
+        assert_eq!(m.errors_ms.len(), 1, "5.0 ↔ lift 5.0; 2.0 has nothing within 0.6 s");
+        assert_eq!((m.misses, m.false_alarms), (1, 3));
+        let m = match_boundaries(&seg, &seg, Some(0.0));
+        assert_eq!((m.misses, m.false_alarms, m.errors_ms.len()), (0, 0, 2));
     }
 
     #[test]

@@ -215,8 +215,11 @@ pub struct EpisodeAnnotation {
     pub tool: String,
     pub config_hash: String,
     pub layer: &'static str,
+    /// The last attempt's outcome; `none` when the episode got `segment` spans (no grasp).
     pub outcome: String,
     pub confidence: f64,
+    /// Every grasp attempt (a regrasp is a second one), each with its own outcome.
+    pub attempts: Vec<crate::segment::Attempt>,
     pub used_signals: Vec<&'static str>,
     pub evidence: Vec<String>,
     pub phases: Vec<PhaseOut>,
@@ -418,8 +421,9 @@ pub fn annotate_file(
         tool: tool.clone(),
         config_hash: config_hash.clone(),
         layer: "auto",
-        outcome: lower(seg.outcome),
+        outcome: seg.outcome.map_or_else(|| "none".to_string(), lower),
         confidence: seg.confidence,
+        attempts: seg.attempts.clone(),
         used_signals: seg.used.clone(),
         evidence: seg.evidence.clone(),
         phases,
@@ -505,15 +509,17 @@ fn write_layer(
         .find(|p| p.phase == hal::sim::plan::Phase::Grasp)
         .map_or(0.0, |p| p.start_s);
     let end = seg.phases.last().map_or(0.0, |p| p.end_s);
-    put(
-        &mut w,
-        "outcome",
-        &doc.outcome,
-        start + (grasp * 1e9) as u64,
-        start + (end * 1e9) as u64,
-        doc.confidence,
-        &evidence,
-    )?;
+    if seg.outcome.is_some() {
+        put(
+            &mut w,
+            "outcome",
+            &doc.outcome,
+            start + (grasp * 1e9) as u64,
+            start + (end * 1e9) as u64,
+            doc.confidence,
+            &evidence,
+        )?;
+    }
     w.write_metadata(&mcap::records::Metadata {
         name: "demotape.annotation".into(),
         metadata: BTreeMap::from([

@@ -23,6 +23,7 @@ pub mod recover;
 pub mod resync;
 pub mod review;
 pub mod segment;
+pub mod segments;
 pub mod serve;
 pub mod signals;
 pub mod view;

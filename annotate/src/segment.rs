@@ -36,15 +36,27 @@ pub struct Signals {
 #[derive(Clone, Debug, Serialize)]
 pub struct Segmentation {
     pub phases: Vec<PhaseSpan>,
-    pub outcome: Outcome,
-    /// Confidence in [0, 1] of the outcome.
+    /// The last attempt's outcome (the episode's label); `None` when no grasp was seen and
+    /// the episode got `segment` spans instead.
+    pub outcome: Option<Outcome>,
+    /// Confidence in [0, 1] of the outcome (of the segmentation when there is none).
     pub confidence: f64,
+    /// Every grasp attempt, in order: a regrasp after a miss or a drop is a second attempt.
+    pub attempts: Vec<Attempt>,
     /// Which signals were used, and the evidence behind the outcome.
     pub used: Vec<&'static str>,
     pub evidence: Vec<String>,
 }
 
-fn smooth(x: &[f64], half: usize) -> Vec<f64> {
+/// One grasp attempt: its outcome, the outcome's confidence, when its grasp began.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub confidence: f64,
+    pub grasp_s: f64,
+}
+
+pub(crate) fn smooth(x: &[f64], half: usize) -> Vec<f64> {
     let n = x.len();
     let mut pre = vec![0.0; n + 1];
     for i in 0..n {
@@ -60,7 +72,7 @@ fn smooth(x: &[f64], half: usize) -> Vec<f64> {
 }
 
 /// Central-difference derivative over ±`half` samples.
-fn deriv(t: &[f64], x: &[f64], half: usize) -> Vec<f64> {
+pub(crate) fn deriv(t: &[f64], x: &[f64], half: usize) -> Vec<f64> {
     let n = x.len();
     (0..n)
         .map(|i| {
@@ -76,7 +88,7 @@ fn deriv(t: &[f64], x: &[f64], half: usize) -> Vec<f64> {
 }
 
 /// Resample `(ts, xs)` at `t` by linear interpolation.
-fn resample(ts: &[f64], xs: &[f64], t: &[f64]) -> Vec<f64> {
+pub(crate) fn resample(ts: &[f64], xs: &[f64], t: &[f64]) -> Vec<f64> {
     let mut j = 0;
     t.iter()
         .map(|&q| {
@@ -97,7 +109,7 @@ fn resample(ts: &[f64], xs: &[f64], t: &[f64]) -> Vec<f64> {
 
 /// Onset of a rise of `v` (≥ 0) that first exceeds `hi` at index `k`: extrapolate √v to 0
 /// from where it crosses `lo` and `hi` before `k`.
-fn onset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
+pub(crate) fn onset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
     let mut i_hi = k;
     while i_hi > 0 && v[i_hi - 1] >= hi {
         i_hi -= 1;
@@ -123,7 +135,7 @@ fn onset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
 }
 
 /// End of a motion whose `v` falls below `hi` then `lo` after index `k` (mirror of onset).
-fn offset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
+pub(crate) fn offset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
     let n = v.len();
     let mut i_hi = k;
     while i_hi + 1 < n && v[i_hi + 1] >= hi {
@@ -149,11 +161,11 @@ fn offset(t: &[f64], v: &[f64], k: usize, lo: f64, hi: f64) -> f64 {
     }
 }
 
-fn first_from(v: &[f64], from: usize, pred: impl Fn(f64) -> bool) -> Option<usize> {
+pub(crate) fn first_from(v: &[f64], from: usize, pred: impl Fn(f64) -> bool) -> Option<usize> {
     (from..v.len()).find(|&i| pred(v[i]))
 }
 
-fn idx(t: &[f64], time: f64) -> usize {
+pub(crate) fn idx(t: &[f64], time: f64) -> usize {
     t.partition_point(|&x| x < time)
         .min(t.len().saturating_sub(1))
 }
@@ -162,7 +174,7 @@ fn idx(t: &[f64], time: f64) -> usize {
 /// anything is grasped, fitted by least squares on the readings before `until` s:
 /// `f = bias + Rᵀ (0, 0, −weight)` as the wrist turns. With too little rotation to tell them
 /// apart, or too few samples, the weight is 0 and the bias the mean reading.
-fn tare(
+pub(crate) fn tare(
     tw: &[f64],
     w: &[[f64; 6]],
     rot: &dyn Fn(f64) -> nalgebra::UnitQuaternion<f64>,
@@ -206,16 +218,102 @@ fn tare(
     }
 }
 
-/// Segment one episode.
+/// Segment one episode: the pick-and-place phases and an outcome per attempt when the
+/// gripper closes on something (a regrasp after a miss or a drop is segmented as a second
+/// attempt), `segment` spans from the changes in motion and contact otherwise (no gripper,
+/// or a gripper that never closes: a part held from the start, a fixed tool).
 pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
+    if s.t.len() < 50 {
+        return unsegmented(
+            s.duration_s,
+            0.0,
+            vec!["joint_states"],
+            "too few joint samples to segment",
+        );
+    }
+    let gripper = s.aperture.len() == s.t.len() && {
+        let (lo, hi) = s
+            .aperture
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        hi - lo > 1e-3
+    };
+    if !gripper {
+        return crate::segments::segments(s, arm, "no gripper motion recorded");
+    }
+    let Some((mut seg, close_thr)) = rules(s, arm, 0.0) else {
+        return crate::segments::segments(s, arm, "the gripper never closed on anything");
+    };
+    // a failed attempt followed by another closing: the operator tries again
+    for _ in 0..4 {
+        if !matches!(seg.outcome, Some(Outcome::Miss | Outcome::Drop)) {
+            break;
+        }
+        let Some(retreat) = seg.phases.iter().find(|p| p.phase == Phase::Retreat).copied() else {
+            break;
+        };
+        let sub = slice_from(s, retreat.start_s);
+        if sub.t.len() < 50 {
+            break;
+        }
+        let Some((next, _)) = rules(&sub, arm, close_thr) else {
+            break;
+        };
+        // the failed attempt up to its release, then the next from the moment the fingers
+        // were open again: the way back to the part is its reach
+        seg.phases.retain(|p| p.start_s < retreat.start_s);
+        let mut rest: Vec<PhaseSpan> = next
+            .phases
+            .iter()
+            .filter(|p| p.end_s > retreat.start_s)
+            .copied()
+            .skip_while(|p| p.phase == Phase::Idle)
+            .collect();
+        if let Some(first) = rest.first_mut() {
+            first.start_s = retreat.start_s;
+        }
+        if let Some(last) = seg.phases.last_mut() {
+            last.end_s = retreat.start_s;
+        }
+        seg.phases.extend(rest);
+        seg.attempts.extend(next.attempts.iter().copied());
+        seg.outcome = next.outcome;
+        seg.confidence = next.confidence;
+        seg.evidence
+            .push(format!("attempt {} from {:.3} s:", seg.attempts.len(), retreat.start_s));
+        seg.evidence.extend(next.evidence);
+    }
+    seg
+}
+
+/// The part of `s` from `t0` on (times kept), for segmenting a later attempt.
+fn slice_from(s: &Signals, t0: f64) -> Signals {
+    let k = s.t.partition_point(|&x| x < t0);
+    Signals {
+        t: s.t[k..].to_vec(),
+        q: s.q[k..].to_vec(),
+        aperture: s.aperture[k.min(s.aperture.len())..].to_vec(),
+        wrench: s.wrench.as_ref().map(|(tw, w)| {
+            let j = tw.partition_point(|&x| x < t0);
+            (tw[j..].to_vec(), w[j..].to_vec())
+        }),
+        tactile: s.tactile.as_ref().map(|(tt, a, b)| {
+            let j = tt.partition_point(|&x| x < t0);
+            (tt[j..].to_vec(), a[j..].to_vec(), b[j..].to_vec())
+        }),
+        duration_s: s.duration_s,
+        silent: s.silent.clone(),
+    }
+}
+
+/// One pick-and-place attempt by rules, and the closing-speed threshold it used (m/s);
+/// `None` when the gripper never closes faster than `min_close` and its own threshold.
+fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentation, f64)> {
     let t = &s.t;
     let n = t.len();
     let mut used = vec!["joint_states"];
     let mut evidence = Vec::new();
     let dur = s.duration_s;
-    if n < 50 {
-        return unsegmented(dur, 0.0, used, "too few joint samples to segment");
-    }
     // kinematics
     let poses: Vec<_> = s.q.iter().map(|q| arm.fk(q)).collect();
     let px: Vec<f64> = poses.iter().map(|p| p.translation.x).collect();
@@ -249,7 +347,9 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     // carries nothing, which is where the force sensor is tared
     // a fifth of a typical full-close speed, or less for a slow hand: 30 % of this episode's
     // 99th-percentile closing speed (a percentile, so a one-sample step is not the scale)
-    let close_thr = (0.2 * (open_level / 0.5).max(0.01)).min(0.3 * percentile(&closing, 99.0));
+    let close_thr = (0.2 * (open_level / 0.5).max(0.01))
+        .min(0.3 * percentile(&closing, 99.0))
+        .max(min_close);
     let first_close = first_from(&closing, 0, |v| v > close_thr);
 
     // load along world z (N), tared, and tactile, on the joint time base
@@ -306,9 +406,7 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
     });
 
     // 1. grasp: the gripper starts closing (first strong closing motion)
-    let Some(k_close) = first_close else {
-        return unsegmented(dur, 0.3, used, "the gripper never closed");
-    };
+    let k_close = first_close?;
     let t_grasp = onset(t, &closing, k_close, close_thr * 0.05, close_thr * 0.4);
     // 2. reach: the first motion of the end effector before the grasp
     let v_hi = 0.03;
@@ -547,31 +645,45 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
         outcome = Outcome::Success;
         confidence = 0.3;
     }
-    Segmentation {
-        phases: spans,
-        outcome,
-        confidence,
-        used,
-        evidence,
-    }
+    Some((
+        Segmentation {
+            phases: spans,
+            outcome: Some(outcome),
+            confidence,
+            attempts: vec![Attempt {
+                outcome,
+                confidence,
+                grasp_s: t_grasp,
+            }],
+            used,
+            evidence,
+        },
+        close_thr,
+    ))
 }
 
 /// The whole episode as one idle span (nothing to segment), with the reason.
-fn unsegmented(dur: f64, confidence: f64, used: Vec<&'static str>, why: &str) -> Segmentation {
+pub(crate) fn unsegmented(
+    dur: f64,
+    confidence: f64,
+    used: Vec<&'static str>,
+    why: &str,
+) -> Segmentation {
     Segmentation {
         phases: vec![PhaseSpan {
             phase: Phase::Idle,
             start_s: 0.0,
             end_s: dur,
         }],
-        outcome: Outcome::Miss,
+        outcome: None,
         confidence,
+        attempts: Vec::new(),
         used,
         evidence: vec![why.to_string()],
     }
 }
 
-fn percentile(v: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }

@@ -7,7 +7,7 @@ const token = new URLSearchParams(location.search).get("token");
 const OUTCOMES = ["success", "slip", "drop", "miss"];
 const COLORS = {
   idle: "#3a3f4b", reach: "#2f6690", grasp: "#3a7d44", lift: "#7a9e3a", transport: "#9e8a3a",
-  place: "#9e5f3a", release: "#8a3a6b", retreat: "#5a4a8a",
+  place: "#9e5f3a", release: "#8a3a6b", retreat: "#5a4a8a", segment: "#607080",
 };
 
 const S = {

@@ -456,35 +456,37 @@ pub fn sim_arm_urdf(prefix: &str) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A UR5e-like 6-DoF arm (published UR5e geometry, rounded), with a fixed tool link.
-    pub const UR_LIKE: &str = r#"<?xml version="1.0"?>
+/// A UR5e-like 6-DoF arm (the published UR5e joint origins, rounded), with a fixed tool link:
+/// the simulator's second robot ([`crate::sim::family`]) and the tests' 6-DoF arm.
+pub const UR_LIKE_URDF: &str = r#"<?xml version="1.0"?>
 <robot name="ur_like">
   <link name="base_link"/><link name="shoulder_link"/><link name="upper_arm_link"/>
   <link name="forearm_link"/><link name="wrist_1_link"/><link name="wrist_2_link"/>
   <link name="wrist_3_link"/><link name="tool0"/>
   <joint name="shoulder_pan_joint" type="revolute"><parent link="base_link"/><child link="shoulder_link"/>
-    <origin xyz="0 0 0.1625" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="150" velocity="3.1"/></joint>
+<origin xyz="0 0 0.1625" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="150" velocity="3.1"/></joint>
   <joint name="shoulder_lift_joint" type="revolute"><parent link="shoulder_link"/><child link="upper_arm_link"/>
-    <origin xyz="0 0 0" rpy="1.570796327 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="150" velocity="3.1"/></joint>
+<origin xyz="0 0 0" rpy="1.570796327 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="150" velocity="3.1"/></joint>
   <joint name="elbow_joint" type="revolute"><parent link="upper_arm_link"/><child link="forearm_link"/>
-    <origin xyz="-0.425 0 0" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-3.1" upper="3.1" effort="150" velocity="3.1"/></joint>
+<origin xyz="-0.425 0 0" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-3.1" upper="3.1" effort="150" velocity="3.1"/></joint>
   <joint name="wrist_1_joint" type="revolute"><parent link="forearm_link"/><child link="wrist_1_link"/>
-    <origin xyz="-0.3922 0 0.1333" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="28" velocity="6.2"/></joint>
+<origin xyz="-0.3922 0 0.1333" rpy="0 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="28" velocity="6.2"/></joint>
   <joint name="wrist_2_joint" type="revolute"><parent link="wrist_1_link"/><child link="wrist_2_link"/>
-    <origin xyz="0 -0.0997 0" rpy="1.570796327 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="28" velocity="6.2"/></joint>
+<origin xyz="0 -0.0997 0" rpy="1.570796327 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="28" velocity="6.2"/></joint>
   <joint name="wrist_3_joint" type="continuous"><parent link="wrist_2_link"/><child link="wrist_3_link"/>
-    <origin xyz="0 0.0996 0" rpy="1.570796327 3.141592654 3.141592654"/><axis xyz="0 0 1"/></joint>
+<origin xyz="0 0.0996 0" rpy="1.570796327 3.141592654 3.141592654"/><axis xyz="0 0 1"/></joint>
   <joint name="flange" type="fixed"><parent link="wrist_3_link"/><child link="tool0"/>
-    <origin xyz="0 0 0.1" rpy="0 0 0"/></joint>
+<origin xyz="0 0 0.1" rpy="0 0 0"/></joint>
 </robot>"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
 
     #[test]
     fn a_six_dof_chain_is_found_and_moves_as_its_joints_say() {
-        let u = Urdf::parse(UR_LIKE).unwrap();
+        let u = Urdf::parse(UR_LIKE_URDF).unwrap();
         assert_eq!(u.root(), Some("base_link"));
         let c = u.chain(None, None).unwrap();
         assert_eq!(c.tool_link, "tool0");

@@ -27,7 +27,7 @@ pub mod video;
 pub const CHUNKS_SIZE: usize = 1000;
 
 /// Phase names, in the order of `phase_index` (taxonomy.md); -1 = no label.
-pub const PHASES: [&str; 8] = [
+pub const PHASES: [&str; 9] = [
     "idle",
     "reach",
     "grasp",
@@ -36,6 +36,7 @@ pub const PHASES: [&str; 8] = [
     "place",
     "release",
     "retreat",
+    "segment",
 ];
 /// Outcome names, in the order of `episode_outcome_index`; -1 = no label.
 pub const OUTCOMES: [&str; 4] = ["success", "slip", "drop", "miss"];

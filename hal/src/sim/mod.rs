@@ -8,6 +8,7 @@
 //! device has its own clock (offset, drift) and transport delay (one-sided, FIFO), and the
 //! episode's ground truth (true capture times, phases, outcome) is available as [`Truth`].
 
+pub mod family;
 pub mod plan;
 pub mod render;
 

@@ -20,10 +20,13 @@ pub enum Phase {
     Place,
     Release,
     Retreat,
+    /// A span between changes in motion and contact, for a task with no grasp to anchor the
+    /// names above on (an insertion with the part held from the start, a wipe, no gripper).
+    Segment,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Idle,
         Phase::Reach,
         Phase::Grasp,
@@ -32,6 +35,7 @@ impl Phase {
         Phase::Place,
         Phase::Release,
         Phase::Retreat,
+        Phase::Segment,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,6 +47,7 @@ impl Phase {
             Phase::Place => "place",
             Phase::Release => "release",
             Phase::Retreat => "retreat",
+            Phase::Segment => "segment",
         }
     }
 }

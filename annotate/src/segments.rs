@@ -1,0 +1,274 @@
+//! Task-agnostic segmentation (`shared/design/taxonomy.md`, "Tasks that are not pick and
+//! place"): when no grasp anchors the phase names — no gripper, a part held from the start,
+//! a fixed tool — the episode is split where motion or contact changes:
+//!
+//! - **motion**: the end effector starts moving after a rest, or comes to a rest that lasts
+//!   (rests shorter than [`MIN_REST_S`] are hesitations, not boundaries); onsets and ends are
+//!   placed by extrapolating √speed to zero, as the pick-and-place rules do;
+//! - **contact**: the wrist's load (tared on the first rest, gravity-compensated through the
+//!   arm's orientation, as a vector in the world frame) departs from or returns to its unloaded
+//!   level by more than the larger of 1 N and 8× the sensor's own noise, for at least 0.1 s;
+//!   the boundary is where it left (or regained) the noise band;
+//! - **gripper**: the fingers start opening or closing.
+//!
+//! Changes closer than [`MERGE_S`] are one boundary (the earliest). Rests are named `idle`,
+//! everything else `segment`. Each boundary's confidence grows with how far its evidence
+//! clears its threshold.
+
+use crate::segment::{
+    Segmentation, Signals, deriv, first_from, idx, offset, onset, percentile, resample, smooth,
+    tare, unsegmented,
+};
+use hal::robot::Kinematics;
+use hal::sim::plan::{Phase, PhaseSpan};
+
+/// A rest shorter than this (s) inside a motion is a hesitation, not a boundary.
+pub const MIN_REST_S: f64 = 1.0;
+/// Boundaries closer than this (s) are one.
+pub const MERGE_S: f64 = 0.2;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    MotionStart,
+    MotionEnd,
+    ContactOn,
+    ContactOff,
+    Gripper,
+}
+
+/// Segment `s` by its changes in motion and contact; `why` says why the pick-and-place rules
+/// did not apply.
+pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
+    let t = &s.t;
+    let n = t.len();
+    let dur = s.duration_s;
+    let mut used = vec!["joint_states"];
+    let mut evidence = vec![format!("{why}: segments from motion and contact")];
+    if n < 50 {
+        return unsegmented(dur, 0.0, used, "too few joint samples to segment");
+    }
+    let dt = {
+        let mut d: Vec<f64> = t
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0.0)
+            .collect();
+        d.sort_by(f64::total_cmp);
+        d.get(d.len() / 2).copied().unwrap_or(0.002)
+    };
+    let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
+    let poses: Vec<_> = s.q.iter().map(|q| arm.fk(q)).collect();
+    let h = win(0.010);
+    let axis = |f: fn(&nalgebra::Vector3<f64>) -> f64| -> Vec<f64> {
+        deriv(
+            t,
+            &poses
+                .iter()
+                .map(|p| f(&p.translation.vector))
+                .collect::<Vec<_>>(),
+            h,
+        )
+    };
+    let (vx, vy, vz) = (axis(|v| v.x), axis(|v| v.y), axis(|v| v.z));
+    let raw: Vec<f64> = (0..n)
+        .map(|i| (vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i]).sqrt())
+        .collect();
+    let speed = smooth(&raw, win(0.025));
+    // a motion: above 3 cm/s, or a tenth of the episode's fast speed for a slow task
+    let v_hi = (0.1 * percentile(&speed, 99.0)).clamp(0.008, 0.03);
+    let v_lo = 0.15 * v_hi;
+    let mut events: Vec<(f64, Kind, f64)> = Vec::new();
+
+    // motion runs, with rests shorter than MIN_REST_S inside them
+    let mut runs: Vec<(f64, f64, f64)> = Vec::new(); // start, end, peak
+    let mut k = 0;
+    while let Some(k0) = first_from(&speed, k, |v| v > v_hi) {
+        let start = onset(t, &speed, k0, v_lo, v_hi);
+        let k1 = first_from(&speed, k0, |v| v <= v_hi).unwrap_or(n - 1);
+        let end = offset(t, &speed, k1.saturating_sub(1).max(k0), v_lo, v_hi);
+        let peak = speed[k0..=k1.max(k0)].iter().copied().fold(0.0, f64::max);
+        match runs.last_mut() {
+            Some(last) if start - last.1 < MIN_REST_S => {
+                last.1 = end;
+                last.2 = last.2.max(peak);
+            }
+            _ => runs.push((start, end, peak)),
+        }
+        k = k1.max(k0 + 1);
+        if k >= n {
+            break;
+        }
+    }
+    for (a, b, peak) in &runs {
+        let c = (0.5 + 0.5 * (peak / v_hi - 1.0).min(4.0) / 4.0).clamp(0.5, 0.99);
+        if *a > 0.05 {
+            events.push((*a, Kind::MotionStart, c));
+        }
+        if *b < dur - 0.05 {
+            events.push((*b, Kind::MotionEnd, c));
+        }
+    }
+    let first_motion = runs.first().map_or(dur, |r| r.0);
+
+    // contact: the tared load vector's departures from its unloaded level
+    if let Some((tw, w)) = &s.wrench
+        && tw.len() > 20
+    {
+        used.push("wrench");
+        let rot = |tt: f64| poses[idx(t, tt)].rotation;
+        let until = (first_motion - 0.05).max(t[0] + 0.2);
+        let (bias, tool_n) = tare(tw, w, &rot, until);
+        let load: Vec<nalgebra::Vector3<f64>> = tw
+            .iter()
+            .zip(w)
+            .map(|(&tt, f)| {
+                let r = rot(tt);
+                let g = r.inverse() * nalgebra::Vector3::new(0.0, 0.0, -tool_n);
+                r * (nalgebra::Vector3::new(f[0] - bias[0], f[1] - bias[1], f[2] - bias[2]) - g)
+            })
+            .collect();
+        let comp = |c: usize| -> Vec<f64> {
+            smooth(
+                &resample(tw, &load.iter().map(|v| v[c]).collect::<Vec<_>>(), t),
+                win(0.010),
+            )
+        };
+        let (fx, fy, fz) = (comp(0), comp(1), comp(2));
+        let k_end = idx(t, until);
+        let base = |v: &[f64]| {
+            if k_end > 5 {
+                percentile(&v[..k_end], 50.0)
+            } else {
+                0.0
+            }
+        };
+        let (bx, by, bz) = (base(&fx), base(&fy), base(&fz));
+        let dev: Vec<f64> = (0..n)
+            .map(|i| ((fx[i] - bx).powi(2) + (fy[i] - by).powi(2) + (fz[i] - bz).powi(2)).sqrt())
+            .collect();
+        let noise = if k_end > win(0.2) {
+            let mut d = dev[..k_end].to_vec();
+            d.sort_by(f64::total_cmp);
+            1.4826 * d[d.len() / 2]
+        } else {
+            0.05
+        };
+        let on = 1.0f64.max(8.0 * noise);
+        let band = (3.0 * noise).max(0.3 * on);
+        let min_len = win(0.1);
+        let mut i = 0;
+        let mut contacts = 0;
+        while let Some(a) = first_from(&dev, i, |x| x > on) {
+            let b = first_from(&dev, a, |x| x <= on).unwrap_or(n);
+            if b - a < min_len {
+                i = b.max(a + 1);
+                continue;
+            }
+            // runs closer than the merge window are one contact
+            let mut b = b;
+            while let Some(a2) = first_from(&dev, b, |x| x > on) {
+                if t[a2] - t[b.min(n - 1)] > MERGE_S {
+                    break;
+                }
+                b = first_from(&dev, a2, |x| x <= on).unwrap_or(n);
+            }
+            let peak = dev[a..b].iter().copied().fold(0.0, f64::max);
+            let c = (0.5 + 0.5 * (peak / on - 1.0).min(4.0) / 4.0).clamp(0.5, 0.99);
+            let mut s0 = a;
+            while s0 > 0 && dev[s0 - 1] > band {
+                s0 -= 1;
+            }
+            events.push((t[s0], Kind::ContactOn, c));
+            contacts += 1;
+            if b < n {
+                let mut e = b;
+                while e + 1 < n && dev[e] > band {
+                    e += 1;
+                }
+                events.push((t[e], Kind::ContactOff, c));
+            }
+            i = b;
+            if i >= n {
+                break;
+            }
+        }
+        evidence.push(format!(
+            "contact above {on:.2} N (noise {noise:.3} N): {contacts} run(s)"
+        ));
+    }
+
+    // the gripper's own motions
+    if s.aperture.len() == n {
+        let rate: Vec<f64> = deriv(t, &s.aperture, h).iter().map(|v| v.abs()).collect();
+        let thr = 0.3 * percentile(&rate, 99.5);
+        if thr > 1e-3 {
+            let mut i = 0;
+            while let Some(k0) = first_from(&rate, i, |v| v > thr) {
+                events.push((onset(t, &rate, k0, 0.05 * thr, 0.4 * thr), Kind::Gripper, 0.9));
+                i = first_from(&rate, k0, |v| v < 0.05 * thr).unwrap_or(n);
+                if i >= n {
+                    break;
+                }
+            }
+            used.push("gripper");
+        }
+    }
+
+    events.retain(|e| e.0 > 0.0 && e.0 < dur);
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut kept: Vec<(f64, Kind, f64)> = Vec::new();
+    for e in events {
+        match kept.last() {
+            Some(last) if e.0 - last.0 < MERGE_S => {}
+            _ => kept.push(e),
+        }
+    }
+    // spans: at rest (before the first motion start, after a lasting motion end) is idle
+    let mut phases = Vec::new();
+    let mut confs = Vec::new();
+    let mut moving = false;
+    let mut start = 0.0;
+    let mut phase = Phase::Idle;
+    for (tb, kind, c) in &kept {
+        phases.push(PhaseSpan {
+            phase,
+            start_s: start,
+            end_s: *tb,
+        });
+        confs.push(*c);
+        match kind {
+            Kind::MotionStart => moving = true,
+            Kind::MotionEnd => moving = false,
+            _ => {}
+        }
+        phase = if moving || !matches!(kind, Kind::MotionEnd) {
+            Phase::Segment
+        } else {
+            Phase::Idle
+        };
+        start = *tb;
+    }
+    phases.push(PhaseSpan {
+        phase,
+        start_s: start,
+        end_s: dur,
+    });
+    evidence.push(format!(
+        "{} boundaries: {}",
+        kept.len(),
+        kept.iter()
+            .map(|(tb, k, _)| format!("{tb:.3} s {k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    // the segmentation's confidence: its weakest boundary's
+    let confidence = confs.iter().copied().fold(1.0, f64::min);
+    Segmentation {
+        phases,
+        outcome: None,
+        confidence,
+        attempts: Vec::new(),
+        used,
+        evidence,
+    }
+}
