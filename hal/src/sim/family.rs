@@ -297,6 +297,9 @@ struct Loads {
     mass: f64,
     /// Intervals (s) in which the part hangs in the fingers.
     held: Vec<[f64; 2]>,
+    /// Intervals (s) in which the part is between the fingers (from the closing on): the
+    /// fingers stop at it.
+    between: Vec<[f64; 2]>,
     /// Slip: start (s), how far the part slides (m).
     slip: Option<[f64; 2]>,
     /// Instants the part is lost or comes free (the sensor rings).
@@ -313,6 +316,9 @@ struct Loads {
 impl Loads {
     fn held(&self, t: f64) -> bool {
         self.held.iter().any(|h| t >= h[0] && t < h[1])
+    }
+    fn between(&self, t: f64) -> bool {
+        self.between.iter().any(|h| t >= h[0] && t < h[1])
     }
 }
 
@@ -407,6 +413,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                     b.grip_to(0.0, d(0.5));
                     b.wait(d(0.3));
                 } else {
+                    let g0 = b.t;
                     b.grip_to(closed, d(0.5));
                     let a = b.t;
                     b.wait(0.15);
@@ -416,6 +423,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                     // it slides out when 4-5 cm up
                     let lost = lift_at + d(0.6) * rng.gen_range(0.72..0.85);
                     loads.held.push([a, lost]);
+                    loads.between.push([g0, lost]);
                     loads.rings.push(lost);
                     b.wait(d(0.3));
                 }
@@ -449,6 +457,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                 b.mark(Phase::Release);
                 b.grip_to(OPEN, d(0.4));
             } else {
+                let g0 = b.t;
                 b.grip_to(closed, d(0.5));
                 let attach = b.t;
                 b.wait(0.15);
@@ -496,6 +505,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                     b.t = td;
                     b.key(td, p, yaw, 1.0);
                     loads.held.push([attach, td]);
+                    loads.between.push([g0, td]);
                     loads.rings.push(td);
                     b.wait(d(0.4));
                     b.mark(Phase::Release);
@@ -510,6 +520,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                     let t_open = b.t;
                     b.grip_to(OPEN, d(0.4));
                     loads.held.push([attach, t_open + d(0.1)]);
+                    loads.between.push([g0, t_open + d(0.1)]);
                 }
             }
             attempts.push(outcome);
@@ -523,6 +534,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             // the peg is in the fingers from the start
             b.grip.push((0.0, closed));
             loads.held.push([0.0, f64::INFINITY]);
+            loads.between.push([0.0, f64::INFINITY]);
             let hole = target;
             let depth = rng.gen_range(0.015..0.03);
             let contact_z = hole.z + 0.01;
@@ -550,6 +562,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             let t_open = b.t;
             b.grip_to(OPEN, d(0.4));
             loads.held = vec![[0.0, t_open + d(0.15)]];
+            loads.between = vec![[0.0, t_open + d(0.15)]];
             loads.surface = Some((
                 contact_z,
                 rng.gen_range(300.0..600.0),
@@ -675,7 +688,11 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             .map(|&t| {
                 let cmd = scalar_at(&b.grip, t, OPEN);
                 // the fingers stop at the part while it is between them
-                if loads.held(t) { cmd.max(size) } else { cmd.max(0.0) }
+                if loads.between(t) {
+                    cmd.max(size)
+                } else {
+                    cmd.max(0.0)
+                }
             })
             .collect()
     });
