@@ -291,7 +291,12 @@ fn families(n: u64, json: &mut Vec<(String, String)>) {
                         .join(", ")
                 };
                 eprintln!("truth {:?}: {}", ep.attempts, show(&rt));
-                eprintln!("pred  {:?} {:.2}: {}", seg.outcome, seg.confidence, show(&pt));
+                eprintln!(
+                    "pred  {:?} {:.2}: {}",
+                    seg.outcome,
+                    seg.confidence,
+                    show(&pt)
+                );
                 eprintln!("      {:?}", seg.evidence);
             }
             let m1 = match_boundaries(&rt, &pt, Some(1.0));

@@ -437,7 +437,11 @@ mod tests {
         // segments carry no names: matched by time, against named phases too
         let seg = transitions(&ph(&[("segment", 0.0), ("segment", 2.0), ("segment", 5.0)]));
         let m = match_boundaries(&seg, &p, Some(0.6));
-        assert_eq!(m.errors_ms.len(), 1, "5.0 ↔ lift 5.0; 2.0 has nothing within 0.6 s");
+        assert_eq!(
+            m.errors_ms.len(),
+            1,
+            "5.0 ↔ lift 5.0; 2.0 has nothing within 0.6 s"
+        );
         assert_eq!((m.misses, m.false_alarms), (1, 3));
         let m = match_boundaries(&seg, &seg, Some(0.0));
         assert_eq!((m.misses, m.false_alarms, m.errors_ms.len()), (0, 0, 2));

@@ -249,7 +249,12 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
         if !matches!(seg.outcome, Some(Outcome::Miss | Outcome::Drop)) {
             break;
         }
-        let Some(retreat) = seg.phases.iter().find(|p| p.phase == Phase::Retreat).copied() else {
+        let Some(retreat) = seg
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Retreat)
+            .copied()
+        else {
             break;
         };
         let sub = slice_from(s, retreat.start_s);
@@ -279,8 +284,11 @@ pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
         seg.attempts.extend(next.attempts.iter().copied());
         seg.outcome = next.outcome;
         seg.confidence = next.confidence;
-        seg.evidence
-            .push(format!("attempt {} from {:.3} s:", seg.attempts.len(), retreat.start_s));
+        seg.evidence.push(format!(
+            "attempt {} from {:.3} s:",
+            seg.attempts.len(),
+            retreat.start_s
+        ));
         seg.evidence.extend(next.evidence);
     }
     seg
@@ -333,9 +341,43 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
     let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
     let h = win(0.010); // the derivative's half window
     let (vx, vy, vz) = (deriv(t, &px, h), deriv(t, &py, h), deriv(t, &pz, h));
-    let speed: Vec<f64> = (0..n)
+    let mut speed: Vec<f64> = (0..n)
         .map(|i| (vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i]).sqrt())
         .collect();
+    // a trembling hand (a teleoperator's tremor passed on to the arm): the speed's fast
+    // part, its 90th percentile about a 50 ms trend; above 5 mm/s the motion is judged on
+    // positions low-passed over ±60 ms, which leaves the task's motions and takes the tremor
+    let tremor = {
+        let trend = smooth(&speed, win(0.025));
+        let dev: Vec<f64> = speed
+            .iter()
+            .zip(&trend)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        percentile(&dev, 90.0)
+    };
+    let vz_raw = vz.clone();
+    let (mut vz, mut pz) = (vz, pz);
+    // (at a joint rate below ~120 Hz a 50 ms trend is a sample or two: no tremor measure)
+    if tremor > 0.005 && win(0.025) >= 3 {
+        let w = win(0.060);
+        let (sx, sy, sz) = (smooth(&px, w), smooth(&py, w), smooth(&pz, w));
+        let (ax, ay, az) = (deriv(t, &sx, h), deriv(t, &sy, h), deriv(t, &sz, h));
+        speed = (0..n)
+            .map(|i| (ax[i] * ax[i] + ay[i] * ay[i] + az[i] * az[i]).sqrt())
+            .collect();
+        vz = az;
+        pz = sz;
+        evidence.push(format!(
+            "hand tremor {:.0} mm/s: motion judged on positions low-passed over ±60 ms",
+            tremor * 1e3
+        ));
+    }
+    // motion levels: 3 cm/s and 4 mm/s, or above what the hand does at rest (the slowest
+    // fifth of the episode) for a noisy one
+    let rest = percentile(&speed, 20.0);
+    let v_hi = 0.03f64.max(3.0 * rest);
+    let v_lo = 0.004f64.max(1.5 * rest);
     let ap = &s.aperture;
     let dap = deriv(t, ap, h);
     let closing: Vec<f64> = dap.iter().map(|v| (-v).max(0.0)).collect();
@@ -409,11 +451,10 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
     let k_close = first_close?;
     let t_grasp = onset(t, &closing, k_close, close_thr * 0.05, close_thr * 0.4);
     // 2. reach: the first motion of the end effector before the grasp
-    let v_hi = 0.03;
     let k_move = first_from(&speed, 0, |v| v > v_hi)
         .filter(|&k| t[k] < t_grasp)
         .unwrap_or(0);
-    let t_reach = onset(t, &speed, k_move, 0.004, v_hi);
+    let t_reach = onset(t, &speed, k_move, v_lo, v_hi);
     // closing ends: aperture at rest
     let k_closed = first_from(&closing, k_close, |v| v < close_thr * 0.02).unwrap_or(n - 1);
     let held_aperture = ap[(k_closed + win(0.020)).min(n - 1)];
@@ -434,10 +475,10 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
         let k = first_from(&speed, k0, |v| v > v_hi)?;
         // last motion peak, then its end
         let mut kk = k;
-        let mut end = offset(t, &speed, kk, 0.004, v_hi);
+        let mut end = offset(t, &speed, kk, v_lo, v_hi);
         while let Some(k2) = first_from(&speed, idx(t, end) + 1, |v| v > v_hi) {
             kk = k2;
-            end = offset(t, &speed, kk, 0.004, v_hi);
+            end = offset(t, &speed, kk, v_lo, v_hi);
         }
         Some(end)
     });
@@ -459,7 +500,7 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
         let k_up = first_from(&up, k_closed, |v| v > v_hi);
         let before_release = |x: &f64| t_release.is_none_or(|tr| *x < tr);
         let t_lift = k_up
-            .map(|k| onset(t, &up, k, 0.004, v_hi))
+            .map(|k| onset(t, &up, k, v_lo, v_hi))
             .filter(before_release);
         // transport: 2 cm above the support
         let t_transport = t_lift
@@ -529,7 +570,7 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
                     k -= 1;
                 }
                 // k is inside the final descent: its onset
-                let mut t_place = onset(t, &speed, k, 0.004, v_hi.min(speed[k].max(0.005)));
+                let mut t_place = onset(t, &speed, k, v_lo, v_hi.min(speed[k].max(v_lo + 0.001)));
                 // at a low joint rate the pause between carrying and setting down can be
                 // shorter than the derivative's window: the onset then runs back through the
                 // transport; the slowest instant between them is the boundary instead
@@ -574,13 +615,21 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
             if let Some(l) = &load_fast
                 && b > a + win(0.020)
             {
-                let base = smooth(&l[a..b], win(0.050));
-                let ring = l[a..b]
+                let held = percentile(&l[a..b], 50.0);
+                // the load the arm's own vertical acceleration puts on the held mass is not
+                // a slip: take it out before looking for transients
+                let acc = deriv(&t[a..b], &vz_raw[a..b], h);
+                let resid: Vec<f64> = l[a..b]
+                    .iter()
+                    .zip(&acc)
+                    .map(|(x, az)| x - held * az / 9.81)
+                    .collect();
+                let base = smooth(&resid, win(0.050));
+                let ring = resid
                     .iter()
                     .zip(&base)
                     .map(|(x, m)| (x - m).abs())
                     .fold(0.0, f64::max);
-                let held = percentile(&l[a..b], 50.0);
                 // a transient counts only above the sensor's noise, and relative to a load
                 // the sensor can tell from nothing
                 let floor = 0.3f64.max(5.0 * noise_n);

@@ -78,37 +78,9 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
     let v_hi = (0.1 * percentile(&speed, 99.0)).clamp(0.008, 0.03);
     let v_lo = 0.15 * v_hi;
     let mut events: Vec<(f64, Kind, f64)> = Vec::new();
-
-    // motion runs, with rests shorter than MIN_REST_S inside them
-    let mut runs: Vec<(f64, f64, f64)> = Vec::new(); // start, end, peak
-    let mut k = 0;
-    while let Some(k0) = first_from(&speed, k, |v| v > v_hi) {
-        let start = onset(t, &speed, k0, v_lo, v_hi);
-        let k1 = first_from(&speed, k0, |v| v <= v_hi).unwrap_or(n - 1);
-        let end = offset(t, &speed, k1.saturating_sub(1).max(k0), v_lo, v_hi);
-        let peak = speed[k0..=k1.max(k0)].iter().copied().fold(0.0, f64::max);
-        match runs.last_mut() {
-            Some(last) if start - last.1 < MIN_REST_S => {
-                last.1 = end;
-                last.2 = last.2.max(peak);
-            }
-            _ => runs.push((start, end, peak)),
-        }
-        k = k1.max(k0 + 1);
-        if k >= n {
-            break;
-        }
-    }
-    for (a, b, peak) in &runs {
-        let c = (0.5 + 0.5 * (peak / v_hi - 1.0).min(4.0) / 4.0).clamp(0.5, 0.99);
-        if *a > 0.05 {
-            events.push((*a, Kind::MotionStart, c));
-        }
-        if *b < dur - 0.05 {
-            events.push((*b, Kind::MotionEnd, c));
-        }
-    }
-    let first_motion = runs.first().map_or(dur, |r| r.0);
+    // the first motion's onset: the unloaded wrist before it is where the sensor is tared
+    let first_motion =
+        first_from(&speed, 0, |v| v > v_hi).map_or(dur, |k0| onset(t, &speed, k0, v_lo, v_hi));
 
     // contact: the tared load vector's departures from its unloaded level
     if let Some((tw, w)) = &s.wrench
@@ -204,7 +176,11 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
         if thr > 1e-3 {
             let mut i = 0;
             while let Some(k0) = first_from(&rate, i, |v| v > thr) {
-                events.push((onset(t, &rate, k0, 0.05 * thr, 0.4 * thr), Kind::Gripper, 0.9));
+                events.push((
+                    onset(t, &rate, k0, 0.05 * thr, 0.4 * thr),
+                    Kind::Gripper,
+                    0.9,
+                ));
                 i = first_from(&rate, k0, |v| v < 0.05 * thr).unwrap_or(n);
                 if i >= n {
                     break;
@@ -213,6 +189,46 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
             used.push("gripper");
         }
     }
+
+    // motion runs, with rests shorter than MIN_REST_S inside them
+    // start, end, peak, whether its end is a boundary
+    let mut runs: Vec<(f64, f64, f64, bool)> = Vec::new();
+    let mut k = 0;
+    while let Some(k0) = first_from(&speed, k, |v| v > v_hi) {
+        let start = onset(t, &speed, k0, v_lo, v_hi);
+        let k1 = first_from(&speed, k0, |v| v <= v_hi).unwrap_or(n - 1);
+        let end = offset(t, &speed, k1.saturating_sub(1).max(k0), v_lo, v_hi);
+        let peak = speed[k0..=k1.max(k0)].iter().copied().fold(0.0, f64::max);
+        // a short rest is a hesitation, unless the gripper or a contact changed in it:
+        // then the motion that follows starts a new segment (the pause itself is not one)
+        let changed = |a: f64, b: f64| events.iter().any(|e| e.0 >= a - MERGE_S && e.0 <= b);
+        match runs.last_mut() {
+            Some(last) if start - last.1 < MIN_REST_S && !changed(last.1, start) => {
+                last.1 = end;
+                last.2 = last.2.max(peak);
+            }
+            Some(last) if start - last.1 < MIN_REST_S => {
+                last.3 = false;
+                runs.push((start, end, peak, true));
+            }
+            _ => runs.push((start, end, peak, true)),
+        }
+        k = k1.max(k0 + 1);
+        if k >= n {
+            break;
+        }
+    }
+    let mut motion_events = Vec::new();
+    for (a, b, peak, end_counts) in &runs {
+        let c = (0.5 + 0.5 * (peak / v_hi - 1.0).min(4.0) / 4.0).clamp(0.5, 0.99);
+        if *a > 0.05 {
+            motion_events.push((*a, Kind::MotionStart, c));
+        }
+        if *b < dur - 0.05 && *end_counts {
+            motion_events.push((*b, Kind::MotionEnd, c));
+        }
+    }
+    events.extend(motion_events);
 
     events.retain(|e| e.0 > 0.0 && e.0 < dur);
     events.sort_by(|a, b| a.0.total_cmp(&b.0));

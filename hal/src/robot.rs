@@ -483,7 +483,6 @@ pub const UR_LIKE_URDF: &str = r#"<?xml version="1.0"?>
 mod tests {
     use super::*;
 
-
     #[test]
     fn a_six_dof_chain_is_found_and_moves_as_its_joints_say() {
         let u = Urdf::parse(UR_LIKE_URDF).unwrap();

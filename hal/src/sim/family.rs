@@ -124,9 +124,7 @@ pub fn ik_step(
         jac.set_column(j, &(e / h));
     }
     let jjt = &jac * jac.transpose() + DMatrix::<f64>::identity(6, 6) * 1e-5;
-    let inv = jjt
-        .try_inverse()
-        .unwrap_or_else(|| DMatrix::identity(6, 6));
+    let inv = jjt.try_inverse().unwrap_or_else(|| DMatrix::identity(6, 6));
     let jpinv = jac.transpose() * inv;
     let dq = &jpinv * &err;
     let null = DMatrix::<f64>::identity(n, n) - &jpinv * &jac;
@@ -420,6 +418,10 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                     b.mark(Phase::Lift);
                     let lift_at = b.t;
                     b.move_to(up(obj, 0.06), yaw, d(0.6), false);
+                    // 2 cm above its support it is being carried (taxonomy: transport)
+                    if let Some(tc) = solve(lift_at, d(0.6), obj.z, obj.z + 0.06, obj.z + 0.02) {
+                        b.marks.push((Phase::Transport, tc));
+                    }
                     // it slides out when 4-5 cm up
                     let lost = lift_at + d(0.6) * rng.gen_range(0.72..0.85);
                     loads.held.push([a, lost]);
@@ -480,8 +482,14 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                 let lift_from = b.pos();
                 b.move_to(up(obj, lift_h), yaw, lift_d, false);
                 // transport begins when the part is 2 cm above its support
-                let t_clear = solve(lift_t0, lift_d, lift_from.z, obj.z + lift_h, lifted_from + 0.02)
-                    .unwrap_or(b.t);
+                let t_clear = solve(
+                    lift_t0,
+                    lift_d,
+                    lift_from.z,
+                    obj.z + lift_h,
+                    lifted_from + 0.02,
+                )
+                .unwrap_or(b.t);
                 b.marks.push((Phase::Transport, t_clear));
                 let mid = (obj + target) / 2.0 + Vector3::new(0.0, 0.0, lift_h + 0.02);
                 let t_mid0 = b.t;
@@ -601,7 +609,12 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             let strokes = rng.gen_range(2..5);
             for k in 0..strokes {
                 let y = if k % 2 == 0 { 0.2 } else { 0.0 };
-                b.move_to(up(a, -press) + Vector3::new(0.0, y, 0.0), yaw, d(0.8), false);
+                b.move_to(
+                    up(a, -press) + Vector3::new(0.0, y, 0.0),
+                    yaw,
+                    d(0.8),
+                    false,
+                );
             }
             let t0 = b.t;
             b.move_to(up(b.pos(), 0.05), yaw, d(0.6), false);
@@ -618,7 +631,13 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                 0.5 * (lo + hi)
             };
             b.marks.push((Phase::Segment, t_off));
-            loads.surface = Some((table, rng.gen_range(2000.0..5000.0), 0.4, 0.0, f64::INFINITY));
+            loads.surface = Some((
+                table,
+                rng.gen_range(2000.0..5000.0),
+                0.4,
+                0.0,
+                f64::INFINITY,
+            ));
             b.move_to(home, 0.0, d(1.0), false);
             b.mark(Phase::Segment);
         }
@@ -678,8 +697,8 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                 break;
             }
         }
-        max_ik_error_m = max_ik_error_m
-            .max((chain.fk(&q).translation.vector - tg.translation.vector).norm());
+        max_ik_error_m =
+            max_ik_error_m.max((chain.fk(&q).translation.vector - tg.translation.vector).norm());
         ts.push(t);
         qs.push(q.iter().map(|x| x + jn.sample(&mut rng)).collect());
     }
@@ -718,7 +737,11 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             .collect();
         chain.fk(&qi)
     };
-    let slip_at = |t: f64| loads.slip.map_or(0.0, |[s, dz]| dz * min_jerk((t - s) / 0.15));
+    let slip_at = |t: f64| {
+        loads
+            .slip
+            .map_or(0.0, |[s, dz]| dz * min_jerk((t - s) / 0.15))
+    };
     let nw = (duration * WRENCH_HZ).floor() as usize + 1;
     let mut wrench_t = Vec::with_capacity(nw);
     let mut wrench = Vec::with_capacity(nw);
@@ -732,7 +755,9 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             let zz = |x: f64| tool_at(x.max(0.0)).translation.z;
             let acc = (zz(t + h) - 2.0 * z + zz(t - h)) / (h * h)
                 - (slip_at(t + h) - 2.0 * slip_at(t) + slip_at(t - h)) / (h * h);
-            let share = loads.support_z.map_or(0.0, |sz| ((sz + 0.004 - z) / 0.004).clamp(0.0, 1.0));
+            let share = loads
+                .support_z
+                .map_or(0.0, |sz| ((sz + 0.004 - z) / 0.004).clamp(0.0, 1.0));
             f.z -= loads.mass * (G + acc) * (1.0 - share);
             if let Some([ts, _]) = loads.slip {
                 let dt = t - ts;
@@ -767,7 +792,8 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             let n = k * (sz - z);
             f.z += n;
             // friction against the wipe's motion
-            let v = (tool_at(t + 0.005).translation.vector - tool_at((t - 0.005).max(0.0)).translation.vector)
+            let v = (tool_at(t + 0.005).translation.vector
+                - tool_at((t - 0.005).max(0.0)).translation.vector)
                 / 0.01;
             let vxy = Vector3::new(v.x, v.y, 0.0);
             if vxy.norm() > 1e-3 {
@@ -844,7 +870,11 @@ mod tests {
         for f in Family::ALL {
             let ep = generate(f, 7, 0);
             assert_eq!(ep.q.len(), ep.t.len());
-            assert!(ep.duration_s > 5.0 && ep.duration_s < 25.0, "{f:?} {}", ep.duration_s);
+            assert!(
+                ep.duration_s > 5.0 && ep.duration_s < 25.0,
+                "{f:?} {}",
+                ep.duration_s
+            );
             // every span is ordered and the spans tile the episode
             assert_eq!(ep.phases[0].start_s, 0.0);
             for w in ep.phases.windows(2) {
@@ -867,7 +897,11 @@ mod tests {
                     .fold(0.0, f64::max);
                 assert!(step < 0.05, "{f:?}: joint step {step} rad at 125 Hz");
             }
-            assert!(ep.max_ik_error_m < 1e-3, "{f:?}: IK off by {} m", ep.max_ik_error_m);
+            assert!(
+                ep.max_ik_error_m < 1e-3,
+                "{f:?}: IK off by {} m",
+                ep.max_ik_error_m
+            );
             assert_eq!(generate(f, 7, 0).q, ep.q, "deterministic");
         }
     }
