@@ -288,3 +288,74 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
         evidence,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::eval::{match_boundaries, transitions};
+    use crate::segment::{Signals, named, segment};
+    use hal::sim::family::{Family, FamilyEpisode, generate, ur_like};
+    use hal::sim::plan::{Outcome, Phase};
+
+    fn signals(ep: &FamilyEpisode) -> Signals {
+        Signals {
+            t: ep.t.clone(),
+            q: ep.q.clone(),
+            aperture: ep.aperture.clone().unwrap_or_default(),
+            wrench: Some((ep.wrench_t.clone(), ep.wrench.clone())),
+            tactile: None,
+            duration_s: ep.duration_s,
+            silent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn held_from_start_and_gripperless_tasks_get_segments_at_their_changes() {
+        let arm = ur_like();
+        for family in [Family::Insertion, Family::Wipe] {
+            for i in 0..3 {
+                let ep = generate(family, 11, i);
+                let seg = segment(&signals(&ep), &arm);
+                assert_eq!(seg.outcome, None, "{family:?}: no grasp, no outcome");
+                assert!(seg.attempts.is_empty());
+                assert!(seg.phases.iter().any(|p| p.phase == Phase::Segment));
+                let m = match_boundaries(
+                    &transitions(&named(&ep.phases)),
+                    &transitions(&named(&seg.phases)),
+                    Some(0.3),
+                );
+                assert_eq!(
+                    m.misses, 0,
+                    "{family:?} {i}: {:?} vs {:?}",
+                    ep.phases, seg.phases
+                );
+                assert!(m.reference >= 4);
+            }
+        }
+        // without the wrench the insertion's contact is invisible: fewer boundaries, still no
+        // invented outcome
+        let ep = generate(Family::Insertion, 11, 0);
+        let mut s = signals(&ep);
+        s.wrench = None;
+        let seg = segment(&s, &arm);
+        assert_eq!(seg.outcome, None);
+        assert!(!seg.used.contains(&"wrench"));
+    }
+
+    #[test]
+    fn a_regrasp_is_a_second_attempt_with_its_own_outcome() {
+        let arm = ur_like();
+        for i in 0..4 {
+            let ep = generate(Family::Regrasp, 11, i);
+            let seg = segment(&signals(&ep), &arm);
+            let got: Vec<Outcome> = seg.attempts.iter().map(|a| a.outcome).collect();
+            assert_eq!(got, ep.attempts, "episode {i}: {:?}", seg.evidence);
+            assert_eq!(seg.outcome, Some(Outcome::Success));
+            let grasps = seg
+                .phases
+                .iter()
+                .filter(|p| p.phase == Phase::Grasp)
+                .count();
+            assert_eq!(grasps, 2);
+        }
+    }
+}
