@@ -571,6 +571,24 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
                 }
                 // k is inside the final descent: its onset
                 let mut t_place = onset(t, &speed, k, v_lo, v_hi.min(speed[k].max(v_lo + 0.001)));
+                // an operator who overshoots corrects sideways at the end of the descent: a
+                // last motion that hardly goes down, right after another, is part of the place
+                for _ in 0..3 {
+                    let k0 = idx(t, t_place);
+                    if k0 >= k || k0 == 0 {
+                        break;
+                    }
+                    let drop_m = pz[k0] - pz[k];
+                    let mut kb = k0.saturating_sub(1);
+                    while kb > 0 && speed[kb] < v_hi && t[k0] - t[kb] < 0.3 {
+                        kb -= 1;
+                    }
+                    if drop_m > 0.01 || speed[kb] < v_hi || vz[kb] > -0.5 * v_hi {
+                        break;
+                    }
+                    k = kb;
+                    t_place = onset(t, &speed, k, v_lo, v_hi.min(speed[k].max(v_lo + 0.001)));
+                }
                 // at a low joint rate the pause between carrying and setting down can be
                 // shorter than the derivative's window: the onset then runs back through the
                 // transport; the slowest instant between them is the boundary instead

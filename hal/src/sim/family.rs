@@ -157,8 +157,8 @@ struct Key {
     t: f64,
     pos: Vector3<f64>,
     yaw: f64,
-    /// The velocity profile's skew on the way to this key (1: min-jerk; < 1: a fast start
-    /// and a long tail, as a human hand moves).
+    /// The velocity profile's skew on the way to this key (0: min-jerk; up to 1: a fast
+    /// start and a long tail, as a human hand moves).
     skew: f64,
 }
 
@@ -191,17 +191,17 @@ impl Builder {
     fn wait(&mut self, d: f64) {
         let (p, y) = (self.pos(), self.yaw());
         self.t += d;
-        self.key(self.t, p, y, 1.0);
+        self.key(self.t, p, y, 0.0);
     }
     /// Move to `pos` in `d` s. A rough operator's skewed profile, an occasional pause on the
     /// way and, with `precise`, an overshoot then a correction within the same move.
     fn move_to(&mut self, pos: Vector3<f64>, yaw: f64, d: f64, precise: bool) {
         if !self.rough {
             self.t += d;
-            self.key(self.t, pos, yaw, 1.0);
+            self.key(self.t, pos, yaw, 0.0);
             return;
         }
-        let skew = self.rng.gen_range(0.55..0.9);
+        let skew = self.rng.gen_range(0.3..0.8);
         let from = self.pos();
         if self.rng.gen_bool(0.25) && d > 0.6 {
             // a pause on the way (sub-second: not a phase of its own)
@@ -222,7 +222,7 @@ impl Builder {
             self.t += d * 0.85;
             self.key(self.t, over, yaw, skew);
             self.t += self.rng.gen_range(0.25..0.45);
-            self.key(self.t, pos, yaw, 1.0);
+            self.key(self.t, pos, yaw, 0.0);
         } else {
             self.t += d;
             self.key(self.t, pos, yaw, skew);
@@ -260,7 +260,10 @@ fn ee_at(keys: &[Key], t: f64) -> (Vector3<f64>, f64) {
         if t < w[1].t {
             let span = w[1].t - w[0].t;
             let tau = if span > 0.0 { (t - w[0].t) / span } else { 1.0 };
-            let s = min_jerk(tau.powf(w[1].skew));
+            // skew k: time warped by τ + k τ (1 − τ), smooth with finite acceleration, the
+            // velocity peaking early and tailing off (a human reach), min-jerk at k = 0
+            let k = w[1].skew;
+            let s = min_jerk(tau + k * tau * (1.0 - tau));
             return (
                 w[0].pos + (w[1].pos - w[0].pos) * s,
                 w[0].yaw + (w[1].yaw - w[0].yaw) * s,
@@ -336,7 +339,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             t: 0.0,
             pos: home,
             yaw: 0.0,
-            skew: 1.0,
+            skew: 0.0,
         }],
         grip: Vec::new(),
         marks: Vec::new(),
@@ -511,7 +514,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
                     let (p, _) = ee_at(&b.ee, td);
                     b.ee.retain(|k| k.t < td);
                     b.t = td;
-                    b.key(td, p, yaw, 1.0);
+                    b.key(td, p, yaw, 0.0);
                     loads.held.push([attach, td]);
                     loads.between.push([g0, td]);
                     loads.rings.push(td);
