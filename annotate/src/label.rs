@@ -109,6 +109,8 @@ joint_topic = "/joint_states"
 # are the URDF chain's.
 arm_joints = ["right_arm_joint1", "right_arm_joint2", "right_arm_joint3", "right_arm_joint4", "right_arm_joint5", "right_arm_joint6", "right_arm_joint7"]
 # The gripper finger joint; its position × gripper_scale + gripper_offset is the opening (m).
+# "" (and no gripper_joints): the robot has no gripper; episodes get `segment` spans, split
+# where motion and contact change, and no outcome.
 gripper_joint = "right_gripper_finger"
 # Or the mean of several joints (a hand's fingers), e.g. for normalized 1 = open fingers:
 # gripper_joints = ["kRightHandPinky", "kRightHandRing", "kRightHandMiddle", "kRightHandIndex"]

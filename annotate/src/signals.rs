@@ -18,7 +18,8 @@ pub struct SignalConfig {
     /// key must be left at its default or equal them).
     pub arm_joints: Vec<String>,
     /// The gripper finger joint; the opening is `gripper_scale` × its position +
-    /// `gripper_offset`.
+    /// `gripper_offset`. Empty (with no `gripper_joints`): the robot has no gripper (a fixed
+    /// tool, a part held from the start); the episode is then split into `segment` spans.
     pub gripper_joint: String,
     /// Instead of one joint: the mean position of these (a dexterous hand's fingers, e.g.
     /// `kRightHandPinky`…`kRightHandIndex` normalized 1 = open) is the position.
@@ -294,11 +295,14 @@ pub fn read_signals(
                         seen_names.push(n.clone());
                     }
                 }
-                let g: Option<Vec<usize>> = if cfg.gripper_joints.is_empty() {
-                    find(&cfg.gripper_joint).map(|i| vec![i])
-                } else {
-                    cfg.gripper_joints.iter().map(|n| find(n)).collect()
-                };
+                let g: Option<Vec<usize>> =
+                    if cfg.gripper_joints.is_empty() && cfg.gripper_joint.is_empty() {
+                        None
+                    } else if cfg.gripper_joints.is_empty() {
+                        find(&cfg.gripper_joint).map(|i| vec![i])
+                    } else {
+                        cfg.gripper_joints.iter().map(|n| find(n)).collect()
+                    };
                 let l = (a, g);
                 layouts.insert(js.name.hash, l.clone());
                 l
@@ -322,7 +326,8 @@ pub fn read_signals(
             cfg.joint_topic
         );
     }
-    if arm_q.is_empty() || grip.is_empty() {
+    let no_gripper = cfg.gripper_joint.is_empty() && cfg.gripper_joints.is_empty();
+    if arm_q.is_empty() || (grip.is_empty() && !no_gripper) {
         let (what, want): (&str, Vec<&str>) = if arm_q.is_empty() {
             (
                 "arm joints",
@@ -362,7 +367,9 @@ pub fn read_signals(
     for (t, q) in arm_q {
         s.t.push(t);
         s.q.push(q);
-        s.aperture.push(interpolate(&grip, t));
+        if !grip.is_empty() {
+            s.aperture.push(interpolate(&grip, t));
+        }
     }
     let w = sel.by_topic(&cfg.wrench_topic);
     if !w.is_empty() {

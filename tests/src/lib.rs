@@ -489,3 +489,109 @@ pub fn lerobot_doctor(dataset: &Path) {
     assert_ne!(v["overall_severity"], "FAIL", "{v:#}");
     assert_eq!(v["codebase_version"], "v3.0");
 }
+
+/// Write one episode of the family simulator (`hal::sim::family`) as a recording a UR-like
+/// arm's ROS 2 driver would leave: `/joint_states` (the six arm joints and, with a gripper,
+/// `finger_joint` = the opening in m) and `/wrist/wrench`, stamped from `start_ns`, and its
+/// ground truth as `<stem>.reference.json` (what `demotape eval` reads).
+pub fn write_family_episode(
+    path: &Path,
+    ep: &hal::sim::family::FamilyEpisode,
+    start_ns: u64,
+) -> anyhow::Result<()> {
+    use hal::msgs::{Header, JointState, RosMessage, Time, Vector3, Wrench, WrenchStamped};
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut w = mcap::WriteOptions::new().profile("ros2").create(file)?;
+    let js = w.add_schema(
+        JointState::TYPE_NAME,
+        "ros2msg",
+        JointState::schema_text().as_bytes(),
+    )?;
+    let ws = w.add_schema(
+        WrenchStamped::TYPE_NAME,
+        "ros2msg",
+        WrenchStamped::schema_text().as_bytes(),
+    )?;
+    let none = std::collections::BTreeMap::new();
+    let jc = w.add_channel(js, "/joint_states", "cdr", &none)?;
+    let wc = w.add_channel(ws, "/wrist/wrench", "cdr", &none)?;
+    let mut names = ep.joint_names.clone();
+    if ep.aperture.is_some() {
+        names.push("finger_joint".into());
+    }
+    let at = |t: f64| start_ns + (t * 1e9).round() as u64;
+    // joint states and wrenches interleaved in time order
+    let (mut i, mut k, mut seq) = (0, 0, 0u32);
+    while i < ep.t.len() || k < ep.wrench_t.len() {
+        let joint_next = k >= ep.wrench_t.len() || (i < ep.t.len() && ep.t[i] <= ep.wrench_t[k]);
+        let (ch, ns, data) = if joint_next {
+            let mut position = ep.q[i].clone();
+            if let Some(a) = &ep.aperture {
+                position.push(a[i]);
+            }
+            let ns = at(ep.t[i]);
+            let m = JointState {
+                header: Header {
+                    stamp: Time::from_nanos(ns),
+                    frame_id: String::new(),
+                },
+                name: names.clone(),
+                position,
+                velocity: Vec::new(),
+                effort: Vec::new(),
+            };
+            i += 1;
+            (jc, ns, m.encode()?)
+        } else {
+            let f = ep.wrench[k];
+            let ns = at(ep.wrench_t[k]);
+            let m = WrenchStamped {
+                header: Header {
+                    stamp: Time::from_nanos(ns),
+                    frame_id: "tool0".into(),
+                },
+                wrench: Wrench {
+                    force: Vector3 {
+                        x: f[0],
+                        y: f[1],
+                        z: f[2],
+                    },
+                    torque: Vector3 {
+                        x: f[3],
+                        y: f[4],
+                        z: f[5],
+                    },
+                },
+            };
+            k += 1;
+            (wc, ns, m.encode()?)
+        };
+        w.write_to_known_channel(
+            &mcap::records::MessageHeader {
+                channel_id: ch,
+                sequence: seq,
+                log_time: ns,
+                publish_time: ns,
+            },
+            &data,
+        )?;
+        seq += 1;
+    }
+    w.finish()?;
+    let phases: Vec<serde_json::Value> = ep
+        .phases
+        .iter()
+        .map(|p| serde_json::json!({"phase": p.phase.as_str(), "start_s": p.start_s, "end_s": p.end_s}))
+        .collect();
+    let mut reference = serde_json::json!({ "phases": phases });
+    if let Some(o) = ep.outcome() {
+        reference["outcome"] = serde_json::to_value(o)?;
+        reference["attempts"] = serde_json::to_value(&ep.attempts)?;
+    }
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    std::fs::write(
+        path.with_file_name(format!("{stem}.reference.json")),
+        serde_json::to_vec_pretty(&reference)?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The second simulated robot's task families (`hal::sim::family`: a UR-like 6-DoF arm from its
+//! URDF, no tactile, an untared wrist sensor) written as recordings, annotated by
+//! `demotape annotate` with a natural config for that robot (its URDF, its gripper joint or
+//! none), and scored by `demotape eval` against their reference layers — what a data team
+//! would run on its own robot.
+
+use demotape_e2e::{demotape, write_family_episode};
+use hal::sim::family::{Family, generate};
+
+#[test]
+fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ur_like.urdf"), hal::robot::UR_LIKE_URDF).unwrap();
+    let config = |name: &str, gripper: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[robot]\nurdf = \"ur_like.urdf\"\njoint_units = \"rad\"\n\n[signals]\n\
+                 gripper_joint = \"{gripper}\"\ngripper_scale = 1.0\n\
+                 wrench_topic = \"/wrist/wrench\"\ntactile_topics = []\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let with_gripper = config("ur.toml", "finger_joint");
+    let no_gripper = config("ur_no_gripper.toml", "");
+    let n = 6;
+    for family in Family::ALL {
+        let d = dir.path().join(family.as_str());
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..n {
+            let ep = generate(family, 99, i);
+            write_family_episode(
+                &d.join(format!("ep{i}.mcap")),
+                &ep,
+                1_700_000_000_000_000_000 + i * 100_000_000_000,
+            )
+            .unwrap();
+        }
+        let cfg = if family == Family::Wipe {
+            &no_gripper
+        } else {
+            &with_gripper
+        };
+        let (code, _, err) = demotape(
+            &["annotate", "--config", cfg.to_str().unwrap(), "--json"],
+            &[&d],
+        );
+        assert_eq!(code, 0, "{family:?}: {err}");
+    }
+    let (code, report, err) = demotape(&["eval", "--json"], &[dir.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(report["skipped"].as_array().unwrap().is_empty(), "{report}");
+    for family in Family::ALL {
+        let g = report["groups"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.ends_with(family.as_str()))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no group for {family:?}: {report}"));
+        eprintln!("{}: {g}", family.as_str());
+        assert_eq!(g["episodes"], n, "{family:?}");
+        let median = g["boundary_median_ms"].as_f64().unwrap();
+        let recall = g["recall"].as_f64().unwrap();
+        if family.task_agnostic() {
+            assert!(g["outcomes"] == 0, "{family:?}: no outcome to score");
+            assert!(recall >= 0.9, "{family:?}: recall {recall}");
+        } else {
+            assert_eq!(g["outcomes"], n);
+            let acc = g["accuracy"].as_f64().unwrap();
+            assert!(acc >= 0.8, "{family:?}: accuracy {acc}");
+            assert!(median <= 60.0, "{family:?}: median {median} ms");
+        }
+    }
+    // the gripperless episodes got segments and no outcome; the sidecar says why
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("wipe/ep0.annotations.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["outcome"], "none");
+    assert!(
+        side["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["phase"] == "segment")
+    );
+    assert!(
+        side["pass"].as_bool().unwrap(),
+        "gates of a complete no-tactile episode: {side}"
+    );
+    // a regrasp's sidecar lists both attempts
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("regrasp/ep0.annotations.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["attempts"].as_array().unwrap().len(), 2, "{side}");
+}
