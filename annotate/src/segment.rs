@@ -223,6 +223,9 @@ pub(crate) fn tare(
 /// attempt), `segment` spans from the changes in motion and contact otherwise (no gripper,
 /// or a gripper that never closes: a part held from the start, a fixed tool).
 pub fn segment(s: &Signals, arm: &dyn Kinematics) -> Segmentation {
+    if s.t.is_empty() && s.wrench.as_ref().is_some_and(|(tw, _)| tw.len() >= 50) {
+        return crate::segments::segments(s, arm, "no joint states recorded");
+    }
     if s.t.len() < 50 {
         return unsegmented(
             s.duration_s,

@@ -39,13 +39,38 @@ enum Kind {
 /// Segment `s` by its changes in motion and contact; `why` says why the pick-and-place rules
 /// did not apply.
 pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
-    let t = &s.t;
-    let n = t.len();
     let dur = s.duration_s;
-    let mut used = vec!["joint_states"];
-    let mut evidence = vec![format!("{why}: segments from motion and contact")];
+    // no joint states: the wrench's own times (at most 200 Hz) are the time base, the sensor
+    // does not turn (as far as anything can tell), and only contact changes are boundaries
+    let wrench_only = s.t.is_empty();
+    let base: Vec<f64> = if wrench_only {
+        let mut v: Vec<f64> = Vec::new();
+        for &x in s.wrench.as_ref().map_or(&[][..], |w| &w.0[..]) {
+            if v.last().is_none_or(|l| x - l >= 0.005) {
+                v.push(x);
+            }
+        }
+        v
+    } else {
+        s.t.clone()
+    };
+    let t = &base;
+    let n = t.len();
+    let mut used = if wrench_only {
+        Vec::new()
+    } else {
+        vec!["joint_states"]
+    };
+    let mut evidence = vec![format!(
+        "{why}: segments from {}",
+        if wrench_only {
+            "contact alone"
+        } else {
+            "motion and contact"
+        }
+    )];
     if n < 50 {
-        return unsegmented(dur, 0.0, used, "too few joint samples to segment");
+        return unsegmented(dur, 0.0, used, "too few samples to segment");
     }
     let dt = {
         let mut d: Vec<f64> = t
@@ -57,7 +82,11 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
         d.get(d.len() / 2).copied().unwrap_or(0.002)
     };
     let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
-    let poses: Vec<_> = s.q.iter().map(|q| arm.fk(q)).collect();
+    let poses: Vec<nalgebra::Isometry3<f64>> = if wrench_only {
+        vec![nalgebra::Isometry3::identity(); n]
+    } else {
+        s.q.iter().map(|q| arm.fk(q)).collect()
+    };
     let h = win(0.010);
     let axis = |f: fn(&nalgebra::Vector3<f64>) -> f64| -> Vec<f64> {
         deriv(
@@ -88,7 +117,12 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
     {
         used.push("wrench");
         let rot = |tt: f64| poses[idx(t, tt)].rotation;
-        let until = (first_motion - 0.05).max(t[0] + 0.2);
+        // (wrench only: nothing says when the first motion is; the first 0.3 s)
+        let until = if wrench_only {
+            t[0] + 0.3
+        } else {
+            (first_motion - 0.05).max(t[0] + 0.2)
+        };
         let (bias, tool_n) = tare(tw, w, &rot, until);
         let load: Vec<nalgebra::Vector3<f64>> = tw
             .iter()
@@ -170,7 +204,7 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
     }
 
     // the gripper's own motions
-    if s.aperture.len() == n {
+    if !wrench_only && s.aperture.len() == n {
         let rate: Vec<f64> = deriv(t, &s.aperture, h).iter().map(|v| v.abs()).collect();
         let thr = 0.3 * percentile(&rate, 99.5);
         if thr > 1e-3 {
@@ -339,6 +373,29 @@ mod tests {
         let seg = segment(&s, &arm);
         assert_eq!(seg.outcome, None);
         assert!(!seg.used.contains(&"wrench"));
+    }
+
+    #[test]
+    fn a_wrench_alone_still_gives_the_contact_boundaries() {
+        let arm = ur_like();
+        let ep = generate(Family::Wipe, 11, 1);
+        let mut s = signals(&ep);
+        s.t.clear();
+        s.q.clear();
+        s.aperture.clear();
+        let seg = segment(&s, &arm);
+        assert_eq!(seg.outcome, None);
+        assert_eq!(seg.used, vec!["wrench"]);
+        // the truth's contact on and off (its 2nd and 3rd boundaries) are found within 0.1 s
+        let truth = transitions(&named(&ep.phases));
+        let got = transitions(&named(&seg.phases));
+        for b in &truth[1..3] {
+            assert!(
+                got.iter().any(|g| (g.2 - b.2).abs() < 0.1),
+                "{b:?} not in {got:?} ({:?})",
+                seg.evidence
+            );
+        }
     }
 
     #[test]

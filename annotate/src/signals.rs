@@ -222,11 +222,14 @@ pub fn read_signals(
     }
     let sel = read_selected_parts(&mut parts, want)?;
     let joints = sel.by_topic(&cfg.joint_topic);
-    if joints.is_empty() {
+    // with no joint states at all, a wrist wrench alone still gives contact segments
+    let wrench_only = joints.is_empty() && !sel.by_topic(&cfg.wrench_topic).is_empty();
+    if joints.is_empty() && !wrench_only {
         anyhow::bail!(
-            "{}: no messages on {} (needed for segmentation)",
+            "{}: no messages on {} nor on {} (segmentation needs joint states or a wrist wrench)",
             path.display(),
-            cfg.joint_topic
+            cfg.joint_topic,
+            cfg.wrench_topic
         );
     }
     let first = sel
@@ -327,7 +330,7 @@ pub fn read_signals(
         );
     }
     let no_gripper = cfg.gripper_joint.is_empty() && cfg.gripper_joints.is_empty();
-    if arm_q.is_empty() || (grip.is_empty() && !no_gripper) {
+    if !wrench_only && (arm_q.is_empty() || (grip.is_empty() && !no_gripper)) {
         let (what, want): (&str, Vec<&str>) = if arm_q.is_empty() {
             (
                 "arm joints",

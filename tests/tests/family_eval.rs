@@ -27,6 +27,34 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
     let with_gripper = config("ur.toml", "finger_joint");
     let no_gripper = config("ur_no_gripper.toml", "");
     let n = 6;
+    // the same arm publishing degrees: the same labels once `joint_units = "deg"` says so
+    let deg = dir.path().join("six_dof_deg");
+    std::fs::create_dir_all(&deg).unwrap();
+    for i in 0..n {
+        let mut ep = generate(Family::SixDof, 99, i);
+        for q in &mut ep.q {
+            q.iter_mut().for_each(|x| *x = x.to_degrees());
+        }
+        write_family_episode(
+            &deg.join(format!("ep{i}.mcap")),
+            &ep,
+            1_700_000_000_000_000_000,
+        )
+        .unwrap();
+    }
+    let deg_cfg = dir.path().join("ur_deg.toml");
+    std::fs::write(
+        &deg_cfg,
+        std::fs::read_to_string(&with_gripper)
+            .unwrap()
+            .replace("joint_units = \"rad\"", "joint_units = \"deg\""),
+    )
+    .unwrap();
+    let (code, _, err) = demotape(
+        &["annotate", "--config", deg_cfg.to_str().unwrap(), "--json"],
+        &[&deg],
+    );
+    assert_eq!(code, 0, "{err}");
     for family in Family::ALL {
         let d = dir.path().join(family.as_str());
         std::fs::create_dir_all(&d).unwrap();
@@ -75,6 +103,45 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
             assert!(median <= 60.0, "{family:?}: median {median} ms");
         }
     }
+    // degrees: the same phases as radians, episode by episode
+    for i in 0..n {
+        let read = |d: &str| -> serde_json::Value {
+            serde_json::from_slice(
+                &std::fs::read(dir.path().join(format!("{d}/ep{i}.annotations.json"))).unwrap(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (read("six_dof"), read("six_dof_deg"));
+        assert_eq!(a["outcome"], b["outcome"]);
+        let starts = |v: &serde_json::Value| -> Vec<f64> {
+            v["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["start_s"].as_f64().unwrap())
+                .collect()
+        };
+        let (sa, sb) = (starts(&a), starts(&b));
+        assert_eq!(sa.len(), sb.len());
+        assert!(
+            sa.iter().zip(&sb).all(|(x, y)| (x - y).abs() < 1e-3),
+            "{sa:?} {sb:?}"
+        );
+        let jump = |v: &serde_json::Value| {
+            v["gates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["name"] == "joint_jumps")
+                .unwrap()["value"]
+                .as_f64()
+                .unwrap()
+        };
+        assert!(
+            (jump(&a) - jump(&b)).abs() < 1e-6,
+            "joint_jumps in SI either way"
+        );
+    }
     // the gripperless episodes got segments and no outcome; the sidecar says why
     let side: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("wipe/ep0.annotations.json")).unwrap(),
@@ -92,6 +159,29 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
         side["pass"].as_bool().unwrap(),
         "gates of a complete no-tactile episode: {side}"
     );
+    // a wrist wrench alone (no joint states at all): contact segments, no outcome
+    let only = dir.path().join("wrench_only");
+    std::fs::create_dir_all(&only).unwrap();
+    let mut ep = generate(Family::Wipe, 99, 0);
+    ep.t.clear();
+    ep.q.clear();
+    ep.aperture = None;
+    write_family_episode(&only.join("ep0.mcap"), &ep, 1_700_000_000_000_000_000).unwrap();
+    let (code, _, err) = demotape(
+        &[
+            "annotate",
+            "--config",
+            no_gripper.to_str().unwrap(),
+            "--json",
+        ],
+        &[&only],
+    );
+    assert_eq!(code, 0, "{err}");
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only.join("ep0.annotations.json")).unwrap()).unwrap();
+    assert_eq!(side["outcome"], "none");
+    assert_eq!(side["used_signals"], serde_json::json!(["wrench"]));
+    assert!(side["phases"].as_array().unwrap().len() >= 3, "{side}");
     // a regrasp's sidecar lists both attempts
     let side: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("regrasp/ep0.annotations.json")).unwrap(),
