@@ -6,7 +6,7 @@
 //! Falls back to reading every chunk when the file has no summary (a crashed recording;
 //! `demotape recover` rebuilds one).
 
-use crate::inspect::{MAGIC, RecordWalker, decompress_chunk};
+use crate::mcap_io::{MAGIC, RecordWalker, decompress_chunk};
 use mcap::records::{Channel, MessageHeader, Record};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -99,7 +99,7 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
     let mut chunk_index = Vec::new();
     for item in RecordWalker::new(&summary) {
         let (at, op, body) = item.map_err(|e| err(path, format!("summary: {e}")))?;
-        match crate::inspect::checked_parse_record(op, body).map_err(|e| {
+        match crate::mcap_io::checked_parse_record(op, body).map_err(|e| {
             err(
                 path,
                 format!("summary record at {}: {e}", summary_start as usize + at),
@@ -125,7 +125,7 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
                 f.read_exact(&mut b).map_err(|e| err(path, e))?;
                 if b.len() > 9
                     && let Ok(Record::Metadata(m)) =
-                        crate::inspect::checked_parse_record(b[0], &b[9..])
+                        crate::mcap_io::checked_parse_record(b[0], &b[9..])
                 {
                     sel.metadata.insert(m.name, m.metadata);
                 }
@@ -169,7 +169,7 @@ pub fn read_chunk(
         )
     })?;
     let Ok(Record::Chunk { header, data }) =
-        crate::inspect::checked_parse_record(raw[0], &raw[9..])
+        crate::mcap_io::checked_parse_record(raw[0], &raw[9..])
     else {
         return Err(err(
             path,
@@ -243,7 +243,7 @@ pub fn message_times(
     }
     let mut body = vec![0u8; n as usize];
     f.read_exact(&mut body).map_err(|e| err(path, e))?;
-    match crate::inspect::checked_parse_record(0x07, &body) {
+    match crate::mcap_io::checked_parse_record(0x07, &body) {
         Ok(Record::MessageIndex(mi)) => Ok(mi.records.iter().map(|e| e.log_time).collect()),
         _ => Err(err(path, format!("bad message index at byte {at}"))),
     }
@@ -300,7 +300,7 @@ fn select(
                 continue; // only messages matter here; schemas/channels came from the summary
             }
             if let Ok(Record::Message { header, data }) =
-                crate::inspect::checked_parse_record(op, body)
+                crate::mcap_io::checked_parse_record(op, body)
             {
                 if wanted.contains(&header.channel_id) {
                     sel.messages

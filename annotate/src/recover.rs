@@ -8,7 +8,7 @@
 //! bit-exact into a new file with a summary section; a `demotape.recovered` metadata record
 //! documents the source and the losses.
 
-use crate::inspect::{ChunkStream, MAGIC, message_header};
+use crate::mcap_io::{ChunkStream, MAGIC, message_header};
 use mcap::records::Record;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
             break;
         }
         let body = &data[off + 9..off + 9 + len as usize];
-        match crate::inspect::checked_parse_record(op, body) {
+        match crate::mcap_io::checked_parse_record(op, body) {
             Ok(Record::Header(h)) => header = Some(h),
             Ok(Record::Chunk {
                 header: ch,
@@ -209,7 +209,7 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
                             })?;
                             continue;
                         }
-                        let r = crate::inspect::checked_parse_record(rec.op, &rec.body)
+                        let r = crate::mcap_io::checked_parse_record(rec.op, &rec.body)
                             .map_err(|e| format!("record at chunk offset {}: {e}", rec.at))?
                             .into_owned();
                         recs.push(r);
@@ -321,7 +321,7 @@ pub fn recover(input: &Path, output: &Path) -> anyhow::Result<RecoveryReport> {
     for &at in &copy {
         let len = u64::from_le_bytes(data[at + 1..at + 9].try_into().expect("8 bytes")) as usize;
         let body = &data[at + 9..at + 9 + len];
-        match crate::inspect::checked_parse_record(data[at], body) {
+        match crate::mcap_io::checked_parse_record(data[at], body) {
             Ok(Record::Message { header, data: d }) => write(&header, &d)?,
             Ok(Record::Chunk {
                 header: ch,

@@ -36,8 +36,8 @@
 
 mod ros;
 
+use crate::labels::load_labels;
 use crate::lerobot::cdr::decode;
-use crate::lerobot::export::load_labels;
 use crate::read::{chunk_messages, read_chunk};
 use hal::msgs::{
     ClockObservations, CompressedImage, EpisodeEvent, Image, JointState, TactileArray,
