@@ -266,15 +266,7 @@ fn families(n: u64, json: &mut Vec<(String, String)>) {
         let mut within_1s = annotate::eval::BoundaryMatch::default();
         let (mut seconds, mut data_s) = (0.0, 0.0);
         for (i, ep) in eps.iter().enumerate() {
-            let s = Signals {
-                t: ep.t.clone(),
-                q: ep.q.clone(),
-                aperture: ep.aperture.clone().unwrap_or_default(),
-                wrench: Some((ep.wrench_t.clone(), ep.wrench.clone())),
-                tactile: None,
-                duration_s: ep.duration_s,
-                silent: Vec::new(),
-            };
+            let s = Signals::from_family(ep);
             let t = Instant::now();
             let seg = segment(&s, &arm);
             seconds += t.elapsed().as_secs_f64();

@@ -71,6 +71,33 @@ pub(crate) fn smooth(x: &[f64], half: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The median interval between samples (s): windows in seconds become sample counts with it.
+pub(crate) fn median_dt(t: &[f64]) -> f64 {
+    let mut d: Vec<f64> = t
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0.0)
+        .collect();
+    d.sort_by(f64::total_cmp);
+    d.get(d.len() / 2).copied().unwrap_or(0.002)
+}
+
+impl Signals {
+    /// The signals of a family-simulator episode (`hal::sim::family`), as `read_signals`
+    /// would read its recording: no tactile, the raw wrench.
+    pub fn from_family(ep: &hal::sim::family::FamilyEpisode) -> Signals {
+        Signals {
+            t: ep.t.clone(),
+            q: ep.q.clone(),
+            aperture: ep.aperture.clone().unwrap_or_default(),
+            wrench: Some((ep.wrench_t.clone(), ep.wrench.clone())),
+            tactile: None,
+            duration_s: ep.duration_s,
+            silent: Vec::new(),
+        }
+    }
+}
+
 /// Central-difference derivative over ±`half` samples.
 pub(crate) fn deriv(t: &[f64], x: &[f64], half: usize) -> Vec<f64> {
     let n = x.len();
@@ -332,15 +359,7 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
     let pz: Vec<f64> = poses.iter().map(|p| p.translation.z).collect();
     // windows in seconds, as samples of this episode's joint rate (500 Hz: the simulator's;
     // 30 Hz: a LeRobot arm's), never fewer than one
-    let dt = {
-        let mut d: Vec<f64> = t
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .filter(|d| *d > 0.0)
-            .collect();
-        d.sort_by(f64::total_cmp);
-        d.get(d.len() / 2).copied().unwrap_or(0.002)
-    };
+    let dt = median_dt(t);
     let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
     let h = win(0.010); // the derivative's half window
     let (vx, vy, vz) = (deriv(t, &px, h), deriv(t, &py, h), deriv(t, &pz, h));

@@ -16,8 +16,8 @@
 //! clears its threshold.
 
 use crate::segment::{
-    Segmentation, Signals, deriv, first_from, idx, offset, onset, percentile, resample, smooth,
-    tare, unsegmented,
+    Segmentation, Signals, deriv, first_from, idx, median_dt, offset, onset, percentile, resample,
+    smooth, tare, unsegmented,
 };
 use hal::robot::Kinematics;
 use hal::sim::plan::{Phase, PhaseSpan};
@@ -72,15 +72,7 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
     if n < 50 {
         return unsegmented(dur, 0.0, used, "too few samples to segment");
     }
-    let dt = {
-        let mut d: Vec<f64> = t
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .filter(|d| *d > 0.0)
-            .collect();
-        d.sort_by(f64::total_cmp);
-        d.get(d.len() / 2).copied().unwrap_or(0.002)
-    };
+    let dt = median_dt(t);
     let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
     let poses: Vec<nalgebra::Isometry3<f64>> = if wrench_only {
         vec![nalgebra::Isometry3::identity(); n]
@@ -331,15 +323,7 @@ mod tests {
     use hal::sim::plan::{Outcome, Phase};
 
     fn signals(ep: &FamilyEpisode) -> Signals {
-        Signals {
-            t: ep.t.clone(),
-            q: ep.q.clone(),
-            aperture: ep.aperture.clone().unwrap_or_default(),
-            wrench: Some((ep.wrench_t.clone(), ep.wrench.clone())),
-            tactile: None,
-            duration_s: ep.duration_s,
-            silent: Vec::new(),
-        }
+        Signals::from_family(ep)
     }
 
     #[test]

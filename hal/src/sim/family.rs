@@ -21,7 +21,7 @@
 //! outcome per attempt (the episode's is the last); `segment` spans, split at the changes in
 //! motion and contact, for the two task-agnostic families.
 
-use super::plan::{Outcome, Phase, PhaseSpan};
+use super::plan::{Outcome, Phase, PhaseSpan, min_jerk, solve_min_jerk_time};
 use crate::robot::{Chain, Kinematics, UR_LIKE_URDF, Urdf};
 use nalgebra::{DMatrix, DVector, Isometry3, Translation3, UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng};
@@ -140,11 +140,6 @@ fn pose_error(cur: &Isometry3<f64>, target: &Isometry3<f64>) -> DVector<f64> {
     let dp = target.translation.vector - cur.translation.vector;
     let dr = (target.rotation * cur.rotation.inverse()).scaled_axis();
     DVector::from_vec(vec![dp.x, dp.y, dp.z, dr.x, dr.y, dr.z])
-}
-
-fn min_jerk(tau: f64) -> f64 {
-    let t = tau.clamp(0.0, 1.0);
-    t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 }
 
 const G: f64 = 9.81;
@@ -272,6 +267,21 @@ fn ee_at(keys: &[Key], t: f64) -> (Vector3<f64>, f64) {
     }
     let k = keys[keys.len() - 1];
     (k.pos, k.yaw)
+}
+
+/// When, between `t0` (where `before(z)` holds for the tool height) and `t1` (where it no
+/// longer does), the planned tool height crosses over (bisection).
+fn crossing(keys: &[Key], t0: f64, t1: f64, before: impl Fn(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = (t0, t1);
+    for _ in 0..50 {
+        let m = 0.5 * (lo + hi);
+        if before(ee_at(keys, m).0.z) {
+            lo = m;
+        } else {
+            hi = m;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 fn scalar_at(keys: &[(f64, f64)], t: f64, before: f64) -> f64 {
@@ -555,18 +565,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             b.move_to(up(hole, 0.01 - depth), yaw, d(1.6), true);
             let t_end = b.t;
             // contact: where the descent passes the hole's entrance
-            let t_contact = {
-                let (mut lo, mut hi) = (t_end - d(1.6), t_end);
-                for _ in 0..50 {
-                    let m = 0.5 * (lo + hi);
-                    if ee_at(&b.ee, m).0.z > contact_z {
-                        lo = m;
-                    } else {
-                        hi = m;
-                    }
-                }
-                0.5 * (lo + hi)
-            };
+            let t_contact = crossing(&b.ee, t_end - d(1.6), t_end, |z| z > contact_z);
             b.marks.push((Phase::Segment, t_contact));
             b.wait(rng.gen_range(0.3..0.8));
             b.mark(Phase::Segment);
@@ -596,18 +595,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             b.move_to(up(a, 0.04), yaw, d(1.2), false);
             b.move_to(up(a, -press), yaw, d(0.8), false);
             let t_end = b.t;
-            let t_contact = {
-                let (mut lo, mut hi) = (t_end - d(0.8), t_end);
-                for _ in 0..50 {
-                    let m = 0.5 * (lo + hi);
-                    if ee_at(&b.ee, m).0.z > table {
-                        lo = m;
-                    } else {
-                        hi = m;
-                    }
-                }
-                0.5 * (lo + hi)
-            };
+            let t_contact = crossing(&b.ee, t_end - d(0.8), t_end, |z| z > table);
             b.marks.push((Phase::Segment, t_contact));
             let strokes = rng.gen_range(2..5);
             for k in 0..strokes {
@@ -621,18 +609,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
             }
             let t0 = b.t;
             b.move_to(up(b.pos(), 0.05), yaw, d(0.6), false);
-            let t_off = {
-                let (mut lo, mut hi) = (t0, b.t);
-                for _ in 0..50 {
-                    let m = 0.5 * (lo + hi);
-                    if ee_at(&b.ee, m).0.z < table {
-                        lo = m;
-                    } else {
-                        hi = m;
-                    }
-                }
-                0.5 * (lo + hi)
-            };
+            let t_off = crossing(&b.ee, t0, b.t, |z| z < table);
             b.marks.push((Phase::Segment, t_off));
             loads.surface = Some((
                 table,
@@ -829,25 +806,12 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
     }
 }
 
-/// When a min-jerk move from `z0` (at `t0`, lasting `d`) to `z1` passes `z`.
+/// When a min-jerk move from `z0` (at `t0`, lasting `d`) to `z1` passes `z`, if it does.
 fn solve(t0: f64, d: f64, z0: f64, z1: f64, z: f64) -> Option<f64> {
-    if (z1 - z0).abs() < 1e-9 {
+    if (z1 - z0).abs() < 1e-9 || !(0.0..=1.0).contains(&((z - z0) / (z1 - z0))) {
         return None;
     }
-    let target = (z - z0) / (z1 - z0);
-    if !(0.0..=1.0).contains(&target) {
-        return None;
-    }
-    let (mut lo, mut hi) = (0.0, 1.0);
-    for _ in 0..60 {
-        let m = 0.5 * (lo + hi);
-        if min_jerk(m) < target {
-            lo = m;
-        } else {
-            hi = m;
-        }
-    }
-    Some(t0 + d * 0.5 * (lo + hi))
+    Some(solve_min_jerk_time(t0, t0 + d, z0, z1, z))
 }
 
 trait MaxZ {

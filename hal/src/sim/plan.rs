@@ -99,7 +99,7 @@ struct Key {
     yaw: f64,
 }
 
-fn min_jerk(tau: f64) -> f64 {
+pub(crate) fn min_jerk(tau: f64) -> f64 {
     let t = tau.clamp(0.0, 1.0);
     t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 }
@@ -670,7 +670,7 @@ fn lerp_scalar(keys: &[(f64, f64)], t: f64) -> f64 {
 }
 
 /// Time in [t0, t1] at which a min-jerk move from z0 to z1 passes z.
-fn solve_min_jerk_time(t0: f64, t1: f64, z0: f64, z1: f64, z: f64) -> f64 {
+pub(crate) fn solve_min_jerk_time(t0: f64, t1: f64, z0: f64, z1: f64, z: f64) -> f64 {
     let target = (z - z0) / (z1 - z0);
     let (mut lo, mut hi) = (0.0, 1.0);
     for _ in 0..60 {
