@@ -21,7 +21,7 @@
 //! outcome per attempt (the episode's is the last); `segment` spans, split at the changes in
 //! motion and contact, for the two task-agnostic families.
 
-use super::plan::{Outcome, Phase, PhaseSpan, min_jerk, solve_min_jerk_time};
+use super::plan::{Outcome, Phase, PhaseSpan, lerp_scalar, min_jerk, solve_min_jerk_time};
 use crate::robot::{Chain, Kinematics, UR_LIKE_URDF, Urdf};
 use nalgebra::{DMatrix, DVector, Isometry3, Translation3, UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng};
@@ -285,21 +285,11 @@ fn crossing(keys: &[Key], t0: f64, t1: f64, before: impl Fn(f64) -> bool) -> f64
 }
 
 fn scalar_at(keys: &[(f64, f64)], t: f64, before: f64) -> f64 {
-    if keys.is_empty() || t <= keys[0].0 {
-        return keys.first().map_or(before, |k| k.1);
+    if keys.is_empty() {
+        before
+    } else {
+        lerp_scalar(keys, t)
     }
-    for w in keys.windows(2) {
-        if t < w[1].0 {
-            let span = w[1].0 - w[0].0;
-            let s = if span > 0.0 {
-                min_jerk((t - w[0].0) / span)
-            } else {
-                1.0
-            };
-            return w[0].1 + (w[1].1 - w[0].1) * s;
-        }
-    }
-    keys[keys.len() - 1].1
 }
 
 /// What loads the wrist, beyond the gripper's own weight.

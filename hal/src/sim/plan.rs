@@ -651,7 +651,7 @@ fn lerp_yaw(keys: &[Key], t: f64) -> f64 {
     keys[i].yaw * (1.0 - s) + keys[i + 1].yaw * s
 }
 
-fn lerp_scalar(keys: &[(f64, f64)], t: f64) -> f64 {
+pub(crate) fn lerp_scalar(keys: &[(f64, f64)], t: f64) -> f64 {
     if t <= keys[0].0 {
         return keys[0].1;
     }
