@@ -479,6 +479,23 @@ pub const UR_LIKE_URDF: &str = r#"<?xml version="1.0"?>
 <origin xyz="0 0 0.1" rpy="0 0 0"/></joint>
 </robot>"#;
 
+/// A 5-DoF arm: the UR-like arm with its second wrist joint locked at its home angle (a
+/// base yaw, three parallel pitch joints and a tool roll, as youBot- or SO-100-style arms
+/// are built): it can hold the tool vertical and turn it, not tilt it sideways.
+pub fn five_dof_urdf() -> String {
+    UR_LIKE_URDF
+        .replace("<robot name=\"ur_like\">", "<robot name=\"five_dof\">")
+        .replace(
+            r#"<joint name="wrist_2_joint" type="revolute"><parent link="wrist_1_link"/><child link="wrist_2_link"/>
+<origin xyz="0 -0.0997 0" rpy="1.570796327 0 0"/><axis xyz="0 0 1"/><limit lower="-6.2" upper="6.2" effort="28" velocity="6.2"/></joint>"#,
+            r#"<link name="wrist_2_locked"/>
+  <joint name="wrist_2_mount" type="fixed"><parent link="wrist_1_link"/><child link="wrist_2_locked"/>
+    <origin xyz="0 -0.0997 0" rpy="1.570796327 0 0"/></joint>
+  <joint name="wrist_2_lock" type="fixed"><parent link="wrist_2_locked"/><child link="wrist_2_link"/>
+    <origin xyz="0 0 0" rpy="0 0 -1.57"/></joint>"#,
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

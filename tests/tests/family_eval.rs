@@ -55,6 +55,41 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
         &[&deg],
     );
     assert_eq!(code, 0, "{err}");
+    // a 5-DoF arm (base yaw, three pitch joints, tool roll) in degrees, from its own URDF
+    std::fs::write(
+        dir.path().join("five_dof.urdf"),
+        hal::robot::five_dof_urdf(),
+    )
+    .unwrap();
+    let five = dir.path().join("five_dof_deg");
+    std::fs::create_dir_all(&five).unwrap();
+    let arm5 = hal::sim::family::Robot::five_dof();
+    for i in 0..n {
+        let mut ep = hal::sim::family::generate_on(&arm5, Family::SixDof, 99, i);
+        assert_eq!(ep.joint_names.len(), 5);
+        for q in &mut ep.q {
+            q.iter_mut().for_each(|x| *x = x.to_degrees());
+        }
+        write_family_episode(
+            &five.join(format!("ep{i}.mcap")),
+            &ep,
+            1_700_000_000_000_000_000,
+        )
+        .unwrap();
+    }
+    let five_cfg = dir.path().join("five_deg.toml");
+    std::fs::write(
+        &five_cfg,
+        std::fs::read_to_string(&deg_cfg)
+            .unwrap()
+            .replace("ur_like.urdf", "five_dof.urdf"),
+    )
+    .unwrap();
+    let (code, _, err) = demotape(
+        &["annotate", "--config", five_cfg.to_str().unwrap(), "--json"],
+        &[&five],
+    );
+    assert_eq!(code, 0, "{err}");
     for family in Family::ALL {
         let d = dir.path().join(family.as_str());
         std::fs::create_dir_all(&d).unwrap();
@@ -103,6 +138,17 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
             assert!(median <= 60.0, "{family:?}: median {median} ms");
         }
     }
+    let g5 = &report["groups"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with("five_dof_deg"))
+        .unwrap()
+        .1;
+    eprintln!("five_dof_deg: {g5}");
+    assert_eq!(g5["outcomes"], n);
+    assert!(g5["accuracy"].as_f64().unwrap() >= 0.8, "{g5}");
+    assert!(g5["boundary_median_ms"].as_f64().unwrap() <= 60.0, "{g5}");
     // degrees: the same phases as radians, episode by episode
     for i in 0..n {
         let read = |d: &str| -> serde_json::Value {

@@ -104,6 +104,33 @@ pub fn ur_like() -> Chain {
 /// The UR-like arm's home: elbow up, the tool pointing down.
 pub const UR_HOME: [f64; 6] = [0.0, -1.9, 1.9, -1.57, -1.57, 0.0];
 
+/// An arm the families run on: its chain and its home configuration.
+#[derive(Clone, Debug)]
+pub struct Robot {
+    pub chain: Chain,
+    pub home: Vec<f64>,
+}
+
+impl Robot {
+    /// The UR-like 6-DoF arm.
+    pub fn ur_like() -> Robot {
+        Robot {
+            chain: ur_like(),
+            home: UR_HOME.to_vec(),
+        }
+    }
+    /// The 5-DoF arm ([`crate::robot::five_dof_urdf`]), at the UR-like home with the locked
+    /// joint left out.
+    pub fn five_dof() -> Robot {
+        Robot {
+            chain: Urdf::parse(&crate::robot::five_dof_urdf())
+                .and_then(|u| u.chain(None, None))
+                .expect("the built-in URDF parses"),
+            home: vec![0.0, -1.9, 1.9, -1.57, 0.0],
+        }
+    }
+}
+
 /// One damped-least-squares IK step of any chain toward `target` (position and orientation),
 /// with a weak pull toward `rest`; returns the new configuration and the remaining error.
 pub fn ik_step(
@@ -323,11 +350,17 @@ impl Loads {
     }
 }
 
-/// Generate episode `index` of `family`, seeded.
+/// Generate episode `index` of `family` on the UR-like arm, seeded.
 pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
-    let chain = ur_like();
+    generate_on(&Robot::ur_like(), family, seed, index)
+}
+
+/// Generate episode `index` of `family` on `robot`, seeded.
+pub fn generate_on(robot: &Robot, family: Family, seed: u64, index: u64) -> FamilyEpisode {
+    let chain = robot.chain.clone();
+    let home_q = robot.home.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (index.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-    let home_pose = chain.fk(&UR_HOME);
+    let home_pose = chain.fk(&home_q);
     let home = home_pose.translation.vector;
     let down = home_pose.rotation;
     let table = home.z - 0.28;
@@ -649,9 +682,9 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
         )
     };
     let nj = (duration * JOINT_HZ).floor() as usize + 1;
-    let mut q = UR_HOME.to_vec();
+    let mut q = home_q.clone();
     for _ in 0..50 {
-        q = ik_step(&chain, &q, &target_at(0.0), &UR_HOME).0;
+        q = ik_step(&chain, &q, &target_at(0.0), &home_q).0;
     }
     let mut ts = Vec::with_capacity(nj);
     let mut qs: Vec<Vec<f64>> = Vec::with_capacity(nj);
@@ -661,7 +694,7 @@ pub fn generate(family: Family, seed: u64, index: u64) -> FamilyEpisode {
         let t = i as f64 / JOINT_HZ;
         let tg = target_at(t);
         for _ in 0..4 {
-            let (nq, e) = ik_step(&chain, &q, &tg, &UR_HOME);
+            let (nq, e) = ik_step(&chain, &q, &tg, &home_q);
             q = nq;
             if e < 1e-8 {
                 break;
@@ -860,6 +893,14 @@ mod tests {
                 ep.max_ik_error_m
             );
             assert_eq!(generate(f, 7, 0).q, ep.q, "deterministic");
+            // the 5-DoF arm holds the tool vertical and turns it: the same tasks are in reach
+            let five = generate_on(&Robot::five_dof(), f, 7, 0);
+            assert_eq!(five.q[0].len(), 5);
+            assert!(
+                five.max_ik_error_m < 1e-3,
+                "{f:?}: 5-DoF IK off by {} m",
+                five.max_ik_error_m
+            );
         }
     }
 }
