@@ -199,7 +199,15 @@ enum Command {
     /// the episode in Foxglove or Rerun). Episodes are never modified. A bad file is reported
     /// and the rest of the batch still processed; exit 1 if any failed.
     ///
+    /// When the gripper closes: idle, reach, grasp, lift, transport, place, release, retreat,
+    /// and an outcome per attempt (a regrasp is a second attempt). Otherwise (no gripper, a
+    /// part held from the start, a wipe, a wrench and no joint states): `segment` spans at
+    /// the changes in motion, contact and gripper, and outcome `none`.
+    ///
     /// Example: demotape annotate episodes/ --out labels/
+    ///
+    /// Another robot: demotape annotate ur5/ --config ur5.toml (its `[robot] urdf`, joint
+    /// units and gripper joint; `demotape annotate --print-config` shows every key)
     Annotate {
         /// Episode files or directories.
         #[arg(required_unless_present = "print_config")]
