@@ -336,9 +336,18 @@ struct Loads {
     pull: Option<[f64; 3]>,
     /// Setting down: the height (tool z) at which the support takes the part's weight.
     support_z: Option<f64>,
-    /// A surface (height, stiffness N/m, friction coefficient) the tool or peg presses on,
-    /// from `from` s to `until` s (a peg let go no longer loads the wrist).
-    surface: Option<(f64, f64, f64, f64, f64)>,
+    /// A surface the tool or peg presses on.
+    surface: Option<Surface>,
+}
+
+/// A surface under the tool: its height (m), stiffness (N/m) and friction coefficient, and
+/// when it stops loading the wrist (s; a peg let go no longer does).
+#[derive(Clone, Copy, Debug)]
+struct Surface {
+    z: f64,
+    stiffness: f64,
+    friction: f64,
+    until: f64,
 }
 
 impl Loads {
@@ -471,7 +480,9 @@ pub fn generate_on(robot: &Robot, family: Family, seed: u64, index: u64) -> Fami
                 // the part lies where it was (a dropped one fell back onto its place)
                 b.mark(Phase::Reach);
                 let p = b.pos();
-                b.move_to(up(p, 0.05).max(up(obj, 0.08)), yaw, d(0.5), false);
+                // up and back over the part, at least 8 cm above it
+                let (a, c) = (up(p, 0.05), up(obj, 0.08));
+                b.move_to(if a.z >= c.z { a } else { c }, yaw, d(0.5), false);
             }
             let approach = obj;
             if family != Family::Regrasp {
@@ -596,13 +607,12 @@ pub fn generate_on(robot: &Robot, family: Family, seed: u64, index: u64) -> Fami
             b.grip_to(OPEN, d(0.4));
             loads.held = vec![[0.0, t_open + d(0.15)]];
             loads.between = vec![[0.0, t_open + d(0.15)]];
-            loads.surface = Some((
-                contact_z,
-                rng.gen_range(300.0..600.0),
-                0.0,
-                0.0,
-                t_open + d(0.15),
-            ));
+            loads.surface = Some(Surface {
+                z: contact_z,
+                stiffness: rng.gen_range(300.0..600.0),
+                friction: 0.0,
+                until: t_open + d(0.15),
+            });
             b.mark(Phase::Segment);
             let p = b.pos();
             b.move_to(up(p, 0.1), yaw, d(0.7), false);
@@ -634,13 +644,12 @@ pub fn generate_on(robot: &Robot, family: Family, seed: u64, index: u64) -> Fami
             b.move_to(up(b.pos(), 0.05), yaw, d(0.6), false);
             let t_off = crossing(&b.ee, t0, b.t, |z| z < table);
             b.marks.push((Phase::Segment, t_off));
-            loads.surface = Some((
-                table,
-                rng.gen_range(2000.0..5000.0),
-                0.4,
-                0.0,
-                f64::INFINITY,
-            ));
+            loads.surface = Some(Surface {
+                z: table,
+                stiffness: rng.gen_range(2000.0..5000.0),
+                friction: 0.4,
+                until: f64::INFINITY,
+            });
             b.move_to(home, 0.0, d(1.0), false);
             b.mark(Phase::Segment);
         }
@@ -787,12 +796,11 @@ pub fn generate_on(robot: &Robot, family: Family, seed: u64, index: u64) -> Fami
                     * (-dt / 0.04).exp();
             }
         }
-        if let Some((sz, k, mu, from, until)) = loads.surface
-            && t >= from
-            && t < until
-            && z < sz
+        if let Some(sf) = loads.surface
+            && t < sf.until
+            && z < sf.z
         {
-            let n = k * (sz - z);
+            let n = sf.stiffness * (sf.z - z);
             f.z += n;
             // friction against the wipe's motion
             let v = (tool_at(t + 0.005).translation.vector
@@ -800,7 +808,7 @@ pub fn generate_on(robot: &Robot, family: Family, seed: u64, index: u64) -> Fami
                 / 0.01;
             let vxy = Vector3::new(v.x, v.y, 0.0);
             if vxy.norm() > 1e-3 {
-                f -= vxy.normalize() * mu * n * (vxy.norm() / 0.01).min(1.0);
+                f -= vxy.normalize() * sf.friction * n * (vxy.norm() / 0.01).min(1.0);
             }
         }
         let fs = pose.rotation.inverse() * f + bias + Vector3::new(0.0, 0.0, drift * t);
@@ -835,16 +843,6 @@ fn solve(t0: f64, d: f64, z0: f64, z1: f64, z: f64) -> Option<f64> {
         return None;
     }
     Some(solve_min_jerk_time(t0, t0 + d, z0, z1, z))
-}
-
-trait MaxZ {
-    fn max(self, other: Self) -> Self;
-}
-impl MaxZ for Vector3<f64> {
-    /// The higher of two points.
-    fn max(self, other: Self) -> Self {
-        if self.z >= other.z { self } else { other }
-    }
 }
 
 #[cfg(test)]
