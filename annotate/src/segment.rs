@@ -98,6 +98,45 @@ impl Signals {
     }
 }
 
+/// Element-wise length of the vectors (x[i], y[i], z[i]).
+pub(crate) fn norm3(x: &[f64], y: &[f64], z: &[f64]) -> Vec<f64> {
+    x.iter()
+        .zip(y)
+        .zip(z)
+        .map(|((a, b), c)| (a * a + b * b + c * c).sqrt())
+        .collect()
+}
+
+/// A noise level from absolute deviations: 1.4826 × their median (the normal σ a median
+/// absolute deviation stands for). Empty: 0.
+pub(crate) fn robust_sigma(mut dev: Vec<f64>) -> f64 {
+    if dev.is_empty() {
+        return 0.0;
+    }
+    dev.sort_by(f64::total_cmp);
+    1.4826 * dev[dev.len() / 2]
+}
+
+/// The wrist load in the world frame: each reading less the sensor's bias and the tool's own
+/// weight (as [`tare`] found them) seen in the sensor frame, rotated by the sensor's
+/// orientation at its time.
+pub(crate) fn tared_load(
+    tw: &[f64],
+    w: &[[f64; 6]],
+    rot: &dyn Fn(f64) -> nalgebra::UnitQuaternion<f64>,
+    bias: [f64; 3],
+    tool_n: f64,
+) -> Vec<nalgebra::Vector3<f64>> {
+    tw.iter()
+        .zip(w)
+        .map(|(&tt, f)| {
+            let r = rot(tt);
+            let g = r.inverse() * nalgebra::Vector3::new(0.0, 0.0, -tool_n);
+            r * (nalgebra::Vector3::new(f[0] - bias[0], f[1] - bias[1], f[2] - bias[2]) - g)
+        })
+        .collect()
+}
+
 /// Central-difference derivative over ±`half` samples.
 pub(crate) fn deriv(t: &[f64], x: &[f64], half: usize) -> Vec<f64> {
     let n = x.len();
@@ -363,9 +402,7 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
     let win = |seconds: f64| ((seconds / dt).round() as usize).max(1);
     let h = win(0.010); // the derivative's half window
     let (vx, vy, vz) = (deriv(t, &px, h), deriv(t, &py, h), deriv(t, &pz, h));
-    let mut speed: Vec<f64> = (0..n)
-        .map(|i| (vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i]).sqrt())
-        .collect();
+    let mut speed = norm3(&vx, &vy, &vz);
     // a trembling hand (a teleoperator's tremor passed on to the arm): the speed's fast
     // part, its 90th percentile about a 50 ms trend; above 5 mm/s the motion is judged on
     // positions low-passed over ±30 ms (a 60 ms boxcar: tremor damped, onsets moved little;
@@ -386,9 +423,7 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
         let w = win(0.030);
         let (sx, sy, sz) = (smooth(&px, w), smooth(&py, w), smooth(&pz, w));
         let (ax, ay, az) = (deriv(t, &sx, h), deriv(t, &sy, h), deriv(t, &sz, h));
-        speed = (0..n)
-            .map(|i| (ax[i] * ax[i] + ay[i] * ay[i] + az[i] * az[i]).sqrt())
-            .collect();
+        speed = norm3(&ax, &ay, &az);
         vz = az;
         pz = sz;
         evidence.push(format!(
@@ -424,16 +459,9 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
         let rot = |tt: f64| poses[idx(t, tt)].rotation;
         let until = first_close.map_or(0.0, |k| t[k] - 0.05);
         let (bias, tool_n) = tare(tw, w, &rot, until);
-        let world_z: Vec<f64> = tw
+        let world_z: Vec<f64> = tared_load(tw, w, &rot, bias, tool_n)
             .iter()
-            .zip(w)
-            .map(|(&tt, f)| {
-                let r = rot(tt);
-                // sensor reading − bias − the tool's own weight seen in the sensor frame
-                let g = r.inverse() * nalgebra::Vector3::new(0.0, 0.0, -tool_n);
-                let fc = nalgebra::Vector3::new(f[0] - bias[0], f[1] - bias[1], f[2] - bias[2]) - g;
-                -(r * fc).z
-            })
+            .map(|v| -v.z)
             .collect();
         let raw = resample(tw, &world_z, t);
         let fast = smooth(&raw, win(0.004));
@@ -441,13 +469,13 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
         let k_end = idx(t, until);
         if k_end > win(0.2) {
             let base = smooth(&fast[..k_end], win(0.050));
-            let mut dev: Vec<f64> = fast[..k_end]
-                .iter()
-                .zip(&base)
-                .map(|(x, m)| (x - m).abs())
-                .collect();
-            dev.sort_by(f64::total_cmp);
-            noise_n = 1.4826 * dev[dev.len() / 2];
+            noise_n = robust_sigma(
+                fast[..k_end]
+                    .iter()
+                    .zip(&base)
+                    .map(|(x, m)| (x - m).abs())
+                    .collect(),
+            );
         }
         if tool_n.abs() > 0.5 || bias.iter().any(|b| b.abs() > 0.5) {
             evidence.push(format!(

@@ -16,8 +16,8 @@
 //! clears its threshold.
 
 use crate::segment::{
-    Segmentation, Signals, deriv, first_from, idx, median_dt, offset, onset, percentile, resample,
-    smooth, tare, unsegmented,
+    Segmentation, Signals, deriv, first_from, idx, median_dt, norm3, offset, onset, percentile,
+    resample, robust_sigma, smooth, tare, tared_load, unsegmented,
 };
 use hal::robot::Kinematics;
 use hal::sim::plan::{Phase, PhaseSpan};
@@ -91,10 +91,7 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
         )
     };
     let (vx, vy, vz) = (axis(|v| v.x), axis(|v| v.y), axis(|v| v.z));
-    let raw: Vec<f64> = (0..n)
-        .map(|i| (vx[i] * vx[i] + vy[i] * vy[i] + vz[i] * vz[i]).sqrt())
-        .collect();
-    let speed = smooth(&raw, win(0.025));
+    let speed = smooth(&norm3(&vx, &vy, &vz), win(0.025));
     // a motion: above 3 cm/s, or a tenth of the episode's fast speed for a slow task
     let v_hi = (0.1 * percentile(&speed, 99.0)).clamp(0.008, 0.03);
     let v_lo = 0.15 * v_hi;
@@ -116,15 +113,7 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
             (first_motion - 0.05).max(t[0] + 0.2)
         };
         let (bias, tool_n) = tare(tw, w, &rot, until);
-        let load: Vec<nalgebra::Vector3<f64>> = tw
-            .iter()
-            .zip(w)
-            .map(|(&tt, f)| {
-                let r = rot(tt);
-                let g = r.inverse() * nalgebra::Vector3::new(0.0, 0.0, -tool_n);
-                r * (nalgebra::Vector3::new(f[0] - bias[0], f[1] - bias[1], f[2] - bias[2]) - g)
-            })
-            .collect();
+        let load = tared_load(tw, w, &rot, bias, tool_n);
         let comp = |c: usize| -> Vec<f64> {
             smooth(
                 &resample(tw, &load.iter().map(|v| v[c]).collect::<Vec<_>>(), t),
@@ -145,9 +134,7 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
             .map(|i| ((fx[i] - bx).powi(2) + (fy[i] - by).powi(2) + (fz[i] - bz).powi(2)).sqrt())
             .collect();
         let noise = if k_end > win(0.2) {
-            let mut d = dev[..k_end].to_vec();
-            d.sort_by(f64::total_cmp);
-            1.4826 * d[d.len() / 2]
+            robust_sigma(dev[..k_end].to_vec())
         } else {
             0.05
         };
