@@ -5,7 +5,7 @@
 //! would run on its own robot.
 
 use demotape_e2e::{demotape, write_family_episode};
-use hal::sim::family::{Family, generate};
+use hal::sim::family::{Family, Robot, generate, generate_on};
 
 #[test]
 fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
@@ -27,21 +27,36 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
     let with_gripper = config("ur.toml", "finger_joint");
     let no_gripper = config("ur_no_gripper.toml", "");
     let n = 6;
-    // the same arm publishing degrees: the same labels once `joint_units = "deg"` says so
-    let deg = dir.path().join("six_dof_deg");
-    std::fs::create_dir_all(&deg).unwrap();
-    for i in 0..n {
-        let mut ep = generate(Family::SixDof, 99, i);
-        for q in &mut ep.q {
-            q.iter_mut().for_each(|x| *x = x.to_degrees());
+    // n episodes of `family` on `robot` into `name/`, joints in degrees or radians
+    let record = |name: &str, robot: &Robot, family: Family, degrees: bool| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..n {
+            let mut ep = generate_on(robot, family, 99, i);
+            assert_eq!(ep.joint_names.len(), robot.home.len());
+            if degrees {
+                for q in &mut ep.q {
+                    q.iter_mut().for_each(|x| *x = x.to_degrees());
+                }
+            }
+            write_family_episode(
+                &d.join(format!("ep{i}.mcap")),
+                &ep,
+                1_700_000_000_000_000_000 + i * 100_000_000_000,
+            )
+            .unwrap();
         }
-        write_family_episode(
-            &deg.join(format!("ep{i}.mcap")),
-            &ep,
-            1_700_000_000_000_000_000,
-        )
-        .unwrap();
-    }
+        d
+    };
+    let annotate = |d: &std::path::Path, cfg: &std::path::Path| {
+        let (code, _, err) = demotape(
+            &["annotate", "--config", cfg.to_str().unwrap(), "--json"],
+            &[d],
+        );
+        assert_eq!(code, 0, "{}: {err}", d.display());
+    };
+    let ur = Robot::ur_like();
+    // the same arm publishing degrees: the same labels once `joint_units = "deg"` says so
     let deg_cfg = dir.path().join("ur_deg.toml");
     std::fs::write(
         &deg_cfg,
@@ -50,33 +65,13 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
             .replace("joint_units = \"rad\"", "joint_units = \"deg\""),
     )
     .unwrap();
-    let (code, _, err) = demotape(
-        &["annotate", "--config", deg_cfg.to_str().unwrap(), "--json"],
-        &[&deg],
-    );
-    assert_eq!(code, 0, "{err}");
+    annotate(&record("six_dof_deg", &ur, Family::SixDof, true), &deg_cfg);
     // a 5-DoF arm (base yaw, three pitch joints, tool roll) in degrees, from its own URDF
     std::fs::write(
         dir.path().join("five_dof.urdf"),
         hal::robot::five_dof_urdf(),
     )
     .unwrap();
-    let five = dir.path().join("five_dof_deg");
-    std::fs::create_dir_all(&five).unwrap();
-    let arm5 = hal::sim::family::Robot::five_dof();
-    for i in 0..n {
-        let mut ep = hal::sim::family::generate_on(&arm5, Family::SixDof, 99, i);
-        assert_eq!(ep.joint_names.len(), 5);
-        for q in &mut ep.q {
-            q.iter_mut().for_each(|x| *x = x.to_degrees());
-        }
-        write_family_episode(
-            &five.join(format!("ep{i}.mcap")),
-            &ep,
-            1_700_000_000_000_000_000,
-        )
-        .unwrap();
-    }
     let five_cfg = dir.path().join("five_deg.toml");
     std::fs::write(
         &five_cfg,
@@ -85,45 +80,35 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
             .replace("ur_like.urdf", "five_dof.urdf"),
     )
     .unwrap();
-    let (code, _, err) = demotape(
-        &["annotate", "--config", five_cfg.to_str().unwrap(), "--json"],
-        &[&five],
+    let arm5 = Robot::five_dof();
+    assert_eq!(arm5.home.len(), 5);
+    annotate(
+        &record("five_dof_deg", &arm5, Family::SixDof, true),
+        &five_cfg,
     );
-    assert_eq!(code, 0, "{err}");
     for family in Family::ALL {
-        let d = dir.path().join(family.as_str());
-        std::fs::create_dir_all(&d).unwrap();
-        for i in 0..n {
-            let ep = generate(family, 99, i);
-            write_family_episode(
-                &d.join(format!("ep{i}.mcap")),
-                &ep,
-                1_700_000_000_000_000_000 + i * 100_000_000_000,
-            )
-            .unwrap();
-        }
         let cfg = if family == Family::Wipe {
             &no_gripper
         } else {
             &with_gripper
         };
-        let (code, _, err) = demotape(
-            &["annotate", "--config", cfg.to_str().unwrap(), "--json"],
-            &[&d],
-        );
-        assert_eq!(code, 0, "{family:?}: {err}");
+        annotate(&record(family.as_str(), &ur, family, false), cfg);
     }
     let (code, report, err) = demotape(&["eval", "--json"], &[dir.path()]);
     assert_eq!(code, 0, "{err}");
     assert!(report["skipped"].as_array().unwrap().is_empty(), "{report}");
-    for family in Family::ALL {
-        let g = report["groups"]
+    // a directory's figures (groups are keyed by directory path)
+    let group = |name: &str| {
+        report["groups"]
             .as_object()
             .unwrap()
             .iter()
-            .find(|(k, _)| k.ends_with(family.as_str()))
+            .find(|(k, _)| k.ends_with(name))
             .map(|(_, v)| v)
-            .unwrap_or_else(|| panic!("no group for {family:?}: {report}"));
+            .unwrap_or_else(|| panic!("no group for {name}: {report}"))
+    };
+    for family in Family::ALL {
+        let g = group(family.as_str());
         eprintln!("{}: {g}", family.as_str());
         assert_eq!(g["episodes"], n, "{family:?}");
         let median = g["boundary_median_ms"].as_f64().unwrap();
@@ -138,13 +123,7 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
             assert!(median <= 60.0, "{family:?}: median {median} ms");
         }
     }
-    let g5 = &report["groups"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(k, _)| k.ends_with("five_dof_deg"))
-        .unwrap()
-        .1;
+    let g5 = group("five_dof_deg");
     eprintln!("five_dof_deg: {g5}");
     assert_eq!(g5["outcomes"], n);
     assert!(g5["accuracy"].as_f64().unwrap() >= 0.8, "{g5}");
