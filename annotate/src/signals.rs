@@ -275,6 +275,8 @@ pub fn read_signals(
     let mut seen_names: Vec<String> = Vec::new();
     let mut grip: Vec<(f64, f64)> = Vec::new();
     let mut bad = 0usize;
+    // `gripper_joint = ""` and no `gripper_joints`: a robot without a gripper
+    let no_gripper = cfg.gripper_joint.is_empty() && cfg.gripper_joints.is_empty();
     for m in joints {
         let Some(js) = decode::<JointPositions>(&m.data) else {
             bad += 1;
@@ -298,14 +300,13 @@ pub fn read_signals(
                         seen_names.push(n.clone());
                     }
                 }
-                let g: Option<Vec<usize>> =
-                    if cfg.gripper_joints.is_empty() && cfg.gripper_joint.is_empty() {
-                        None
-                    } else if cfg.gripper_joints.is_empty() {
-                        find(&cfg.gripper_joint).map(|i| vec![i])
-                    } else {
-                        cfg.gripper_joints.iter().map(|n| find(n)).collect()
-                    };
+                let g: Option<Vec<usize>> = if no_gripper {
+                    None
+                } else if cfg.gripper_joints.is_empty() {
+                    find(&cfg.gripper_joint).map(|i| vec![i])
+                } else {
+                    cfg.gripper_joints.iter().map(|n| find(n)).collect()
+                };
                 let l = (a, g);
                 layouts.insert(js.name.hash, l.clone());
                 l
@@ -329,7 +330,6 @@ pub fn read_signals(
             cfg.joint_topic
         );
     }
-    let no_gripper = cfg.gripper_joint.is_empty() && cfg.gripper_joints.is_empty();
     if !wrench_only && (arm_q.is_empty() || (grip.is_empty() && !no_gripper)) {
         let (what, want): (&str, Vec<&str>) = if arm_q.is_empty() {
             (
