@@ -49,6 +49,22 @@ impl Default for AnnotateConfig {
 }
 
 impl AnnotateConfig {
+    /// CRC-32 of the configuration (signals, robot, arm, gates) as JSON: which robot and
+    /// which signals a layer, or a model, was made with.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(&(&self.signals, &self.robot, &self.arm, &self.gates))
+            .unwrap_or_default();
+        format!("{:08x}", crc32fast::hash(json.as_bytes()))
+    }
+
+    /// CRC-32 of what says which robot and signals these are (signals, robot, arm; not the
+    /// gates): a model learned under one is refused under another.
+    pub fn robot_hash(&self) -> String {
+        let json =
+            serde_json::to_string(&(&self.signals, &self.robot, &self.arm)).unwrap_or_default();
+        format!("{:08x}", crc32fast::hash(json.as_bytes()))
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -210,6 +226,47 @@ pub struct PhaseOut {
     pub end_ns: u64,
 }
 
+/// Who labelled an episode: the rules, or a model learned from reviewed episodes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Labeler {
+    /// "rules" or "model".
+    pub by: &'static str,
+    /// The model file given (`annotate --model`), used or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Why the model given was not used for this episode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Whether the outcome is the model's ("model") or the rules' (and why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome_by: Option<String>,
+    /// How far apart (ms, median over boundaries) the nearest reviewed episodes put the
+    /// boundaries: high means a review of this episode would teach the model the most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disagreement_ms: Option<f64>,
+    /// The reviewed episodes whose boundaries were transferred, nearest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nearest: Vec<String>,
+}
+
+/// Refuse a model made for another robot or signal configuration (exit 2 at the command
+/// line): its templates and figures would be read in the wrong units or from other joints.
+pub fn check_model(model: &crate::learn::Model, config: &AnnotateConfig) -> anyhow::Result<()> {
+    let here = config.robot_hash();
+    if model.config_hash != here {
+        anyhow::bail!(
+            "{}: learned with robot/signal configuration {} (task {:?}, {} episodes), this \
+             configuration is {here}: a model is not moved between robots or signal layouts; \
+             train one with this --config",
+            model.source,
+            model.config_hash,
+            model.task,
+            model.episodes.len()
+        );
+    }
+    Ok(())
+}
+
 /// The sidecar document.
 #[derive(Clone, Debug, Serialize)]
 pub struct EpisodeAnnotation {
@@ -217,6 +274,7 @@ pub struct EpisodeAnnotation {
     pub tool: String,
     pub config_hash: String,
     pub layer: &'static str,
+    pub labeler: Labeler,
     /// The last attempt's outcome; `none` when the episode got `segment` spans (no grasp).
     pub outcome: String,
     pub confidence: f64,
@@ -265,9 +323,10 @@ pub fn annotate_or_record(
     out_dir: Option<&Path>,
     config: &AnnotateConfig,
     arm: &hal::robot::RobotArm,
+    model: Option<&crate::learn::Model>,
 ) -> Result<EpisodeAnnotation, String> {
     let failed = failure_path(episode, out_dir);
-    match annotate_file(episode, out_dir, config, arm) {
+    match annotate_file(episode, out_dir, config, arm, model) {
         Ok(a) => {
             if failed.exists() {
                 let _ = std::fs::remove_file(&failed);
@@ -305,19 +364,71 @@ fn lower(o: hal::sim::plan::Outcome) -> String {
 }
 
 /// Annotate one episode and write its sidecar and companion MCAP. `arm` is
-/// `config.robot_arm()`, built once for a batch (a URDF is read and parsed there).
+/// `config.robot_arm()`, built once for a batch (a URDF is read and parsed there). With a
+/// `model` (`demotape train`, already checked against `config` by [`check_model`]) its
+/// phases and outcome replace the rules' where it applies to the episode; the layer's
+/// `labeler` says which labelled it, and why.
 pub fn annotate_file(
     episode: &Path,
     out_dir: Option<&Path>,
     config: &AnnotateConfig,
     arm: &hal::robot::RobotArm,
+    model: Option<&crate::learn::Model>,
 ) -> anyhow::Result<EpisodeAnnotation> {
     let (cfg, gates_cfg) = (&config.signals, &config.gates);
     let (signals, start, meta) = read_signals(episode, cfg, arm)?;
-    let seg: Segmentation = segment(&signals, arm.kin.as_ref());
-    let cfg_json =
-        serde_json::to_string(&(cfg, &config.robot, &config.arm, gates_cfg)).unwrap_or_default();
-    let config_hash = format!("{:08x}", crc32fast::hash(cfg_json.as_bytes()));
+    let mut seg: Segmentation = segment(&signals, arm.kin.as_ref());
+    let mut labeler = Labeler {
+        by: "rules",
+        model: None,
+        why: None,
+        outcome_by: None,
+        disagreement_ms: None,
+        nearest: Vec::new(),
+    };
+    if let Some(m) = model {
+        labeler.model = Some(m.source.clone());
+        let series = crate::learn::features::series(&signals, arm.kin.as_ref());
+        let task = crate::learn::load::task_of(&meta);
+        match crate::learn::refuses(m, &task, &series) {
+            Some(why) => {
+                tracing::warn!("{}: model {} not used: {why}", episode.display(), m.source);
+                labeler.why = Some(why);
+            }
+            None => match m.predict(&series, &seg, signals.duration_s) {
+                p if p.refused.is_some() => {
+                    let why = p.refused.unwrap_or_default();
+                    tracing::warn!("{}: model {} not used: {why}", episode.display(), m.source);
+                    labeler.why = Some(why);
+                }
+                p => {
+                    labeler.by = "model";
+                    labeler.outcome_by = Some(p.outcome_source.clone());
+                    labeler.disagreement_ms = Some(p.disagreement_ms);
+                    labeler.nearest = p.nearest.clone();
+                    seg.evidence.push(format!(
+                        "model {}: phases from the {} nearest of {} reviewed episodes \
+                     (disagreement {:.0} ms); outcome from {}",
+                        m.source,
+                        p.nearest.len(),
+                        m.templates.len(),
+                        p.disagreement_ms,
+                        p.outcome_source
+                    ));
+                    if p.outcome != seg.outcome
+                        && let (Some(o), Some(last)) = (p.outcome, seg.attempts.last_mut())
+                    {
+                        last.outcome = o;
+                        last.confidence = p.confidence;
+                    }
+                    seg.phases = p.phases;
+                    seg.outcome = p.outcome;
+                    seg.confidence = p.confidence;
+                }
+            },
+        }
+    }
+    let config_hash = config.hash();
     let tool = concat!("demotape ", env!("CARGO_PKG_VERSION")).to_string();
 
     // gates
@@ -423,6 +534,7 @@ pub fn annotate_file(
         tool: tool.clone(),
         config_hash: config_hash.clone(),
         layer: "auto",
+        labeler,
         outcome: seg.outcome.map_or_else(|| "none".to_string(), lower),
         confidence: seg.confidence,
         attempts: seg.attempts.clone(),

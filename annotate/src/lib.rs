@@ -18,6 +18,7 @@ pub mod eval;
 pub mod inspect;
 pub mod label;
 pub mod labels;
+pub mod learn;
 pub mod lerobot;
 pub mod mcap_io;
 pub mod read;

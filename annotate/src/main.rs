@@ -1,5 +1,6 @@
 //! `demotape`: the companion tool. See `--help`.
 
+mod learn_cmd;
 mod lerobot_cmd;
 
 use clap::{Parser, Subcommand};
@@ -228,7 +229,33 @@ enum Command {
         /// Print the default configuration as TOML and exit.
         #[arg(long, exclusive = true)]
         print_config: bool,
+        /// A model from `demotape train`: its phases and outcome replace the rules' on every
+        /// episode of its task whose signals it knows (others keep the rules', with a
+        /// warning); the sidecar's `labeler` says which, and why. A model of another robot or
+        /// signal configuration is refused (exit 2).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
+    /// Learn a task from reviewed episodes: a model file `annotate --model` uses.
+    ///
+    /// Learns from every episode given that has a reference layer (a human review with
+    /// corrections, `<stem>.reference.json` or the simulator's `<stem>.truth.json`):
+    ///   - boundaries: each episode becomes a template; a new episode is aligned to every
+    ///     template by dynamic time warping over end-effector speed, gripper opening, wrist
+    ///     load and touch, and the nearest templates' boundaries are carried over (median);
+    ///   - outcome: a class-balanced, L2-regularised logistic regression (linfa) over how the
+    ///     gripper closed and what it held and lost, Platt-calibrated on held-out folds.
+    ///
+    /// Works from 3–5 reviewed episodes of one task on one robot; more help. The file records
+    /// the task, the robot/signal configuration's hash (a model is refused under another),
+    /// the episodes it learned from and its own cross-validated scores. Deterministic.
+    ///
+    /// Examples:
+    ///   demotape review correct ep1.mcap --phase grasp@3.2 …   (a few episodes)
+    ///   demotape train episodes/ --out wipe.model.json --config ur5.toml
+    ///   demotape annotate new/ --model wipe.model.json --config ur5.toml
+    #[command(verbatim_doc_comment)]
+    Train(learn_cmd::TrainArgs),
     /// Rebuild a valid, indexed MCAP from a truncated or damaged one, and report what was lost.
     ///
     /// Copies the header, schemas, channels, metadata and every message of every readable
@@ -275,6 +302,19 @@ enum Command {
         /// Print the whole report (every episode) as JSON.
         #[arg(long)]
         json: bool,
+        /// K-fold cross-validation of `demotape train` instead of scoring the sidecars: per
+        /// directory (one task), train on K − 1 folds, label the held-out one, score it.
+        #[arg(long, value_name = "K")]
+        cv: Option<usize>,
+        /// A learning curve: for each N, train on N episodes drawn at random (--repeats
+        /// draws), score the rest; e.g. `--train-sizes 3,5,10,20`.
+        #[arg(long, value_delimiter = ',', value_name = "N,…")]
+        train_sizes: Vec<usize>,
+        /// Draws per learning-curve point.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[command(flatten)]
+        learn: learn_cmd::LearnArgs,
     },
     /// What is in an episode: channels, types, counts, rates, drops, duration, metadata, sync.
     ///
@@ -323,7 +363,36 @@ fn main() -> ExitCode {
             reference,
             tolerance,
             json,
-        } => eval_cmd(&paths, labels.as_deref(), reference, tolerance, json),
+            cv,
+            train_sizes,
+            repeats,
+            learn,
+        } => {
+            if cv.is_some() || !train_sizes.is_empty() {
+                if tolerance.is_nan() || tolerance <= 0.0 {
+                    eprintln!("error: --tolerance must be positive");
+                    return ExitCode::from(2);
+                }
+                if cv.is_some_and(|k| k < 2) {
+                    eprintln!("error: --cv needs at least 2 folds");
+                    return ExitCode::from(2);
+                }
+                learn_cmd::cv_cmd(learn_cmd::CvRequest {
+                    paths: &paths,
+                    labels: labels.as_deref(),
+                    kind: reference.into(),
+                    tolerance,
+                    folds: cv,
+                    sizes: &train_sizes,
+                    repeats,
+                    json,
+                    learn: &learn,
+                })
+            } else {
+                eval_cmd(&paths, labels.as_deref(), reference, tolerance, json)
+            }
+        }
+        Command::Train(t) => learn_cmd::train_cmd(t),
         Command::Import(c) => lerobot_cmd::import_cmd(c),
         Command::View {
             file,
@@ -437,6 +506,7 @@ fn main() -> ExitCode {
             json,
             config,
             print_config,
+            model,
         } => {
             if print_config {
                 print!("{}", annotate::label::DEFAULT_CONFIG_TOML);
@@ -453,7 +523,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            annotate_cmd(&paths, out.as_deref(), jobs, json, &cfg)
+            let model = match model
+                .as_deref()
+                .map(annotate::learn::Model::load)
+                .transpose()
+                .and_then(|m| {
+                    if let Some(m) = &m {
+                        annotate::label::check_model(m, &cfg)?;
+                    }
+                    Ok(m)
+                }) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            annotate_cmd(&paths, out.as_deref(), jobs, json, &cfg, model.as_ref())
         }
         Command::Recover {
             input,
@@ -575,6 +661,7 @@ fn annotate_cmd(
     jobs: Option<usize>,
     json: bool,
     cfg: &annotate::label::AnnotateConfig,
+    model: Option<&annotate::learn::Model>,
 ) -> ExitCode {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -636,7 +723,7 @@ fn annotate_cmd(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    let r = annotate::label::annotate_or_record(f, out, cfg, &arm);
+                    let r = annotate::label::annotate_or_record(f, out, cfg, &arm, model);
                     if let Ok(mut v) = results.lock() {
                         v.push((i, r));
                     }
@@ -698,7 +785,7 @@ fn annotate_cmd(
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum RefKind {
+pub(crate) enum RefKind {
     /// human review, else reference.json, else truth.json
     Auto,
     Human,
@@ -708,6 +795,18 @@ enum RefKind {
     Truth,
 }
 
+impl From<RefKind> for annotate::eval::Reference {
+    fn from(r: RefKind) -> Self {
+        use annotate::eval::Reference;
+        match r {
+            RefKind::Auto => Reference::Auto,
+            RefKind::Human => Reference::Human,
+            RefKind::File => Reference::File,
+            RefKind::Truth => Reference::Truth,
+        }
+    }
+}
+
 fn eval_cmd(
     paths: &[PathBuf],
     labels: Option<&std::path::Path>,
@@ -715,13 +814,7 @@ fn eval_cmd(
     tolerance: f64,
     json: bool,
 ) -> ExitCode {
-    use annotate::eval::Reference;
-    let kind = match reference {
-        RefKind::Auto => Reference::Auto,
-        RefKind::Human => Reference::Human,
-        RefKind::File => Reference::File,
-        RefKind::Truth => Reference::Truth,
-    };
+    let kind = reference.into();
     if tolerance.is_nan() || tolerance <= 0.0 {
         eprintln!("error: --tolerance must be positive");
         return ExitCode::from(2);

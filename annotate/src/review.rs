@@ -311,7 +311,20 @@ pub struct QueueItem {
     pub confidence: f64,
     pub failed_gates: Vec<String>,
     pub reviewed: usize,
+    /// How far apart the model's nearest reviewed episodes put the boundaries (ms; labelled
+    /// by `annotate --model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disagreement_ms: Option<f64>,
     pub why: String,
+}
+
+impl QueueItem {
+    /// How sure the labels are, for ordering: the outcome's confidence, discounted by the
+    /// templates' disagreement (halved at 350 ms): where they disagree, a correction teaches
+    /// the model a case it does not know.
+    pub fn certainty(&self) -> f64 {
+        self.confidence * (-self.disagreement_ms.unwrap_or(0.0).max(0.0) / 500.0).exp()
+    }
 }
 
 /// The order of the review queue.
@@ -322,7 +335,8 @@ pub enum Order {
     #[default]
     File,
     /// What a reviewer should look at first: not reviewed before reviewed; episodes that
-    /// could not be annotated, then failed gates, then the least confident outcome.
+    /// could not be annotated, then failed gates, then the least certain labels (lowest
+    /// confidence, most disagreement between a model's templates).
     Uncertainty,
 }
 
@@ -339,7 +353,7 @@ pub fn sort_queue(q: &mut [QueueItem], order: Order) {
             };
             key(a)
                 .cmp(&key(b))
-                .then(a.confidence.total_cmp(&b.confidence))
+                .then(a.certainty().total_cmp(&b.certainty()))
         });
     }
 }
@@ -384,6 +398,7 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
                 confidence: 0.0,
                 failed_gates: Vec::new(),
                 reviewed: 0,
+                disagreement_ms: None,
                 why,
             });
             continue;
@@ -397,9 +412,13 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
                 .collect()
         });
         let reviewed = load_review(&f).map_or(0, |r| r.history.len());
+        let disagreement_ms = auto["labeler"]["disagreement_ms"].as_f64();
         let mut why = Vec::new();
         if conf < below {
             why.push(format!("confidence {conf:.2} < {below:.2}"));
+        }
+        if let Some(d) = disagreement_ms.filter(|d| *d > 250.0) {
+            why.push(format!("the model's templates disagree by {d:.0} ms"));
         }
         if !failed.is_empty() {
             why.push(format!("gates failed: {}", failed.join(", ")));
@@ -414,6 +433,7 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
             confidence: conf,
             failed_gates: failed,
             reviewed,
+            disagreement_ms,
             why: why.join("; "),
         });
     }
@@ -449,6 +469,7 @@ mod tests {
                 confidence: conf,
                 failed_gates: gates.iter().map(|g| g.to_string()).collect(),
                 reviewed,
+                disagreement_ms: None,
                 why: String::new(),
             };
         let mut q = vec![
@@ -464,6 +485,17 @@ mod tests {
         sort_queue(&mut q, Order::Uncertainty);
         let names: Vec<String> = q.iter().map(|i| i.sidecar.display().to_string()).collect();
         assert_eq!(names, ["c", "d", "b", "f", "a", "e"]);
+        // a confident outcome whose boundaries the templates disagree on comes before a less
+        // confident one they agree on
+        let mut g = item("g", "success", 0.95, &[], 0);
+        g.disagreement_ms = Some(600.0);
+        let mut q = vec![item("f", "success", 0.70, &[], 0), g];
+        sort_queue(&mut q, Order::Uncertainty);
+        assert_eq!(
+            q[0].sidecar,
+            PathBuf::from("g"),
+            "0.95·e^-1.2 = 0.29 < 0.70"
+        );
     }
 
     #[test]

@@ -493,7 +493,8 @@ pub fn lerobot_doctor(dataset: &Path) {
 /// Write one episode of the family simulator (`hal::sim::family`) as a recording a UR-like
 /// arm's ROS 2 driver would leave: `/joint_states` (the six arm joints and, with a gripper,
 /// `finger_joint` = the opening in m) and `/wrist/wrench`, stamped from `start_ns`, and its
-/// ground truth as `<stem>.reference.json` (what `demotape eval` reads).
+/// ground truth as `<stem>.reference.json` (what `demotape eval` reads). Its
+/// `demotape.episode` metadata names the family as the task.
 pub fn write_family_episode(
     path: &Path,
     ep: &hal::sim::family::FamilyEpisode,
@@ -515,6 +516,14 @@ pub fn write_family_episode(
     let none = std::collections::BTreeMap::new();
     let jc = w.add_channel(js, "/joint_states", "cdr", &none)?;
     let wc = w.add_channel(ws, "/wrist/wrench", "cdr", &none)?;
+    // the task, as the recorder names it (`demotape-recorder ctl start --task`)
+    w.write_metadata(&mcap::records::Metadata {
+        name: "demotape.episode".into(),
+        metadata: std::collections::BTreeMap::from([
+            ("task".to_string(), ep.family.as_str().to_string()),
+            ("start_ns".to_string(), start_ns.to_string()),
+        ]),
+    })?;
     let mut names = ep.joint_names.clone();
     if ep.aperture.is_some() {
         names.push("finger_joint".into());
