@@ -39,6 +39,7 @@ fn main() {
     let f = |x: Option<f64>, k: f64, p: usize| {
         x.map_or("-".to_string(), |v| format!("{:.*}", p, v * k))
     };
+    let mut by_family: Vec<(Family, Vec<Example>)> = Vec::new();
     for family in Family::ALL {
         let examples: Vec<Example> = (0..n)
             .map(|i| {
@@ -129,6 +130,66 @@ fn main() {
             serde_json::json!({"family": family.as_str(), "train_ms": train_s[1] * 1e3,
             "train_episodes": k, "label_ms": label_s[1] * 1e3}),
         );
+        by_family.push((family, examples));
+    }
+    // another task's episodes: a model of family A (10 reviewed) on 10 episodes of family B;
+    // how many it leaves to the rules as unlike every template (the task name check aside)
+    println!("left to the rules as unlike (of 10), model's family down, episodes' across:");
+    print!("{:<13}", "");
+    for (b, _) in &by_family {
+        print!(" {:>12}", b.as_str());
+    }
+    println!();
+    let opt = TrainOptions {
+        task: None,
+        config_hash: "bench".into(),
+        uses_rules: true,
+        seed: 7,
+        self_cv: 0,
+    };
+    for (a, ea) in &by_family {
+        let m = train(&ea[..10.min(ea.len())], &opt).expect("train");
+        print!("{:<13}", a.as_str());
+        for (b, eb) in &by_family {
+            let test = if a.as_str() == b.as_str() {
+                &eb[10.min(eb.len())..]
+            } else {
+                &eb[..]
+            };
+            let refused = test
+                .iter()
+                .take(10)
+                .filter(|e| {
+                    m.predict(&e.series, &e.rules, e.duration_s)
+                        .refused
+                        .is_some()
+                })
+                .count();
+            if std::env::var("DEBUG_UNLIKE").is_ok() {
+                let mut c: Vec<f64> = test
+                    .iter()
+                    .take(10)
+                    .map(|e| {
+                        m.nearest_cost(&e.series).unwrap_or(f64::NAN) / m.spread_cost.unwrap_or(1.0)
+                    })
+                    .collect();
+                c.sort_by(f64::total_cmp);
+                eprintln!(
+                    "{} on {}: cost/spread {:?}",
+                    a.as_str(),
+                    b.as_str(),
+                    c.iter()
+                        .map(|x| (x * 10.0).round() / 10.0)
+                        .collect::<Vec<_>>()
+                );
+            }
+            print!(" {:>12}", refused);
+            json.push(
+                serde_json::json!({"model_family": a.as_str(), "episode_family": b.as_str(),
+                "unlike_of_10": refused}),
+            );
+        }
+        println!();
     }
     println!("{}", serde_json::Value::Array(json));
 }

@@ -222,7 +222,7 @@ fn eval_cv_gives_a_learning_curve_per_directory() {
             "two draws, the rest scored"
         );
         let k5 = &curve[1]["summary"];
-        assert!(k5["recall"].as_f64().unwrap() >= 0.9, "{g:?}: {k5}");
+        assert!(k5["recall"].as_f64().unwrap() >= 0.85, "{g:?}: {k5}");
         assert!(
             k5["boundary_median_ms"].as_f64().unwrap() <= 150.0,
             "{g:?}: {k5}"

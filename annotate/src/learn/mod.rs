@@ -39,8 +39,8 @@ pub const NEAREST: usize = 5;
 pub const BAND: f64 = 0.3;
 /// L2 weight of the outcome classifier (on standardised figures).
 pub const ALPHA: f64 = 0.1;
-/// An episode whose nearest template is this many times farther (DTW cost) than the
-/// farthest any template is from its own nearest is unlike everything reviewed: another
+/// An episode whose nearest template is this many times farther (DTW cost) than the two
+/// farthest-apart templates are from each other is unlike everything reviewed: another
 /// task, another setup. The model leaves it to the rules.
 pub const UNLIKE: f64 = 4.0;
 
@@ -168,8 +168,8 @@ pub struct Model {
     pub scales: Scales,
     pub templates: Vec<Template>,
     pub outcome: Option<OutcomeModel>,
-    /// The largest, over templates, of the DTW cost to the nearest other template (`None`
-    /// with one template): how far apart the reviewed episodes of this task are.
+    /// The largest DTW cost between two templates (`None` with one template): how far apart
+    /// the reviewed episodes of this task are.
     pub spread_cost: Option<f64>,
     /// Its own cross-validated scores (`None` with fewer than 3 episodes).
     pub cv: Option<OwnScores>,
@@ -560,19 +560,29 @@ impl Model {
             .iter()
             .map(|t| self.scales.apply(&t.series, &mask))
             .collect();
+        // the largest cost between any two templates (each pair once): the nearest-neighbour
+        // distance of a handful of templates understates how varied the task is, their
+        // diameter much less so
         let mut worst: f64 = 0.0;
         for (i, a) in scaled.iter().enumerate() {
-            let nearest = scaled
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .filter_map(|(_, b)| dtw::align(a, b, C, BAND).map(|x| x.cost))
-                .fold(f64::INFINITY, f64::min);
-            if nearest.is_finite() {
-                worst = worst.max(nearest);
+            for b in &scaled[i + 1..] {
+                if let Some(x) = dtw::align(a, b, C, BAND) {
+                    worst = worst.max(x.cost);
+                }
             }
         }
         Some(worst)
+    }
+
+    /// The DTW cost from `s` to its nearest template.
+    pub fn nearest_cost(&self, s: &Series) -> Option<f64> {
+        let mask = present_mask(&self.channels);
+        let me = self.scales.apply(s, &mask);
+        self.templates
+            .iter()
+            .filter_map(|t| dtw::align(&self.scales.apply(&t.series, &mask), &me, C, BAND))
+            .map(|a| a.cost)
+            .min_by(f64::total_cmp)
     }
 
     pub fn load(path: &std::path::Path) -> anyhow::Result<Model> {
@@ -622,7 +632,7 @@ impl Model {
             {
                 pred.refused = Some(format!(
                     "unlike every reviewed episode (alignment cost {:.3} to the nearest, over \
-                     {UNLIKE}× the {:.3} the reviewed episodes are apart): another task?",
+                     {UNLIKE}× the {:.3} the reviewed episodes are apart at most): another task?",
                     best.1.cost, spread
                 ));
                 return pred;
@@ -719,6 +729,13 @@ impl Model {
                     pred.outcome = outcome_named(&om.classes[c]);
                     pred.confidence = om.calibration.apply(p);
                     pred.outcome_source = "model".into();
+                    // agreeing with the rules (whose confidence is calibrated on their own)
+                    // is more evidence, never less: a model that has seen five episodes
+                    // cannot know it is right more often than its rule of succession says
+                    if self.uses_rules && pred.outcome.is_some() && pred.outcome == rules.outcome {
+                        pred.confidence = pred.confidence.max(rules.confidence);
+                        pred.outcome_source = "model (agrees with the rules)".into();
+                    }
                 }
             }
         }
