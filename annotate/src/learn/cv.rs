@@ -24,13 +24,20 @@ pub struct CurvePoint {
     pub boundary_median_ms_by_draw: Option<f64>,
 }
 
-fn score(model: &super::Model, e: &Example, tolerance_s: f64) -> EpisodeScore {
-    let p = model.predict(&e.series, &e.rules, e.duration_s);
-    let named = crate::segment::named(&p.phases);
+/// Score labels (phases, outcome, confidence) of `e` against its reference.
+fn score_labels(
+    e: &Example,
+    who: &str,
+    phases: &[hal::sim::plan::PhaseSpan],
+    outcome: Option<hal::sim::plan::Outcome>,
+    confidence: f64,
+    tolerance_s: f64,
+) -> EpisodeScore {
+    let named = crate::segment::named(phases);
     EpisodeScore {
         episode: e.name.clone().into(),
         group: String::new(),
-        reference: "cv".into(),
+        reference: who.into(),
         boundaries: match_boundaries(
             &transitions(&e.phases),
             &transitions(&named),
@@ -38,11 +45,15 @@ fn score(model: &super::Model, e: &Example, tolerance_s: f64) -> EpisodeScore {
         ),
         outcome_reference: e.outcome.clone(),
         outcome_predicted: Some(
-            p.outcome
-                .map_or_else(|| "none".into(), |o| format!("{o:?}").to_lowercase()),
+            outcome.map_or_else(|| "none".into(), |o| format!("{o:?}").to_lowercase()),
         ),
-        confidence: Some(p.confidence),
+        confidence: Some(confidence),
     }
+}
+
+fn score(model: &super::Model, e: &Example, tolerance_s: f64) -> EpisodeScore {
+    let p = model.predict(&e.series, &e.rules, e.duration_s);
+    score_labels(e, "cv", &p.phases, p.outcome, p.confidence, tolerance_s)
 }
 
 fn inner(opt: &TrainOptions) -> TrainOptions {
@@ -142,24 +153,8 @@ pub fn rules_baseline(examples: &[Example], tolerance_s: f64) -> Summary {
     let scores: Vec<EpisodeScore> = examples
         .iter()
         .map(|e| {
-            let named = crate::segment::named(&e.rules.phases);
-            EpisodeScore {
-                episode: e.name.clone().into(),
-                group: String::new(),
-                reference: "rules".into(),
-                boundaries: match_boundaries(
-                    &transitions(&e.phases),
-                    &transitions(&named),
-                    Some(tolerance_s),
-                ),
-                outcome_reference: e.outcome.clone(),
-                outcome_predicted: Some(
-                    e.rules
-                        .outcome
-                        .map_or_else(|| "none".into(), |o| format!("{o:?}").to_lowercase()),
-                ),
-                confidence: Some(e.rules.confidence),
-            }
+            let r = &e.rules;
+            score_labels(e, "rules", &r.phases, r.outcome, r.confidence, tolerance_s)
         })
         .collect();
     summarize(&scores.iter().collect::<Vec<_>>())
