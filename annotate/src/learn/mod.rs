@@ -42,7 +42,7 @@ pub const ALPHA: f64 = 0.1;
 /// An episode whose nearest template is this many times farther (DTW cost) than the two
 /// farthest-apart templates are from each other is unlike everything reviewed: another
 /// task, another setup. The model leaves it to the rules.
-pub const UNLIKE: f64 = 4.0;
+pub const UNLIKE: f64 = 8.0;
 
 /// One training episode, as [`train`] takes it.
 #[derive(Clone, Debug)]
