@@ -7,7 +7,8 @@
 //!    500 Hz, 2 wrenches at 1 kHz, 10 tactile pads at 200 Hz) with the simulator's camera
 //!    noise (σ = 3 levels), replayed from a pool of pre-rendered frames by a source that
 //!    paces each stream at `scale` × its rate, through the real pipeline: `Source` → capture
-//!    queue → writer thread (sync, CDR, lz4 chunks, flush every 100 ms, fdatasync every 1 s).
+//!    queue → writer thread (sync, CDR, chunks per stream compressed on a pool by the default
+//!    policy, flush every 100 ms, fdatasync every 1 s).
 //! 3. The bare `mcap` crate writer on the same messages (pre-encoded, same chunk size and
 //!    lz4), for the CPU ratio.
 //! 4. Capacity: the same stream unpaced into a discarding sink (`/dev/null`), as fast as the
@@ -24,7 +25,7 @@
 use hal::sim::{SimConfig, SimEpisode, now_ns};
 use hal::source::SourceFuture;
 use hal::{Payload, Sample, SampleSink, Source, SourceReport, StreamSpec};
-use recorder::config::Compression;
+use recorder::config::{Compression, CompressionPolicy};
 use recorder::writer::{EpisodeMeta, WriterOptions};
 use recorder::{QueueLimits, record_episode};
 use std::io::Write;
@@ -200,14 +201,19 @@ impl Source for Replay {
     }
 }
 
-/// CPU time (s) of this process's thread called `name` (summed), from /proc.
+/// CPU time (s) of this process's threads called `name` (summed), from /proc.
 fn thread_cpu_s(name: &str) -> f64 {
     let tick = 100.0; // USER_HZ on Linux
     let mut total = 0.0;
     if let Ok(d) = std::fs::read_dir("/proc/self/task") {
         for t in d.flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            if comm.trim() != name {
+            // a name ending in '-' is a prefix (a pool of numbered threads)
+            let hit = match name.strip_suffix('-') {
+                Some(_) => comm.trim().starts_with(name),
+                None => comm.trim() == name,
+            };
+            if !hit {
                 continue;
             }
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
@@ -278,6 +284,7 @@ fn medium_bandwidth(dir: &Path, mb: usize) -> f64 {
     v[1]
 }
 
+#[derive(Clone)]
 struct RunResult {
     mb_per_s: f64,
     msgs_per_s: f64,
@@ -292,6 +299,10 @@ struct RunResult {
     writer_cpu_s: f64,
     /// The longest a sample waited in the capture queue.
     peak_queue_age_ms: f64,
+    /// The 99th percentile of the samples' waits.
+    queue_age_p99_ms: f64,
+    /// Message bytes / bytes their chunks take in the file (the streams' own).
+    compression_ratio: f64,
 }
 
 #[allow(clippy::too_many_arguments)] // a bench helper: every knob is one of the table's columns
@@ -303,7 +314,7 @@ fn run_pipeline(
     duration: Duration,
     unpaced_msgs: Option<u64>,
     queue_bytes: usize,
-    compression: Compression,
+    compression: CompressionPolicy,
     live: Option<&recorder::live::LiveHub>,
 ) -> RunResult {
     let _ = std::fs::remove_file(path);
@@ -331,7 +342,7 @@ fn run_pipeline(
     reset_peak_rss();
     let rss0 = current_rss_mb();
     let cpu0 = process_cpu_s();
-    let w0 = thread_cpu_s("mcap-writer");
+    let w0 = writer_cpu_s();
     let t = Instant::now();
     // sample the writer thread's CPU just before it exits: poll while the run goes
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -339,7 +350,7 @@ fn run_pipeline(
     let poll = std::thread::spawn(move || {
         let mut last = 0.0f64;
         while !d2.load(std::sync::atomic::Ordering::Relaxed) {
-            last = last.max(thread_cpu_s("mcap-writer"));
+            last = last.max(writer_cpu_s());
             std::thread::sleep(Duration::from_millis(20));
         }
         last
@@ -379,7 +390,48 @@ fn run_pipeline(
         msgs,
         writer_cpu_s: writer_cpu,
         peak_queue_age_ms: summary.peak_queue_age_ms,
+        queue_age_p99_ms: summary.queue_age_p99_ms,
+        compression_ratio: bytes as f64
+            / summary
+                .streams
+                .iter()
+                .map(|s| s.stored_bytes)
+                .sum::<u64>()
+                .max(1) as f64,
     }
+}
+
+/// A spinning process that keeps one core busy until dropped ("the other core busy").
+struct Hog(std::process::Child);
+
+impl Hog {
+    fn start() -> Hog {
+        Hog(std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("spawn a busy loop"))
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn policy_name(p: &CompressionPolicy) -> &'static str {
+    match p.default {
+        Compression::Auto => "default",
+        Compression::Lz4 => "lz4",
+        Compression::Zstd => "zstd",
+        Compression::None => "none",
+    }
+}
+
+/// CPU seconds of the writer thread and of the compression threads it feeds.
+fn writer_cpu_s() -> f64 {
+    thread_cpu_s("mcap-writer") + thread_cpu_s("compress-")
 }
 
 /// The bare mcap crate writer on the same messages (encoded beforehand), same settings.
@@ -521,23 +573,45 @@ fn main() {
     let mut table = Vec::new();
     // the scale that asks for 90 % of each medium's bandwidth
     let at90 = |bw: f64| (0.9 * bw / nominal * 100.0).round() / 100.0;
-    let mut plan: Vec<(&str, PathBuf, f64, f64)> = Vec::new();
+    // (sink, path, scale, medium bandwidth, policy, the other core busy)
+    let default = CompressionPolicy::default;
+    let lz4 = || CompressionPolicy::all(Compression::Lz4);
+    let disk = disk_dir.join("bench.mcap");
+    let shm = tmpfs.join("demotape-bench.mcap");
+    let mut plan: Vec<(&str, PathBuf, f64, f64, CompressionPolicy, bool)> = Vec::new();
     for scale in [1.0, 2.0, 4.0] {
-        plan.push(("disk", disk_dir.join("bench.mcap"), scale, disk_bw));
+        plan.push(("disk", disk.clone(), scale, disk_bw, default(), false));
     }
-    plan.push(("disk", disk_dir.join("bench.mcap"), at90(disk_bw), disk_bw));
+    plan.push((
+        "disk",
+        disk.clone(),
+        at90(disk_bw),
+        disk_bw,
+        default(),
+        false,
+    ));
+    plan.push(("disk", disk.clone(), 1.0, disk_bw, default(), true));
+    // lz4 for every stream: the codec the bare mcap writer uses, for the CPU ratio
+    plan.push(("disk", disk.clone(), 1.0, disk_bw, lz4(), false));
     for scale in [1.0, 2.0] {
-        plan.push(("tmpfs", tmpfs.join("demotape-bench.mcap"), scale, tmpfs_bw));
+        plan.push(("tmpfs", shm.clone(), scale, tmpfs_bw, default(), false));
     }
     plan.push((
         "tmpfs",
-        tmpfs.join("demotape-bench.mcap"),
+        shm.clone(),
         at90(tmpfs_bw),
         tmpfs_bw,
+        default(),
+        false,
     ));
     let mut bare_cache: std::collections::BTreeMap<String, (f64, u64)> = Default::default();
-    for (sink, path, scale, bw) in &plan {
-        eprintln!("humanoid-ref x{scale} -> {sink} for {secs} s ...");
+    for (sink, path, scale, bw, policy, busy) in &plan {
+        let name = policy_name(policy);
+        eprintln!(
+            "humanoid-ref x{scale} -> {sink} ({name}{}) for {secs} s ...",
+            if *busy { ", other core busy" } else { "" }
+        );
+        let hog = busy.then(Hog::start);
         let r = run_pipeline(
             &rt,
             &pool,
@@ -546,9 +620,10 @@ fn main() {
             dur,
             None,
             queue,
-            Compression::Lz4,
+            policy.clone(),
             None,
         );
+        drop(hog);
         // bare writer on the same number of messages, same medium
         let key = format!("{sink}-{}", r.msgs);
         let (bare_cpu, bare_bytes) = *bare_cache
@@ -557,9 +632,10 @@ fn main() {
         let _ = std::fs::remove_file(path);
         let ratio_cpu = (r.writer_cpu_s / r.bytes as f64) / (bare_cpu / bare_bytes as f64);
         table.push(format!(
-            "{:<6} x{:<5.2} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9.0} {:>7.2} {:>8.2}",
-            sink,
+            "{:<6} x{:<5.2} {:<8} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9.0} {:>7.2} {:>8.2} {:>7.1} {:>6.2}",
+            format!("{sink}{}", if *busy { "*" } else { "" }),
             scale,
+            name,
             r.mb_per_s,
             r.msgs_per_s,
             r.drops,
@@ -568,10 +644,17 @@ fn main() {
             r.peak_rss_mb,
             bw,
             r.mb_per_s / bw,
-            ratio_cpu
+            ratio_cpu,
+            r.queue_age_p99_ms,
+            r.compression_ratio
         ));
+        // comparable with the bare writer only where both compress every stream with lz4
+        let comparable = policy.default == Compression::Lz4 && policy.topics.is_empty();
         runs.push(serde_json::json!({
-            "load": "humanoid-ref", "scale": scale, "sink": sink,
+            "load": "humanoid-ref", "scale": scale, "sink": sink, "policy": name,
+            "other_core_busy": busy,
+            "queue_age_p99_ms": r.queue_age_p99_ms, "compression_ratio": r.compression_ratio,
+            "ratio_cpu_to_bare_mcap_comparable": comparable,
             "mb_per_s": r.mb_per_s, "msgs_per_s": r.msgs_per_s, "drops": r.drops,
             "cpu_s_per_gb": r.cpu_s_per_gb, "process_cpu_s_per_gb": r.process_cpu_s_per_gb,
             "peak_rss_mb": r.peak_rss_mb, "rss_growth_mb": r.rss_growth_mb, "medium_mb_per_s": bw,
@@ -583,25 +666,21 @@ fn main() {
     // rosbag2's automotive load at scale 1, to each medium
     eprintln!("generating the automotive frame pool (6 x 3.75 MB at 24 Hz) ...");
     let auto = Arc::new(automotive_pool());
-    for (sink, path, bw) in [
-        ("disk", disk_dir.join("bench.mcap"), disk_bw),
-        ("tmpfs", tmpfs.join("demotape-bench.mcap"), tmpfs_bw),
+    for (sink, path, bw, busy) in [
+        ("disk", disk.clone(), disk_bw, false),
+        ("tmpfs", shm.clone(), tmpfs_bw, false),
+        ("disk", disk.clone(), disk_bw, true),
     ] {
-        eprintln!("automotive x1 -> {sink} for {secs} s ...");
-        let r = run_pipeline(
-            &rt,
-            &auto,
-            &path,
-            1.0,
-            dur,
-            None,
-            queue,
-            Compression::Lz4,
-            None,
+        eprintln!(
+            "automotive x1 -> {sink}{} for {secs} s ...",
+            if busy { " (other core busy)" } else { "" }
         );
+        let hog = busy.then(Hog::start);
+        let r = run_pipeline(&rt, &auto, &path, 1.0, dur, None, queue, default(), None);
+        drop(hog);
         table.push(format!(
-            "{:<6} auto  {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9.0} {:>7.2}   (peak queue age {:.0} ms)",
-            sink,
+            "{:<6} auto   default  {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9.0} {:>7.2} {:>8} {:>7.1} {:>6.2}   (peak queue age {:.0} ms)",
+            format!("{sink}{}", if busy { "*" } else { "" }),
             r.mb_per_s,
             r.msgs_per_s,
             r.drops,
@@ -610,10 +689,15 @@ fn main() {
             r.peak_rss_mb,
             bw,
             r.mb_per_s / bw,
+            "-",
+            r.queue_age_p99_ms,
+            r.compression_ratio,
             r.peak_queue_age_ms
         ));
         runs.push(serde_json::json!({
-            "load": "automotive", "scale": 1.0, "sink": sink,
+            "load": "automotive", "scale": 1.0, "sink": sink, "policy": "default",
+            "other_core_busy": busy,
+            "queue_age_p99_ms": r.queue_age_p99_ms, "compression_ratio": r.compression_ratio,
             "mb_per_s": r.mb_per_s, "msgs_per_s": r.msgs_per_s, "drops": r.drops,
             "cpu_s_per_gb": r.cpu_s_per_gb, "process_cpu_s_per_gb": r.process_cpu_s_per_gb,
             "peak_rss_mb": r.peak_rss_mb, "medium_mb_per_s": bw,
@@ -637,9 +721,38 @@ fn main() {
             live,
         )
     };
-    let cap = capacity(Compression::Lz4, None);
-    // the same without compression: what the pipeline costs beyond lz4
-    let cap_none = capacity(Compression::None, None);
+    let mut by_policy = serde_json::Map::new();
+    let mut cap_rows = Vec::new();
+    for (name, policy) in [
+        ("none", CompressionPolicy::all(Compression::None)),
+        ("lz4", lz4()),
+        ("zstd", CompressionPolicy::all(Compression::Zstd)),
+        ("default", default()),
+    ] {
+        eprintln!("  policy {name} ...");
+        let r = capacity(policy, None);
+        by_policy.insert(
+            name.into(),
+            serde_json::json!({
+                "mb_per_s": r.mb_per_s, "drops": r.drops,
+                "compression_ratio": r.compression_ratio,
+                "cpu_s_per_gb": r.cpu_s_per_gb, "peak_rss_mb": r.peak_rss_mb,
+                "queue_age_p99_ms": r.queue_age_p99_ms,
+            }),
+        );
+        cap_rows.push((name, r));
+    }
+    eprintln!("  policy default, other core busy ...");
+    let hog = Hog::start();
+    let cap_busy = capacity(default(), None);
+    drop(hog);
+    let cap = cap_rows
+        .iter()
+        .find(|r| r.0 == "default")
+        .unwrap()
+        .1
+        .clone();
+    let cap_lz4 = cap_rows.iter().find(|r| r.0 == "lz4").unwrap().1.clone();
 
     // the live copy, watched by a real subscriber in this process
     eprintln!("live copy: capacity and x1 on tmpfs, with a subscribed viewer ...");
@@ -665,45 +778,44 @@ fn main() {
         recorder::live::LiveConfig::default(),
     )
     .unwrap();
-    let cap_live = capacity(Compression::Lz4, Some(&hub));
+    let cap_live = capacity(default(), Some(&hub));
     let tmp = tmpfs.join("demotape-bench.mcap");
-    let x1 = |live| {
-        run_pipeline(
-            &rt,
-            &pool,
-            &tmp,
-            1.0,
-            dur,
-            None,
-            queue,
-            Compression::Lz4,
-            live,
-        )
-    };
+    let x1 = |live| run_pipeline(&rt, &pool, &tmp, 1.0, dur, None, queue, default(), live);
     let (x1, x1_live) = (x1(None), x1(Some(&hub)));
     let live_counters = hub.counters();
     let live_received = received.load(std::sync::atomic::Ordering::Relaxed);
     let (bare_cpu, bare_bytes) = bare_mcap(&pool, Path::new("/dev/null"), cap.msgs);
     let bare_mb_s = bare_bytes as f64 / 1e6 / bare_cpu;
-    table.push(format!(
-        "{:<6} {:<6} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9} {:>7} {:>8.2}",
-        "null",
-        "max",
-        cap.mb_per_s,
-        cap.msgs_per_s,
-        cap.drops,
-        cap.cpu_s_per_gb,
-        cap.process_cpu_s_per_gb,
-        cap.peak_rss_mb,
-        "-",
-        "-",
-        (cap.writer_cpu_s / cap.bytes as f64) / (bare_cpu / bare_bytes as f64)
-    ));
+    let cap_ratio_cpu =
+        (cap_lz4.writer_cpu_s / cap_lz4.bytes as f64) / (bare_cpu / bare_bytes as f64);
+    for (name, r) in cap_rows
+        .iter()
+        .chain([("default*", cap_busy.clone())].iter())
+    {
+        table.push(format!(
+            "{:<6} {:<6} {:<8} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9} {:>7} {:>8} {:>7.1} {:>6.2}",
+            "null",
+            "max",
+            name,
+            r.mb_per_s,
+            r.msgs_per_s,
+            r.drops,
+            r.cpu_s_per_gb,
+            r.process_cpu_s_per_gb,
+            r.peak_rss_mb,
+            "-",
+            "-",
+            if *name == "lz4" { format!("{cap_ratio_cpu:.2}") } else { "-".into() },
+            r.queue_age_p99_ms,
+            r.compression_ratio
+        ));
+    }
 
     println!(
-        "{:<6} {:<6} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8}",
+        "{:<6} {:<6} {:<8} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>7} {:>6}",
         "sink",
         "scale",
+        "policy",
         "MB/s",
         "msgs/s",
         "drops",
@@ -712,7 +824,12 @@ fn main() {
         "RSS MB",
         "medium",
         "ratio",
-        "cpu/bare"
+        "cpu/bare",
+        "p99 ms",
+        "compr"
+    );
+    println!(
+        "(* = the other core busy with a spinning process; CPU columns count the writer and compression threads)"
     );
     for l in &table {
         println!("{l}");
@@ -721,8 +838,8 @@ fn main() {
         "medium: disk {disk_bw:.0} MB/s, tmpfs {tmpfs_bw:.0} MB/s (dd-style, fdatasync); bare mcap writer (lz4) alone: {bare_mb_s:.0} MB/s per CPU-second"
     );
     println!(
-        "capacity (unpaced, /dev/null): lz4 {:.0} MB/s, {} drops; uncompressed {:.0} MB/s, {} drops",
-        cap.mb_per_s, cap.drops, cap_none.mb_per_s, cap_none.drops
+        "capacity (unpaced, /dev/null): default policy {:.0} MB/s, {} drops ({:.0} MB/s with the other core busy); lz4 {:.0} MB/s (writer+compression CPU / bare mcap {:.2})",
+        cap.mb_per_s, cap.drops, cap_busy.mb_per_s, cap_lz4.mb_per_s, cap_ratio_cpu
     );
     println!(
         "live copy (viewer subscribed): capacity {:.0} MB/s vs {:.0} without (ratio {:.3}); x1 tmpfs {:.1} MB/s, {} drops, process CPU {:.2} s/GB vs {:.2} without; {} copies published, {} received, {} dropped busy",
@@ -754,7 +871,10 @@ fn main() {
             },
             "capacity_mb_per_s": cap.mb_per_s,
             "capacity_drops": cap.drops,
-            "capacity_uncompressed_mb_per_s": cap_none.mb_per_s,
+            "capacity_queue_age_p99_ms": cap.queue_age_p99_ms,
+            "capacity_other_core_busy_mb_per_s": cap_busy.mb_per_s,
+            "capacity_by_policy": by_policy,
+            "capacity_lz4_ratio_cpu_to_bare_mcap": cap_ratio_cpu,
             "bare_mcap_mb_per_cpu_s": bare_mb_s,
             "disk_mb_per_s": disk_bw,
             "tmpfs_mb_per_s": tmpfs_bw,

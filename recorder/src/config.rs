@@ -22,8 +22,6 @@ flush_interval_ms = 100
 fsync_interval_ms = 1000
 # Close a chunk earlier once it holds this many uncompressed bytes.
 chunk_size_bytes = 8388608
-# Chunk compression: "lz4" (fast, default), "zstd" (smaller, ~5x more CPU), or "none".
-compression = "lz4"
 # Capture queue between sensor drivers and the writer thread. A sample that does not fit is
 # dropped and counted (sensors are never blocked); drops are written into the episode.
 queue_max_bytes = 536870912
@@ -31,6 +29,27 @@ queue_max_messages = 65536
 # Free text copied into each episode's metadata.
 task = "pick and place"
 operator = ""
+
+[recorder.compression]
+# Chunk compression, per stream. Closed chunks are compressed on a pool of threads and
+# written in order. Each stream's chunks hold only its own messages.
+#   "auto": raw camera and depth frames get lz4 while it pays (one chunk in 16 is compressed
+#           to measure it, and lz4 is kept while it shrinks them by min_ratio); compressed
+#           images get none (JPEG does not shrink); everything else zstd (small messages
+#           shrink 5-10x).
+#   "lz4", "zstd", "none": that codec for every stream.
+# (`compression = "lz4"` directly under [recorder], as older configs have it, still works.)
+default = "auto"
+# The smallest lz4 ratio (uncompressed / compressed) for which "auto" keeps lz4 on an image
+# stream. Noisy raw frames shrink ~1.17x: not worth a core.
+min_ratio = 1.5
+# Compression threads; 0 = one per CPU core.
+workers = 0
+# Bytes of closed chunks waiting for compression before the writer waits for them (MB).
+max_in_flight_mb = 64
+# Per-topic overrides ("none" | "lz4" | "zstd" | "auto"), e.g.
+# topics = { "/camera/head/depth" = "zstd", "/joint_states" = "lz4" }
+topics = {}
 
 [sim]
 # The simulated robot (the embedded default source). `--load small` uses 160x120 images.
@@ -228,6 +247,117 @@ pub enum Compression {
     Lz4,
     Zstd,
     None,
+    /// By stream (see [`DEFAULT_CONFIG`]): measured lz4 for raw frames, none for compressed
+    /// images, zstd for the rest.
+    Auto,
+}
+
+/// `[recorder.compression]`: the compression policy, per stream.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct CompressionPolicy {
+    pub default: Compression,
+    pub min_ratio: f64,
+    pub workers: usize,
+    pub max_in_flight_mb: usize,
+    pub topics: std::collections::BTreeMap<String, Compression>,
+}
+
+impl Default for CompressionPolicy {
+    fn default() -> Self {
+        CompressionPolicy {
+            default: Compression::Auto,
+            min_ratio: 1.5,
+            workers: 0,
+            max_in_flight_mb: 64,
+            topics: Default::default(),
+        }
+    }
+}
+
+impl CompressionPolicy {
+    /// One codec for every stream (the older `compression = "lz4"` form).
+    pub fn all(c: Compression) -> Self {
+        CompressionPolicy {
+            default: c,
+            ..Default::default()
+        }
+    }
+
+    /// The codec of one stream's chunks.
+    pub fn for_stream(
+        &self,
+        topic: &str,
+        modality: hal::Modality,
+    ) -> crate::mcap_file::ChannelCodec {
+        use crate::mcap_file::{ChannelCodec, Codec};
+        let c = self.topics.get(topic).copied().unwrap_or(self.default);
+        match c {
+            Compression::None => ChannelCodec::Fixed(Codec::None),
+            Compression::Lz4 => ChannelCodec::Fixed(Codec::Lz4),
+            Compression::Zstd => ChannelCodec::Fixed(Codec::Zstd),
+            Compression::Auto => match modality {
+                hal::Modality::Rgb | hal::Modality::Depth => ChannelCodec::Measured {
+                    min_ratio: self.min_ratio,
+                },
+                hal::Modality::CompressedRgb => ChannelCodec::Fixed(Codec::None),
+                _ => ChannelCodec::Fixed(Codec::Zstd),
+            },
+        }
+    }
+
+    /// Compression threads to start.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CompressionPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct Table {
+            default: Compression,
+            min_ratio: f64,
+            workers: usize,
+            max_in_flight_mb: usize,
+            topics: std::collections::BTreeMap<String, Compression>,
+        }
+        impl Default for Table {
+            fn default() -> Self {
+                let p = CompressionPolicy::default();
+                Table {
+                    default: p.default,
+                    min_ratio: p.min_ratio,
+                    workers: p.workers,
+                    max_in_flight_mb: p.max_in_flight_mb,
+                    topics: p.topics,
+                }
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            One(Compression),
+            Table(Table),
+        }
+        Ok(match Either::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "recorder.compression: expected \"auto\", \"lz4\", \"zstd\" or \"none\", or a table with keys default, min_ratio, workers, max_in_flight_mb, topics",
+            )
+        })? {
+            Either::One(c) => CompressionPolicy::all(c),
+            Either::Table(t) => CompressionPolicy {
+                default: t.default,
+                min_ratio: t.min_ratio,
+                workers: t.workers,
+                max_in_flight_mb: t.max_in_flight_mb,
+                topics: t.topics,
+            },
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -238,11 +368,12 @@ pub struct RecorderConfig {
     pub flush_interval_ms: u64,
     pub fsync_interval_ms: u64,
     pub chunk_size_bytes: u64,
-    pub compression: Compression,
     pub queue_max_bytes: usize,
     pub queue_max_messages: usize,
     pub task: String,
     pub operator: String,
+    /// Last: a TOML table must follow the plain keys when serialized.
+    pub compression: CompressionPolicy,
 }
 
 impl Default for RecorderConfig {
@@ -253,11 +384,11 @@ impl Default for RecorderConfig {
             flush_interval_ms: 100,
             fsync_interval_ms: 1000,
             chunk_size_bytes: 8 * 1024 * 1024,
-            compression: Compression::Lz4,
             queue_max_bytes: 512 * 1024 * 1024,
             queue_max_messages: 65536,
             task: "pick and place".into(),
             operator: String::new(),
+            compression: CompressionPolicy::default(),
         }
     }
 }
@@ -312,6 +443,18 @@ impl Config {
                 "recorder.fsync_interval_ms = {} is above 60000",
                 r.fsync_interval_ms
             ));
+        }
+        let c = &r.compression;
+        if !(c.min_ratio >= 1.0 && c.min_ratio.is_finite()) {
+            return Err(format!(
+                "recorder.compression.min_ratio = {} must be at least 1",
+                c.min_ratio
+            ));
+        }
+        if c.workers > 64 || c.max_in_flight_mb == 0 {
+            return Err(
+                "recorder.compression: workers must be 0..=64 and max_in_flight_mb positive".into(),
+            );
         }
         if r.queue_max_messages == 0 || r.queue_max_bytes == 0 {
             return Err("recorder.queue_max_* must be positive".into());

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod config;
 pub mod ctl;
 pub mod live;
+pub mod mcap_file;
 pub mod queue;
 pub mod service;
 pub mod sim;
@@ -89,6 +90,7 @@ pub fn record_episode(
     let stats = queue.stats.clone();
     let status_stats = queue.stats.clone();
     let mut writer = EpisodeWriter::create(path, &streams, opts, meta)?;
+    let hist_start = stats.age_histogram();
     let flush_every = opts.flush_interval;
     let source_stop = stop.child_token();
     let writer_stop = source_stop.clone();
@@ -129,6 +131,8 @@ pub fn record_episode(
             }
             let peak = stats.peak_bytes.load(std::sync::atomic::Ordering::Relaxed);
             writer.peak_queue_age_ns = stats.peak_age_ns.load(std::sync::atomic::Ordering::Relaxed);
+            writer.queue_age_p99_ns =
+                queue::age_quantile_ns(&hist_start, &stats.age_histogram(), 0.99);
             writer.clock_drops = stats.clock_drops.load(std::sync::atomic::Ordering::Relaxed);
             writer.finish(&stats.drops_snapshot(), hal::sim::now_ns(), peak)
         })?;

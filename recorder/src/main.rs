@@ -50,7 +50,8 @@ enum Command {
         /// Index of the first episode; episode parameters derive from (seed, index).
         #[arg(long, default_value_t = 0)]
         first_index: u64,
-        /// Sensor load preset: humanoid-ref (640x480 cameras, ~122 MB/s) or small (160x120).
+        /// Sensor load preset: humanoid-ref (640x480 cameras, ~122 MB/s), small (160x120) or
+        /// automotive (six 1250x1000 cameras at 24 Hz, ~540 MB/s, after rosbag2's benchmark).
         #[arg(long, default_value = "humanoid-ref")]
         load: String,
         /// TOML configuration file (see `demotape-recorder config`).
@@ -264,7 +265,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if config.is_none() || load != "humanoid-ref" {
                 let Some(preset) = hal::sim::SimConfig::preset(&load) else {
-                    eprintln!("error: unknown --load {load:?} (expected humanoid-ref or small)");
+                    eprintln!(
+                        "error: unknown --load {load:?} (expected humanoid-ref, small or automotive)"
+                    );
                     return Ok(ExitCode::from(2));
                 };
                 let seed0 = cfg.sim.seed;

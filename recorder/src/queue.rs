@@ -32,6 +32,56 @@ pub struct QueueStats {
     /// Clock observations (boards' heartbeats, `Payload::Clock`) refused: not samples of a
     /// stream, but counted and written into `demotape.episode_end` all the same.
     pub clock_drops: AtomicU64,
+    /// How long each sample waited in the queue: a log-linear histogram (16 steps per
+    /// doubling of microseconds, ≤ 6 % wide), see [`age_bucket`].
+    pub age_hist: Vec<AtomicU64>,
+}
+
+/// Buckets of [`QueueStats::age_hist`]: enough for waits up to 2^40 µs.
+pub const AGE_BUCKETS: usize = 16 * 38;
+
+/// The histogram bucket of a wait of `ns`.
+pub fn age_bucket(ns: u64) -> usize {
+    let us = ns / 1000;
+    if us < 16 {
+        return us as usize;
+    }
+    let e = 63 - us.leading_zeros() as u64; // ≥ 4
+    let m = (us >> (e - 4)) & 15;
+    ((16 * (e - 3) + m) as usize).min(AGE_BUCKETS - 1)
+}
+
+/// The longest wait (ns) bucket `b` holds.
+pub fn bucket_upper_ns(b: usize) -> u64 {
+    if b < 16 {
+        return (b as u64 + 1) * 1000;
+    }
+    let e = b as u64 / 16 + 3;
+    let m = b as u64 % 16;
+    ((16 + m + 1) << (e - 4)) * 1000
+}
+
+/// The `q` quantile (upper bucket bound, ns) of the waits counted between two snapshots of
+/// [`QueueStats::age_histogram`]; 0 without any.
+pub fn age_quantile_ns(before: &[u64], after: &[u64], q: f64) -> u64 {
+    let d: Vec<u64> = after
+        .iter()
+        .zip(before.iter().chain(std::iter::repeat(&0)))
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let total: u64 = d.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = (q * total as f64).ceil().max(1.0) as u64;
+    let mut cum = 0;
+    for (b, n) in d.iter().enumerate() {
+        cum += n;
+        if cum >= want {
+            return bucket_upper_ns(b);
+        }
+    }
+    bucket_upper_ns(d.len() - 1)
 }
 
 impl QueueStats {
@@ -40,10 +90,17 @@ impl QueueStats {
         self.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
         self.head_receive_ns
             .store(sample.host_receive_ns, Ordering::Relaxed);
-        self.peak_age_ns.fetch_max(
-            now_ns.saturating_sub(sample.host_receive_ns),
-            Ordering::Relaxed,
-        );
+        let age = now_ns.saturating_sub(sample.host_receive_ns);
+        self.peak_age_ns.fetch_max(age, Ordering::Relaxed);
+        self.age_hist[age_bucket(age)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the wait histogram (see [`age_quantile_ns`]).
+    pub fn age_histogram(&self) -> Vec<u64> {
+        self.age_hist
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Age of the oldest sample not yet written (0 when the queue is empty): received that
@@ -99,6 +156,7 @@ impl CaptureQueue {
             head_receive_ns: AtomicU64::new(0),
             peak_age_ns: AtomicU64::new(0),
             clock_drops: AtomicU64::new(0),
+            age_hist: (0..AGE_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         });
         (
             Arc::new(CaptureQueue {
@@ -245,5 +303,30 @@ mod tests {
         assert_eq!(drops[0], 0, "small drops, with {} big refusals", drops[1]);
         assert_eq!(small, n);
         assert_eq!(rx.len(), n);
+    }
+
+    #[test]
+    fn age_buckets_are_ordered_and_tight() {
+        let mut last = 0;
+        for us in [
+            0u64, 1, 15, 16, 17, 100, 999, 1000, 5_000, 123_456, 2_000_000, 60_000_000,
+        ] {
+            let b = age_bucket(us * 1000);
+            assert!(b >= last, "{us} µs");
+            last = b;
+            let hi = bucket_upper_ns(b);
+            assert!(hi >= us * 1000, "{us} µs: bucket up to {hi} ns");
+            assert!(
+                hi as f64 <= (us * 1000) as f64 * 1.07 + 1000.0,
+                "{us} µs: {hi} ns"
+            );
+        }
+        let mut h = vec![0u64; AGE_BUCKETS];
+        for ms in 1..=100u64 {
+            h[age_bucket(ms * 1_000_000)] += 1;
+        }
+        let p99 = age_quantile_ns(&[], &h, 0.99);
+        assert!((99_000_000..=106_000_000).contains(&p99), "{p99}");
+        assert_eq!(age_quantile_ns(&h, &h, 0.99), 0);
     }
 }

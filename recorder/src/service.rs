@@ -282,6 +282,8 @@ struct Recording {
     note: Option<String>,
     tags: Vec<String>,
     messages: u64,
+    /// The queue's wait histogram when the episode started (its p99 is the episode's own).
+    age_hist_start: Vec<u64>,
 }
 
 /// The episode manager (runs on its own thread).
@@ -487,6 +489,7 @@ impl Manager {
             note: args.note,
             tags: args.tags,
             messages: 0,
+            age_hist_start: self.stats.age_histogram(),
         };
         // the pre-roll: what arrived within preroll_s before the command
         let horizon = start_ns.saturating_sub((self.cfg.control.preroll_s * 1e9) as u64);
@@ -630,6 +633,8 @@ impl Manager {
             .stats
             .peak_age_ns
             .load(std::sync::atomic::Ordering::Relaxed);
+        writer.queue_age_p99_ns =
+            crate::queue::age_quantile_ns(&rec.age_hist_start, &self.stats.age_histogram(), 0.99);
         // since the service started: observations are not per episode
         writer.clock_drops = self
             .stats

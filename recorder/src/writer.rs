@@ -2,14 +2,16 @@
 //!
 //! For each sample it maps the device stamp onto the reference clock (`sync`), writes that
 //! into `header.stamp` and MCAP `log_time` (the host receive time goes to `publish_time`),
-//! CDR-encodes the message and appends it to the current chunk. Every `flush_interval` it
-//! writes the batched raw clock observations and any new drop counts, closes the chunk and
-//! flushes it to the OS, so a crash (even SIGKILL) loses at most that interval.
+//! CDR-encodes the message and appends it to its channel's open chunk ([`crate::mcap_file`]:
+//! closed chunks are compressed on a pool of threads, by the stream's compression policy).
+//! Every `flush_interval` it writes the batched raw clock observations and any new drop
+//! counts, closes the chunks and flushes them to the OS, so a crash (even SIGKILL) loses at
+//! most that interval plus the age of what still waits in the capture queue.
 
-use crate::config::Compression;
+use crate::config::CompressionPolicy;
+use crate::mcap_file::{ChannelCodec, Codec, FileOptions, McapFile};
 use hal::msgs::{ClockObservations, EpisodeEvent, Header, RosMessage, Time};
 use hal::{Modality, Sample, StreamSpec};
-use mcap::records::MessageHeader;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,15 +26,11 @@ pub const QOS_RELIABLE: &str = "- history: 3\n  depth: 0\n  reliability: 1\n  du
 /// Sensor QoS (best effort) for high-rate sensor streams.
 pub const QOS_SENSOR: &str = "- history: 3\n  depth: 0\n  reliability: 2\n  durability: 2\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false\n";
 
-/// Messages at least this large (camera frames) are written straight into bulk chunks;
-/// smaller ones are grouped into chunks of their own at each flush.
-pub const BULK_BYTES: usize = 64 * 1024;
-
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
     pub flush_interval: std::time::Duration,
     pub chunk_size: u64,
-    pub compression: Compression,
+    pub compression: CompressionPolicy,
     /// `fdatasync` the episode this often from a helper thread (never blocking the writer);
     /// `None` = only when the episode is finished.
     pub fsync_interval: Option<std::time::Duration>,
@@ -51,7 +49,7 @@ impl WriterOptions {
         WriterOptions {
             flush_interval: std::time::Duration::from_millis(r.flush_interval_ms),
             chunk_size: r.chunk_size_bytes,
-            compression: r.compression,
+            compression: r.compression.clone(),
             fsync_interval: (r.fsync_interval_ms > 0)
                 .then(|| std::time::Duration::from_millis(r.fsync_interval_ms)),
             table: None,
@@ -150,13 +148,8 @@ impl Drop for Syncer {
     }
 }
 
-/// The episode file under the MCAP writer, in a slot the episode writer can empty.
-///
-/// After a failed write the `mcap` crate's writer may be in a state in which dropping it
-/// panics (0.25: its `Drop` calls `finish`, which expects the inner writer a failed
-/// `start_chunk` has taken: "self.writer should never be None"). So a failed writer is never
-/// dropped: the episode writer takes the file out of this slot (closing it), then forgets the
-/// MCAP writer, which leaks only its buffers, once per failed episode.
+/// The episode file under the MCAP writer, in a slot the episode writer can empty: after a
+/// write error the file is closed here, so nothing the writer still holds reaches it.
 #[derive(Clone)]
 struct SlotFile(std::sync::Arc<std::sync::Mutex<Option<File>>>);
 
@@ -194,29 +187,7 @@ impl std::io::Seek for SlotFile {
     }
 }
 
-type McapOut = mcap::Writer<BufWriter<SlotFile>>;
-
-/// Closes the slot when setup fails before the episode writer owns it.
-struct CloseOnError(Option<SlotFile>);
-
-impl Drop for CloseOnError {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.close();
-        }
-    }
-}
-
-/// An MCAP writer being set up: forgotten, not dropped, if setting up fails (see [`SlotFile`]).
-struct Forget(Option<McapOut>);
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            std::mem::forget(w);
-        }
-    }
-}
+type McapOut = McapFile<BufWriter<SlotFile>>;
 
 /// Who, what and how: written as the `demotape.episode` metadata record at the start.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -238,7 +209,12 @@ pub struct StreamSummary {
     pub topic: String,
     pub messages: u64,
     pub drops: u64,
+    /// Serialized message bytes.
     pub bytes: u64,
+    /// The codec of the stream's last chunk (`auto` decides per chunk).
+    pub compression: Option<Codec>,
+    /// Bytes its chunks take in the file (compressed).
+    pub stored_bytes: u64,
 }
 
 /// What an episode ended with.
@@ -254,6 +230,8 @@ pub struct EpisodeSummary {
     /// The longest a sample waited in the capture queue (ms), as `demotape.episode_end`
     /// records it.
     pub peak_queue_age_ms: f64,
+    /// The 99th percentile of the samples' waits in the capture queue (ms).
+    pub queue_age_p99_ms: f64,
 }
 
 impl EpisodeSummary {
@@ -277,11 +255,6 @@ pub enum WriteError {
     Io {
         path: PathBuf,
         source: std::io::Error,
-    },
-    #[error("{path}: MCAP write failed: {}", mcap_detail(source))]
-    Mcap {
-        path: PathBuf,
-        source: mcap::McapError,
     },
     #[error("{path}: encoding a message on {topic} failed: {source}")]
     Encode {
@@ -319,12 +292,9 @@ pub struct EpisodeWriter {
     counts: Vec<u64>,
     bytes: Vec<u64>,
     drops_written: Vec<u64>,
+    /// One chunk per channel (a reader that wants joints, forces or one tactile pad
+    /// decompresses only those chunks, found by the chunk index).
     buf: Vec<u8>,
-    /// Small messages held until the next flush and written then, one chunk per channel,
-    /// while bulk messages (images) get chunks of their own: a reader that wants joints,
-    /// forces or one tactile pad decompresses only those chunks (found by the chunk index).
-    small: Vec<(MessageHeader, std::ops::Range<usize>)>,
-    small_arena: Vec<u8>,
     last_host_ns: u64,
     start_ns: u64,
     /// A second handle on the file, for fdatasync.
@@ -333,13 +303,15 @@ pub struct EpisodeWriter {
     /// File length after the last successful flush: a record boundary, everything before it
     /// complete chunks.
     good_len: u64,
-    /// A bulk message (image) is in the open chunk: held small messages must not join it.
-    /// Without one, the open chunk holds at most schema and channel records, which the next
-    /// small messages may share (so no chunk is ever written without a message).
-    bulk_open: bool,
+    compression: CompressionPolicy,
+    /// Channel id → topic, for the compression report.
+    channel_topics: BTreeMap<u16, String>,
     /// The longest a sample waited in the capture queue (set by the caller before
     /// `finish`; written into `demotape.episode_end` as `peak_queue_age_ms`).
     pub peak_queue_age_ns: u64,
+    /// The 99th percentile of this episode's samples' waits in the capture queue (set by the
+    /// caller before `finish`; `queue_age_p99_ms` in `demotape.episode_end`).
+    pub queue_age_p99_ns: u64,
     /// Clock observations the capture queue refused (set by the caller before `finish`;
     /// written into `demotape.episode_end` as `clock_observations_dropped`).
     pub clock_drops: u64,
@@ -397,10 +369,6 @@ impl EpisodeWriter {
             path: path.into(),
             source,
         };
-        let mc = |source| WriteError::Mcap {
-            path: path.into(),
-            source,
-        };
         let sync_file = if is_device {
             None
         } else {
@@ -412,24 +380,101 @@ impl EpisodeWriter {
             }
             _ => None,
         };
-        let compression = match opts.compression {
-            Compression::Lz4 => Some(mcap::Compression::Lz4),
-            Compression::Zstd => Some(mcap::Compression::Zstd),
-            Compression::None => None,
-        };
         let slot = SlotFile::new(file);
-        let mut close_on_error = CloseOnError(Some(slot.clone()));
-        let mut guard = Forget(Some(
-            mcap::WriteOptions::new()
-                .profile("ros2")
-                .library(concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")))
-                .compression(compression)
-                .chunk_size(Some(opts.chunk_size))
-                .create(BufWriter::with_capacity(1 << 20, slot.clone()))
-                .map_err(mc)?,
-        ));
-        let w = guard.0.as_mut().expect("just set");
+        let library = concat!("demotape-recorder ", env!("CARGO_PKG_VERSION")).to_string();
+        let created = McapFile::new(
+            BufWriter::with_capacity(1 << 20, slot.clone()),
+            FileOptions {
+                profile: "ros2".into(),
+                library,
+                chunk_size: opts.chunk_size,
+                workers: opts.compression.worker_count(),
+                max_in_flight: opts.compression.max_in_flight_mb << 20,
+            },
+        );
+        let mut w = match created {
+            Ok(w) => w,
+            Err(e) => {
+                slot.close();
+                return Err(io(e));
+            }
+        };
+        let r = Self::header_records(&mut w, meta);
+        let (clock_schema, ev_schema, events_channel) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                slot.close();
+                return Err(io(e));
+            }
+        };
 
+        let n = streams.len();
+        let mut me = EpisodeWriter {
+            mcap: w,
+            slot: slot.clone(),
+            path: path.into(),
+            streams: streams.to_vec(),
+            bound: vec![None; n],
+            devices: Vec::new(),
+            schema_ids: BTreeMap::from([
+                (ClockObservations::TYPE_NAME.to_string(), clock_schema),
+                (EpisodeEvent::TYPE_NAME.to_string(), ev_schema),
+            ]),
+            clock_schema,
+            table: opts.table.clone(),
+            events_channel,
+            events_seq: 0,
+            counts: vec![0; n],
+            bytes: vec![0; n],
+            drops_written: vec![0; n],
+            buf: Vec::with_capacity(1 << 20),
+            last_host_ns: meta.start_ns,
+            start_ns: meta.start_ns,
+            sync_file,
+            syncer,
+            good_len: 0,
+            compression: opts.compression.clone(),
+            channel_topics: BTreeMap::new(),
+            peak_queue_age_ns: 0,
+            queue_age_p99_ns: 0,
+            clock_drops: 0,
+            good_messages: 0,
+            triggers: crate::timing::Triggers::new(&opts.triggers, n),
+            ptp: opts
+                .ptp
+                .iter()
+                .map(|p| (p.device.clone(), p.config()))
+                .collect(),
+        };
+        let r = (|| {
+            for i in 0..n {
+                me.bind_channel(i)?;
+            }
+            me.event(
+                meta.start_ns,
+                "start",
+                "",
+                0,
+                &format!("episode {}", meta.episode_id),
+            )?;
+            // Make the header, schemas, channels and metadata durable right away.
+            me.mcap.flush().map_err(|e| me.io_err(e))
+        })();
+        match r {
+            Ok(()) => {
+                me.mark_good();
+                Ok(me)
+            }
+            Err(e) => {
+                me.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// The records every episode starts with: its metadata, our own two schemas and the
+    /// events channel. Returns (clock schema, event schema, events channel).
+    fn header_records(w: &mut McapOut, meta: &EpisodeMeta) -> std::io::Result<(u16, u16, u16)> {
         // The episode metadata goes first, outside any chunk: a Metadata record closes the
         // open chunk, and a chunk of schema and channel records alone would have a message
         // time range of 0..0, which viewers (Lichtblick) take for the timeline's start.
@@ -448,108 +493,41 @@ impl EpisodeWriter {
             ("config".to_string(), meta.config_toml.clone()),
         ]);
         m.extend(meta.extra.clone());
-        w.write_metadata(&mcap::records::Metadata {
-            name: "demotape.episode".into(),
-            metadata: m,
-        })
-        .map_err(mc)?;
+        w.write_metadata("demotape.episode", &m)?;
 
-        let clock_schema = w
-            .add_schema(
-                ClockObservations::TYPE_NAME,
-                "ros2msg",
-                ClockObservations::schema_text().as_bytes(),
-            )
-            .map_err(mc)?;
-        let ev_schema = w
-            .add_schema(
-                EpisodeEvent::TYPE_NAME,
-                "ros2msg",
-                EpisodeEvent::schema_text().as_bytes(),
-            )
-            .map_err(mc)?;
+        let clock_schema = w.add_schema(
+            ClockObservations::TYPE_NAME,
+            "ros2msg",
+            ClockObservations::schema_text().as_bytes(),
+        )?;
+        let ev_schema = w.add_schema(
+            EpisodeEvent::TYPE_NAME,
+            "ros2msg",
+            EpisodeEvent::schema_text().as_bytes(),
+        )?;
         let md = BTreeMap::from([("offered_qos_profiles".to_string(), QOS_RELIABLE.to_string())]);
-        let events_channel = w
-            .add_channel(ev_schema, "/demotape/events", "cdr", &md)
-            .map_err(mc)?;
-
-        let n = streams.len();
-        let mut me = EpisodeWriter {
-            mcap: guard.0.take().expect("set above"),
-            slot: slot.clone(),
-            path: path.into(),
-            streams: streams.to_vec(),
-            bound: vec![None; n],
-            devices: Vec::new(),
-            schema_ids: BTreeMap::from([
-                (ClockObservations::TYPE_NAME.to_string(), clock_schema),
-                (EpisodeEvent::TYPE_NAME.to_string(), ev_schema),
-            ]),
-            clock_schema,
-            table: opts.table.clone(),
-            events_channel,
-            events_seq: 0,
-            counts: vec![0; n],
-            bytes: vec![0; n],
-            drops_written: vec![0; n],
-            buf: Vec::with_capacity(1 << 20),
-            small: Vec::new(),
-            small_arena: Vec::new(),
-            last_host_ns: meta.start_ns,
-            start_ns: meta.start_ns,
-            sync_file,
-            syncer,
-            good_len: 0,
-            bulk_open: false,
-            peak_queue_age_ns: 0,
-            clock_drops: 0,
-            good_messages: 0,
-            triggers: crate::timing::Triggers::new(&opts.triggers, n),
-            ptp: opts
-                .ptp
-                .iter()
-                .map(|p| (p.device.clone(), p.config()))
-                .collect(),
-        };
-        close_on_error.0 = None;
-        let r = (|| {
-            for i in 0..n {
-                me.bind_channel(i)?;
-            }
-            me.event(
-                meta.start_ns,
-                "start",
-                "",
-                0,
-                &format!("episode {}", meta.episode_id),
-            )?;
-            // Make the header, schemas, channels and metadata durable right away.
-            me.write_small()?;
-            me.mcap.flush().map_err(|e| me.mcap_err(e))
-        })();
-        match r {
-            Ok(()) => {
-                me.mark_good();
-                Ok(me)
-            }
-            Err(e) => {
-                me.abandon();
-                Err(e)
-            }
-        }
+        let events_channel = w.add_channel(
+            ev_schema,
+            "/demotape/events",
+            "cdr",
+            &md,
+            ChannelCodec::Fixed(Codec::Zstd),
+        )?;
+        Ok((clock_schema, ev_schema, events_channel))
     }
 
-    /// Give up on the file after a write error: close it and forget the MCAP writer (see
-    /// [`SlotFile`]: dropping it could panic).
+    /// Give up on the file after a write error: close it first, so that nothing the MCAP
+    /// writer still holds reaches it when it is dropped.
     fn abandon(self) {
         drop(self.syncer);
         self.slot.close();
-        std::mem::forget(self.mcap);
+        drop(self.mcap);
     }
 
+    /// After a flush: everything up to the writer's position is complete records.
     fn mark_good(&mut self) {
-        if let Some(m) = self.sync_file.as_ref().and_then(|f| f.metadata().ok()) {
-            self.good_len = m.len();
+        if self.sync_file.is_some() {
+            self.good_len = self.mcap.position();
             self.good_messages = self.counts.iter().sum();
         }
     }
@@ -568,10 +546,9 @@ impl EpisodeWriter {
             return "not a regular file; nothing to close".into();
         };
         let messages: u64 = self.counts.iter().sum();
-        // discard what the MCAP writer and its buffer still hold: it cannot be written (and
-        // the writer is never dropped after a failure, see `SlotFile`)
+        // discard what the MCAP writer and its buffer still hold: it cannot be written
         self.slot.close();
-        std::mem::forget(self.mcap);
+        drop(self.mcap);
         let tail = closing_records(&[
             ("error", why.to_string()),
             ("end_ns", self.last_host_ns.to_string()),
@@ -591,8 +568,8 @@ impl EpisodeWriter {
         }
     }
 
-    fn mcap_err(&self, source: mcap::McapError) -> WriteError {
-        WriteError::Mcap {
+    fn io_err(&self, source: std::io::Error) -> WriteError {
+        WriteError::Io {
             path: self.path.clone(),
             source,
         }
@@ -638,52 +615,12 @@ impl EpisodeWriter {
                 topic: topic.into(),
                 source,
             })?;
-        let h = MessageHeader {
-            channel_id,
-            sequence,
-            log_time: t,
-            publish_time: t,
-        };
-        self.hold(h);
-        Ok(())
-    }
-
-    /// Keep the encoded message in `buf` for the next small-message chunk.
-    fn hold(&mut self, h: MessageHeader) {
-        let start = self.small_arena.len();
-        self.small_arena.extend_from_slice(&self.buf);
-        self.small.push((h, start..self.small_arena.len()));
-    }
-
-    /// Write the held small messages as their own chunk(s).
-    fn write_small(&mut self) -> Result<(), WriteError> {
-        if self.small.is_empty() {
-            return Ok(());
-        }
-        // close the open bulk chunk first so the two kinds never share one
-        if self.bulk_open {
-            self.mcap.flush().map_err(|e| self.mcap_err(e))?;
-            self.bulk_open = false;
-        }
-        let mut held = std::mem::take(&mut self.small);
-        // one chunk per channel (stable sort keeps each channel's order), so a reader that
-        // wants a few topics decompresses only theirs
-        held.sort_by_key(|(h, _)| h.channel_id);
-        let mut current = None;
-        for (h, r) in &held {
-            if current.is_some_and(|c| c != h.channel_id) {
-                self.mcap.flush().map_err(|e| self.mcap_err(e))?;
-            }
-            current = Some(h.channel_id);
-            let res = self
-                .mcap
-                .write_to_known_channel(h, &self.small_arena[r.clone()]);
-            res.map_err(|e| self.mcap_err(e))?;
-        }
-        self.small_arena.clear();
-        self.small = held;
-        self.small.clear();
-        Ok(())
+        self.mcap
+            .write_message(channel_id, sequence, t, t, &self.buf)
+            .map_err(|e| WriteError::Io {
+                path: self.path.clone(),
+                source: e,
+            })
     }
 
     /// Give stream `i` its channel (and its device's clock channel) if it is bound: declared
@@ -703,7 +640,7 @@ impl EpisodeWriter {
         }
         let s = self.streams[i].clone();
         let path = self.path.clone();
-        let mc = |source| WriteError::Mcap {
+        let mc = |source| WriteError::Io {
             path: path.clone(),
             source,
         };
@@ -745,7 +682,11 @@ impl EpisodeWriter {
             _ => "header",
         };
         md.insert("demotape.stamp".to_string(), stamp.to_string());
-        let channel_id = w.add_channel(sid, &s.topic, "cdr", &md).map_err(mc)?;
+        let codec = self.compression.for_stream(&s.topic, s.modality);
+        let channel_id = w
+            .add_channel(sid, &s.topic, "cdr", &md, codec)
+            .map_err(mc)?;
+        self.channel_topics.insert(channel_id, s.topic.clone());
         let di = match self.devices.iter().position(|d| d.name == s.device) {
             Some(d) => d,
             None => {
@@ -755,7 +696,13 @@ impl EpisodeWriter {
                     QOS_RELIABLE.to_string(),
                 )]);
                 let channel = w
-                    .add_channel(self.clock_schema, &topic, "cdr", &md)
+                    .add_channel(
+                        self.clock_schema,
+                        &topic,
+                        "cdr",
+                        &md,
+                        ChannelCodec::Fixed(Codec::Zstd),
+                    )
                     .map_err(mc)?;
                 let mapper = match self.ptp.get(&s.device) {
                     Some(c) => Mapper::Ptp(PtpClock::new(c.clone())),
@@ -901,23 +848,18 @@ impl EpisodeWriter {
                 topic: self.streams[i].topic.clone(),
                 source,
             })?;
-        let h = MessageHeader {
-            channel_id,
-            sequence: s.sequence as u32,
-            log_time: stamp_ns,
-            publish_time: s.host_receive_ns,
-        };
-        if self.buf.len() >= BULK_BYTES {
-            self.bulk_open = true;
-            self.mcap
-                .write_to_known_channel(&h, &self.buf)
-                .map_err(|e| WriteError::Mcap {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-        } else {
-            self.hold(h);
-        }
+        self.mcap
+            .write_message(
+                channel_id,
+                s.sequence as u32,
+                stamp_ns,
+                s.host_receive_ns,
+                &self.buf,
+            )
+            .map_err(|e| WriteError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
         self.counts[i] += 1;
         self.bytes[i] += self.buf.len() as u64;
         Ok(())
@@ -964,13 +906,9 @@ impl EpisodeWriter {
         name: &str,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), WriteError> {
-        self.write_small()?;
         self.mcap
-            .write_metadata(&mcap::records::Metadata {
-                name: name.into(),
-                metadata,
-            })
-            .map_err(|e| self.mcap_err(e))
+            .write_metadata(name, &metadata)
+            .map_err(|e| self.io_err(e))
     }
 
     fn flush_clock(&mut self, di: usize, now: u64) -> Result<(), WriteError> {
@@ -1019,9 +957,7 @@ impl EpisodeWriter {
                 )?;
             }
         }
-        self.write_small()?;
-        self.mcap.flush().map_err(|e| self.mcap_err(e))?;
-        self.bulk_open = false;
+        self.mcap.flush().map_err(|e| self.io_err(e))?;
         self.mark_good();
         Ok(())
     }
@@ -1040,7 +976,8 @@ impl EpisodeWriter {
         let end = end_ns.max(self.last_host_ns);
         let total: u64 = self.counts.iter().sum();
         self.event(end, "stop", "", total, "episode complete")?;
-        self.write_small()?;
+        self.mcap.flush().map_err(|e| self.io_err(e))?;
+        let comp = self.mcap.compression();
         let streams: Vec<StreamSummary> = self
             .streams
             .iter()
@@ -1051,6 +988,12 @@ impl EpisodeWriter {
                 messages: self.counts[i],
                 drops: drops.get(i).copied().unwrap_or(0),
                 bytes: self.bytes[i],
+                compression: self.bound[i]
+                    .and_then(|(ch, _)| comp.get(&ch))
+                    .and_then(|c| c.codec),
+                stored_bytes: self.bound[i]
+                    .and_then(|(ch, _)| comp.get(&ch))
+                    .map_or(0, |c| c.stored_bytes),
             })
             .collect();
         let channels: BTreeMap<String, String> = streams
@@ -1077,6 +1020,10 @@ impl EpisodeWriter {
                 format!("{:.1}", self.peak_queue_age_ns as f64 / 1e6),
             ),
             (
+                "queue_age_p99_ms".to_string(),
+                format!("{:.1}", self.queue_age_p99_ns as f64 / 1e6),
+            ),
+            (
                 "clock_observations_dropped".to_string(),
                 self.clock_drops.to_string(),
             ),
@@ -1087,16 +1034,10 @@ impl EpisodeWriter {
             ("demotape.episode_end", end_md),
         ] {
             self.mcap
-                .write_metadata(&mcap::records::Metadata {
-                    name: name.into(),
-                    metadata,
-                })
-                .map_err(|e| WriteError::Mcap {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .write_metadata(name, &metadata)
+                .map_err(|e| self.io_err(e))?;
         }
-        self.mcap.finish().map_err(|e| self.mcap_err(e))?;
+        self.mcap.finish().map_err(|e| self.io_err(e))?;
         Ok((streams, sync, end))
     }
 
@@ -1171,6 +1112,7 @@ impl EpisodeWriter {
             file_bytes,
             peak_queue_bytes,
             peak_queue_age_ms: self.peak_queue_age_ns as f64 / 1e6,
+            queue_age_p99_ms: self.queue_age_p99_ns as f64 / 1e6,
         })
     }
 }
@@ -1213,12 +1155,4 @@ fn closing_records(entries: &[(&str, String)]) -> Vec<u8> {
     out.extend_from_slice(&[0u8; 20]);
     out.extend_from_slice(mcap::MAGIC);
     out
-}
-
-/// The MCAP error with its underlying OS error spelled out (e.g. "No space left on device").
-fn mcap_detail(e: &mcap::McapError) -> String {
-    match e {
-        mcap::McapError::Io(io) => format!("{e}: {io}"),
-        _ => e.to_string(),
-    }
 }

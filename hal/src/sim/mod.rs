@@ -237,14 +237,25 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// A named load preset: `humanoid-ref` (default) or `small` (160x120 images, for quick
-    /// tests and demos; every other rate as humanoid-ref).
+    /// A named load preset: `humanoid-ref` (default), `small` (160x120 images, for quick
+    /// tests and demos; every other rate as humanoid-ref) or `automotive` (six 1250x1000
+    /// cameras at 24 Hz, after rosbag2's automotive benchmark).
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "humanoid-ref" => Some(SimConfig::default()),
             "small" => Some(SimConfig {
                 image_width: 160,
                 image_height: 120,
+                ..SimConfig::default()
+            }),
+            // rosbag2's automotive benchmark (automotive.yaml): six 1250x1000 rgb8 cameras
+            // at 24 Hz (~540 MB/s), no depth; the robot's other streams as humanoid-ref
+            "automotive" => Some(SimConfig {
+                image_width: 1250,
+                image_height: 1000,
+                rgb_cameras: (0..6).map(|i| format!("auto_{i}")).collect(),
+                depth_cameras: Vec::new(),
+                camera_rate_hz: 24.0,
                 ..SimConfig::default()
             }),
             _ => None,
