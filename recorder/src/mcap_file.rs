@@ -164,6 +164,8 @@ struct Done {
     uncompressed: u64,
     /// The uncompressed buffer, back for reuse.
     spare: Option<Vec<u8>>,
+    /// CRC of header, body and message index, for the data section's CRC.
+    crc: crc32fast::Hasher,
 }
 
 fn compress(job: Job) -> Result<Done, String> {
@@ -175,6 +177,8 @@ fn compress(job: Job) -> Result<Done, String> {
     } = job;
     let crc = crc32fast::hash(&chunk.records);
     let uncompressed = chunk.records.len() as u64;
+    // the data section's CRC over the stored body: for an uncompressed chunk that is the
+    // records' own CRC, not computed twice
     let (body, spare) = match codec {
         Codec::None => (chunk.records, None),
         Codec::Lz4 => {
@@ -213,12 +217,26 @@ fn compress(job: Job) -> Result<Done, String> {
     for (t, off) in &chunk.index {
         mi.u64(*t).u64(*off);
     }
+    let message_index = record(op::MESSAGE_INDEX, &mi.0);
+    let mut data_crc = crc32fast::Hasher::new();
+    data_crc.update(&header);
+    let body_crc = match codec {
+        Codec::None => crc32fast::Hasher::new_with_initial_len(crc, uncompressed),
+        _ => {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&body);
+            h
+        }
+    };
+    data_crc.combine(&body_crc);
+    data_crc.update(&message_index);
     Ok(Done {
         channel,
         codec,
         header,
         body,
-        message_index: record(op::MESSAGE_INDEX, &mi.0),
+        message_index,
+        crc: data_crc,
         start: chunk.start,
         end: chunk.end,
         uncompressed,
@@ -341,6 +359,9 @@ pub struct McapFile<W: Write> {
     spare: Vec<Vec<u8>>,
     /// Set by a failed write: nothing more is written.
     failed: bool,
+    /// CRC of the data section so far (chunks' CRCs are computed by the workers and
+    /// combined here).
+    data_crc: crc32fast::Hasher,
 }
 
 fn io_other(e: impl std::fmt::Display) -> std::io::Error {
@@ -368,6 +389,7 @@ impl<W: Write> McapFile<W> {
             message_bounds: None,
             spare: Vec::new(),
             failed: false,
+            data_crc: crc32fast::Hasher::new(),
         };
         f.put(mcap::MAGIC)?;
         let mut h = Enc::default();
@@ -377,7 +399,15 @@ impl<W: Write> McapFile<W> {
         Ok(f)
     }
 
+    /// Append bytes of the data section (their CRC joins the data section's).
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.put_raw(b)?;
+        self.data_crc.update(b);
+        Ok(())
+    }
+
+    /// Append bytes whose CRC is accounted for elsewhere (a chunk, the summary).
+    fn put_raw(&mut self, b: &[u8]) -> std::io::Result<()> {
         if self.failed {
             return Err(io_other("the episode file failed earlier"));
         }
@@ -614,11 +644,12 @@ impl<W: Write> McapFile<W> {
 
     fn append_chunk(&mut self, mut d: Done) -> std::io::Result<()> {
         let chunk_start = self.pos;
-        self.put(&d.header)?;
-        self.put(&d.body)?;
+        self.put_raw(&d.header)?;
+        self.put_raw(&d.body)?;
         let chunk_length = self.pos - chunk_start;
         let mi_offset = self.pos;
-        self.put(&d.message_index)?;
+        self.put_raw(&d.message_index)?;
+        self.data_crc.combine(&d.crc);
         let mut e = Enc::default();
         e.u64(d.start)
             .u64(d.end)
@@ -685,11 +716,11 @@ impl<W: Write> McapFile<W> {
     /// can be written after it.
     pub fn finish(&mut self) -> std::io::Result<()> {
         self.flush()?;
-        // data section CRC 0: not computed (every chunk carries its own CRC)
+        // the data section's CRC: every byte from the magic to the end of the last record
         let mut e = Enc::default();
-        e.u32(0);
+        e.u32(self.data_crc.clone().finalize());
         let rec = record(op::DATA_END, &e.0);
-        self.put(&rec)?;
+        self.put_raw(&rec)?;
 
         let summary_start = self.pos;
         let mut summary = Vec::new();
@@ -744,7 +775,7 @@ impl<W: Write> McapFile<W> {
         let crc = crc32fast::hash(&summary);
         summary.extend_from_slice(&crc.to_le_bytes());
         summary.extend_from_slice(mcap::MAGIC);
-        self.put(&summary)?;
+        self.put_raw(&summary)?;
         self.failed = true; // finished: no more records
         self.out.flush()
     }
@@ -819,6 +850,13 @@ mod tests {
         sorted.sort_by_key(|m| m.2);
         assert_eq!(sorted, expect, "every message, once, intact");
 
+        // the data section's CRC (in DataEnd, just before the summary) covers every byte before it
+        let n = bytes.len();
+        let summary_start = u64::from_le_bytes(bytes[n - 28..n - 20].try_into().unwrap()) as usize;
+        let data_end = summary_start - 13;
+        assert_eq!(bytes[data_end], op::DATA_END);
+        let stored = u32::from_le_bytes(bytes[data_end + 9..data_end + 13].try_into().unwrap());
+        assert_eq!(stored, crc32fast::hash(&bytes[..data_end]));
         let summary = mcap::Summary::read(&bytes).unwrap().expect("a summary");
         let st = summary.stats.as_ref().unwrap();
         assert_eq!(st.message_count, 2000);

@@ -221,12 +221,13 @@ fn damage_outside_the_chunks_is_not_intact() {
     b[footer + 9] ^= 0x10;
     case("footer", &b, "footer says the summary starts at byte");
 
-    // the first chunk's opcode, flipped to a reserved one: its channels are lost with it
+    // the first chunk's opcode, flipped to a reserved one: its messages are lost with it, and
+    // the index that points at it is caught (schema and channel records are outside chunks)
     let first_chunk = recs.iter().find(|r| r.1 == 0x06).unwrap().0;
     let mut b = good.clone();
     b[first_chunk] = 0x16;
     case("opcode", &b, "reserved opcode 0x16");
-    case("opcode", &b, "which no Channel record defines");
+    case("opcode", &b, "where no chunk starts");
 
     // the chunk index's chunk_start_offset (body bytes 16..24)
     let ci = recs.iter().find(|r| r.1 == 0x08).unwrap().0;

@@ -1,4 +1,5 @@
-//! SIGKILL the recorder mid-episode: everything but the last <= 200 ms must be readable.
+//! SIGKILL the recorder mid-episode, with the machine's other core kept busy: everything but
+//! the last <= 200 ms must be readable.
 
 use annotate::inspect::Inspection;
 use demotape_e2e::bin;
@@ -8,8 +9,25 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Keeps one core busy (a spinning shell) until dropped: the recorder shares the machine
+/// with the robot's other work, and its writer must keep up all the same.
+struct BusyCore(std::process::Child);
+
+impl Drop for BusyCore {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn sigkill_loses_at_most_the_flush_interval() {
+    let _busy = BusyCore(
+        Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap(),
+    );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
     // 3 kills in CI; the full fault test is `DEMOTAPE_SIGKILL_RUNS=50 cargo test --release
     // -p demotape-e2e --test sigkill -- --nocapture`.
