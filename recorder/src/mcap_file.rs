@@ -324,6 +324,8 @@ struct ChannelState {
     /// Measured policy: lz4 pays (by the last probe).
     lz4_pays: bool,
     closed: u64,
+    /// Bytes of its last chunk (the next one's capacity).
+    last_len: usize,
 }
 
 /// Options of the file writer.
@@ -476,6 +478,7 @@ impl<W: Write> McapFile<W> {
                     stats: ChannelCompression::default(),
                     lz4_pays: true,
                     closed: 0,
+                    last_len: 0,
                 },
             ),
         );
@@ -508,9 +511,12 @@ impl<W: Write> McapFile<W> {
         let Some((_, ch)) = self.channels.get_mut(&channel) else {
             return Err(io_other(format!("message on unknown channel {channel}")));
         };
+        let last_len = ch.last_len;
         let c = ch.open.get_or_insert_with(|| {
             let mut records = spare.pop().unwrap_or_default();
             records.clear();
+            // as large as this channel's last chunk: no reallocation while it fills
+            records.reserve(last_len);
             OpenChunk {
                 records,
                 start: log_time,
@@ -548,6 +554,7 @@ impl<W: Write> McapFile<W> {
         let Some(chunk) = ch.open.take() else {
             return Ok(());
         };
+        ch.last_len = chunk.records.len();
         let codec = match ch.codec {
             ChannelCodec::Fixed(c) => c,
             ChannelCodec::Measured { .. } => {
