@@ -292,8 +292,7 @@ pub struct EpisodeWriter {
     counts: Vec<u64>,
     bytes: Vec<u64>,
     drops_written: Vec<u64>,
-    /// One chunk per channel (a reader that wants joints, forces or one tactile pad
-    /// decompresses only those chunks, found by the chunk index).
+    /// The message being encoded.
     buf: Vec<u8>,
     last_host_ns: u64,
     start_ns: u64,
@@ -304,8 +303,6 @@ pub struct EpisodeWriter {
     /// complete chunks.
     good_len: u64,
     compression: CompressionPolicy,
-    /// Channel id → topic, for the compression report.
-    channel_topics: BTreeMap<u16, String>,
     /// The longest a sample waited in the capture queue (set by the caller before
     /// `finish`; written into `demotape.episode_end` as `peak_queue_age_ms`).
     pub peak_queue_age_ns: u64,
@@ -434,7 +431,6 @@ impl EpisodeWriter {
             syncer,
             good_len: 0,
             compression: opts.compression.clone(),
-            channel_topics: BTreeMap::new(),
             peak_queue_age_ns: 0,
             queue_age_p99_ns: 0,
             clock_drops: 0,
@@ -686,7 +682,6 @@ impl EpisodeWriter {
         let channel_id = w
             .add_channel(sid, &s.topic, "cdr", &md, codec)
             .map_err(mc)?;
-        self.channel_topics.insert(channel_id, s.topic.clone());
         let di = match self.devices.iter().position(|d| d.name == s.device) {
             Some(d) => d,
             None => {
