@@ -81,6 +81,8 @@ fn sigkill_loses_at_most_the_flush_interval() {
         let streams = ep.streams().to_vec();
         let mut by_200 = HashMap::new();
         let mut by_kill = HashMap::new();
+        // per topic, the receive stamps of what was delivered by the kill (in order)
+        let mut stamps: HashMap<String, Vec<u64>> = HashMap::new();
         let mut v = Vec::new();
         while ep.next_samples(&mut v) {
             for s in v.drain(..) {
@@ -89,6 +91,10 @@ fn sigkill_loses_at_most_the_flush_interval() {
                     *by_200.entry(topic.clone()).or_insert(0u64) += 1;
                 }
                 if s.host_receive_ns <= killed_at {
+                    stamps
+                        .entry(topic.clone())
+                        .or_default()
+                        .push(s.host_receive_ns);
                     *by_kill.entry(topic).or_insert(0u64) += 1;
                 }
             }
@@ -98,6 +104,21 @@ fn sigkill_loses_at_most_the_flush_interval() {
             .iter()
             .map(|c| (c.topic.clone(), c.messages))
             .collect();
+        // the loss window: how long before the kill the first unreadable sample was delivered
+        let mut window_ms = 0.0f64;
+        for spec in &streams {
+            let got = readable.get(&spec.topic).copied().unwrap_or(0) as usize;
+            if let Some(st) = stamps.get(&spec.topic)
+                && got < st.len()
+            {
+                window_ms = window_ms.max((killed_at - st[got]) as f64 / 1e6);
+            }
+        }
+        println!(
+            "run {run}: killed after {:.2} s, {} messages readable, loss window {window_ms:.0} ms",
+            (killed_at - t0) as f64 / 1e9,
+            ins.messages
+        );
         for spec in &streams {
             let got = readable.get(&spec.topic).copied().unwrap_or(0);
             let floor = by_200.get(&spec.topic).copied().unwrap_or(0);
@@ -113,10 +134,5 @@ fn sigkill_loses_at_most_the_flush_interval() {
                 spec.topic
             );
         }
-        println!(
-            "run {run}: killed after {:.2} s, {} messages readable",
-            (killed_at - t0) as f64 / 1e9,
-            ins.messages
-        );
     }
 }
