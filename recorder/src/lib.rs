@@ -112,9 +112,12 @@ pub fn record_episode(
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
+                    // flushes start every `flush_every`, counted from the previous start:
+                    // a flush's own time (waiting for the compression pool) must not stretch
+                    // the interval, or a crash loses the interval plus two flushes
                     if last_flush.elapsed() >= flush_every {
-                        writer.flush(&stats.drops_snapshot())?;
                         last_flush = std::time::Instant::now();
+                        writer.flush(&stats.drops_snapshot())?;
                     }
                 }
                 Ok(())
