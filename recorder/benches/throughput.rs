@@ -284,6 +284,16 @@ fn medium_bandwidth(dir: &Path, mb: usize) -> f64 {
     v[1]
 }
 
+/// Remove a run's output file, if it is one. Capacity runs write to `/dev/null`: as root,
+/// `remove_file("/dev/null")` succeeds, and the next run's writer then creates a regular file
+/// there (on devtmpfs, in RAM) instead of discarding, which both falsified the capacity figures
+/// and broke the machine's `/dev/null` for every other program.
+fn remove_output(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 #[derive(Clone)]
 struct RunResult {
     mb_per_s: f64,
@@ -317,7 +327,7 @@ fn run_pipeline(
     compression: CompressionPolicy,
     live: Option<&recorder::live::LiveHub>,
 ) -> RunResult {
-    let _ = std::fs::remove_file(path);
+    remove_output(path);
     let opts = WriterOptions {
         flush_interval: Duration::from_millis(100),
         chunk_size: 8 << 20,
@@ -377,7 +387,7 @@ fn run_pipeline(
     let bytes: u64 = summary.streams.iter().map(|s| s.bytes).sum();
     let msgs = summary.total_messages();
     let gb = bytes as f64 / 1e9;
-    let _ = std::fs::remove_file(path);
+    remove_output(path);
     RunResult {
         mb_per_s: bytes as f64 / 1e6 / wall,
         msgs_per_s: msgs as f64 / wall,
@@ -437,7 +447,7 @@ fn writer_cpu_s() -> f64 {
 /// The bare mcap crate writer on the same messages (encoded beforehand), same settings.
 /// Returns (CPU seconds of the writing thread, bytes).
 fn bare_mcap(pool: &Pool, path: &Path, msgs: u64) -> (f64, u64) {
-    let _ = std::fs::remove_file(path);
+    remove_output(path);
     let encoded: Vec<Vec<Vec<u8>>> = pool
         .payloads
         .iter()
@@ -629,7 +639,7 @@ fn main() {
         let (bare_cpu, bare_bytes) = *bare_cache
             .entry(key)
             .or_insert_with(|| bare_mcap(&pool, path, r.msgs));
-        let _ = std::fs::remove_file(path);
+        remove_output(path);
         let ratio_cpu = (r.writer_cpu_s / r.bytes as f64) / (bare_cpu / bare_bytes as f64);
         table.push(format!(
             "{:<6} x{:<5.2} {:<8} {:>9.1} {:>9.0} {:>7} {:>9.2} {:>9.2} {:>8.0} {:>9.0} {:>7.2} {:>8.2} {:>7.1} {:>6.2}",
@@ -707,6 +717,15 @@ fn main() {
     drop(auto);
     // capacity: ~12 s of humanoid-ref (~1.5 GB), unpaced into /dev/null
     eprintln!("capacity: unpaced into /dev/null ...");
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let null = std::fs::metadata("/dev/null").map(|m| m.file_type().is_char_device());
+        assert!(
+            matches!(null, Ok(true)),
+            "/dev/null is not a character device (an older build of this bench, run as root, \
+             replaced it with a file): restore it with `rm /dev/null && mknod -m 666 /dev/null c 1 3`"
+        );
+    }
     let msgs = 12 * 4650;
     let capacity = |c, live| {
         run_pipeline(
