@@ -132,6 +132,10 @@ gripper_joint = "right_gripper_finger"
 # gripper_joints = ["kRightHandPinky", "kRightHandRing", "kRightHandMiddle", "kRightHandIndex"]
 # gripper_scale = 0.1
 gripper_joints = []
+# Or a field of any topic (the mean of the numbers it selects), for a gripper that is not a
+# joint of joint_topic: its driver's status, e.g.
+# gripper_field = "/gripper/status.position"   or   "/hand/state.position[0]"
+gripper_field = ""
 gripper_scale = 2.0
 gripper_offset = 0.0
 # geometry_msgs/msg/WrenchStamped at the wrist (tared automatically before each grasp: bias

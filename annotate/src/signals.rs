@@ -24,6 +24,10 @@ pub struct SignalConfig {
     /// Instead of one joint: the mean position of these (a dexterous hand's fingers, e.g.
     /// `kRightHandPinky`…`kRightHandIndex` normalized 1 = open) is the position.
     pub gripper_joints: Vec<String>,
+    /// Instead of joints: a field of any topic, `/topic.field.path` (e.g. a gripper driver's
+    /// `/gripper/status.position`, or `/hand/state.position[0]`); the mean of the numbers it
+    /// selects is the position. Empty: the gripper comes from the joint states.
+    pub gripper_field: String,
     pub gripper_scale: f64,
     pub gripper_offset: f64,
     pub wrench_topic: String,
@@ -40,6 +44,7 @@ impl Default for SignalConfig {
             arm_joints: (1..=7).map(|i| format!("right_arm_joint{i}")).collect(),
             gripper_joint: "right_gripper_finger".into(),
             gripper_joints: Vec::new(),
+            gripper_field: String::new(),
             gripper_scale: 2.0,
             gripper_offset: 0.0,
             wrench_topic: "/wrist/right/wrench".into(),
@@ -206,10 +211,20 @@ pub fn read_signals(
     arm: &hal::robot::RobotArm,
 ) -> anyhow::Result<(Signals, u64, Metadata)> {
     let arm_joints = arm.joint_names();
+    let gripper_field: Option<crate::decode::TopicPath> = if cfg.gripper_field.is_empty() {
+        None
+    } else {
+        Some(
+            cfg.gripper_field
+                .parse()
+                .map_err(|e| anyhow::anyhow!("signals.gripper_field: {e}"))?,
+        )
+    };
     let want = |topic: &str, _: &str| {
         topic == cfg.joint_topic
             || topic == cfg.wrench_topic
             || cfg.tactile_topics.iter().any(|t| t == topic)
+            || gripper_field.as_ref().is_some_and(|g| g.topic == topic)
     };
     // a split episode is read whole, from this part on
     let mut parts = crate::read::episode_parts(path)?;
@@ -275,8 +290,37 @@ pub fn read_signals(
     let mut seen_names: Vec<String> = Vec::new();
     let mut grip: Vec<(f64, f64)> = Vec::new();
     let mut bad = 0usize;
-    // `gripper_joint = ""` and no `gripper_joints`: a robot without a gripper
-    let no_gripper = cfg.gripper_joint.is_empty() && cfg.gripper_joints.is_empty();
+    // `gripper_joint = ""`, no `gripper_joints` and no `gripper_field`: a robot without a
+    // gripper
+    let no_gripper =
+        cfg.gripper_joint.is_empty() && cfg.gripper_joints.is_empty() && gripper_field.is_none();
+    // a gripper from a topic field: not from the joint states
+    let gripper_in_joints = !no_gripper && gripper_field.is_none();
+    if let Some(g) = &gripper_field {
+        let found = crate::decode::path_samples(&sel, g)
+            .map_err(|e| anyhow::anyhow!("{}: signals.gripper_field: {e:#}", path.display()))?;
+        let Some(ps) = found.or_else(|| wrench_only.then(Default::default)) else {
+            anyhow::bail!(
+                "{}: signals.gripper_field = {:?}: the recording has no messages on {}",
+                path.display(),
+                cfg.gripper_field,
+                g.topic
+            );
+        };
+        if ps.skipped > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                field = %g,
+                skipped = ps.skipped,
+                first = ps.first_skip.as_deref().unwrap_or(""),
+                "gripper messages left out"
+            );
+        }
+        for (t, values) in &ps.samples {
+            let pos = values.iter().map(|(_, x)| x).sum::<f64>() / values.len() as f64;
+            grip.push((rel(*t), cfg.gripper_scale * pos + cfg.gripper_offset));
+        }
+    }
     for m in joints {
         let Some(js) = decode::<JointPositions>(&m.data) else {
             bad += 1;
@@ -300,7 +344,7 @@ pub fn read_signals(
                         seen_names.push(n.clone());
                     }
                 }
-                let g: Option<Vec<usize>> = if no_gripper {
+                let g: Option<Vec<usize>> = if !gripper_in_joints {
                     None
                 } else if cfg.gripper_joints.is_empty() {
                     find(&cfg.gripper_joint).map(|i| vec![i])
@@ -341,7 +385,9 @@ pub fn read_signals(
                     .collect(),
             )
         } else {
-            if cfg.gripper_joints.is_empty() {
+            if let Some(g) = &gripper_field {
+                ("gripper field", vec![g.topic.as_str()])
+            } else if cfg.gripper_joints.is_empty() {
                 ("gripper joint", vec![cfg.gripper_joint.as_str()])
             } else {
                 (
@@ -428,7 +474,10 @@ pub fn read_signals(
         tracing::warn!(file = %path.display(), bad, "undecodable joint-state messages skipped");
     }
     let declared = |t: &str| sel.channels.values().any(|c| c.topic == t);
-    for t in std::iter::once(&cfg.wrench_topic).chain(&cfg.tactile_topics) {
+    for t in std::iter::once(&cfg.wrench_topic)
+        .chain(&cfg.tactile_topics)
+        .chain(gripper_field.as_ref().map(|g| &g.topic))
+    {
         if declared(t) && sel.by_topic(t).is_empty() {
             s.silent.push(t.clone());
         }

@@ -500,6 +500,23 @@ pub fn write_family_episode(
     ep: &hal::sim::family::FamilyEpisode,
     start_ns: u64,
 ) -> anyhow::Result<()> {
+    write_family_episode_with(path, ep, start_ns, None)
+}
+
+/// The schema of the gripper status [`write_family_episode_with`] publishes: a gripper driver's
+/// own type, which only the file's schema describes.
+pub const GRIPPER_STATUS_SCHEMA: &str =
+    "# a gripper driver's status\nfloat64 position\nfloat64 effort\n";
+
+/// [`write_family_episode`], with the gripper's opening (m) published as `position` of a
+/// `demo_gripper/msg/GripperStatus` ([`GRIPPER_STATUS_SCHEMA`]) on `gripper_topic`, at the
+/// joint states' times, instead of as a joint of `/joint_states`.
+pub fn write_family_episode_with(
+    path: &Path,
+    ep: &hal::sim::family::FamilyEpisode,
+    start_ns: u64,
+    gripper_topic: Option<&str>,
+) -> anyhow::Result<()> {
     use hal::msgs::{Header, JointState, RosMessage, Time, Vector3, Wrench, WrenchStamped};
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut w = mcap::WriteOptions::new().profile("ros2").create(file)?;
@@ -516,6 +533,17 @@ pub fn write_family_episode(
     let none = std::collections::BTreeMap::new();
     let jc = w.add_channel(js, "/joint_states", "cdr", &none)?;
     let wc = w.add_channel(ws, "/wrist/wrench", "cdr", &none)?;
+    let gc = match gripper_topic {
+        Some(topic) => {
+            let gs = w.add_schema(
+                "demo_gripper/msg/GripperStatus",
+                "ros2msg",
+                GRIPPER_STATUS_SCHEMA.as_bytes(),
+            )?;
+            Some(w.add_channel(gs, topic, "cdr", &none)?)
+        }
+        None => None,
+    };
     // the task, as the recorder names it (`demotape-recorder ctl start --task`)
     w.write_metadata(&mcap::records::Metadata {
         name: "demotape.episode".into(),
@@ -525,7 +553,7 @@ pub fn write_family_episode(
         ]),
     })?;
     let mut names = ep.joint_names.clone();
-    if ep.aperture.is_some() {
+    if ep.aperture.is_some() && gc.is_none() {
         names.push("finger_joint".into());
     }
     let at = |t: f64| start_ns + (t * 1e9).round() as u64;
@@ -535,10 +563,27 @@ pub fn write_family_episode(
         let joint_next = k >= ep.wrench_t.len() || (i < ep.t.len() && ep.t[i] <= ep.wrench_t[k]);
         let (ch, ns, data) = if joint_next {
             let mut position = ep.q[i].clone();
-            if let Some(a) = &ep.aperture {
-                position.push(a[i]);
-            }
             let ns = at(ep.t[i]);
+            if let Some(a) = &ep.aperture {
+                match gc {
+                    // CDR: the encapsulation header, then two float64 (8-aligned after it)
+                    Some(gc) => {
+                        let mut data = vec![0u8, 1, 0, 0];
+                        data.extend_from_slice(&a[i].to_le_bytes());
+                        data.extend_from_slice(&0f64.to_le_bytes());
+                        w.write_to_known_channel(
+                            &mcap::records::MessageHeader {
+                                channel_id: gc,
+                                sequence: seq,
+                                log_time: ns,
+                                publish_time: ns,
+                            },
+                            &data,
+                        )?;
+                    }
+                    None => position.push(a[i]),
+                }
+            }
             let m = JointState {
                 header: Header {
                     stamp: Time::from_nanos(ns),

@@ -4,7 +4,7 @@
 //! none), and scored by `demotape eval` against their reference layers — what a data team
 //! would run on its own robot.
 
-use demotape_e2e::{demotape, write_family_episode};
+use demotape_e2e::{demotape, write_family_episode, write_family_episode_with};
 use hal::sim::family::{Family, Robot, generate, generate_on};
 
 #[test]
@@ -167,6 +167,56 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
             "joint_jumps in SI either way"
         );
     }
+    // the gripper from a field of its driver's own topic (a type only the file's schema
+    // describes), not from the joint states: the same labels as from the finger joint
+    let field_dir = dir.path().join("six_dof_gripper_field");
+    std::fs::create_dir_all(&field_dir).unwrap();
+    for i in 0..n {
+        let ep = generate_on(&ur, Family::SixDof, 99, i);
+        write_family_episode_with(
+            &field_dir.join(format!("ep{i}.mcap")),
+            &ep,
+            1_700_000_000_000_000_000 + i * 100_000_000_000,
+            Some("/gripper/status"),
+        )
+        .unwrap();
+    }
+    let field_cfg = dir.path().join("ur_gripper_field.toml");
+    std::fs::write(
+        &field_cfg,
+        std::fs::read_to_string(&with_gripper).unwrap().replace(
+            "gripper_joint = \"finger_joint\"",
+            "gripper_joint = \"\"\ngripper_field = \"/gripper/status.position\"",
+        ),
+    )
+    .unwrap();
+    annotate(&field_dir, &field_cfg);
+    for i in 0..n {
+        let read = |d: &std::path::Path| -> serde_json::Value {
+            serde_json::from_slice(
+                &std::fs::read(d.join(format!("ep{i}.annotations.json"))).unwrap(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (read(&dir.path().join("six_dof")), read(&field_dir));
+        assert_eq!(a["outcome"], b["outcome"], "episode {i}");
+        assert_eq!(a["phases"], b["phases"], "episode {i}");
+    }
+    // a gripper field whose topic the recording lacks is a clear error naming both
+    let (code, _, err) = demotape(
+        &[
+            "annotate",
+            "--config",
+            field_cfg.to_str().unwrap(),
+            "--json",
+        ],
+        &[&dir.path().join("six_dof").join("ep0.mcap")],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("gripper_field") && err.contains("/gripper/status"),
+        "{err}"
+    );
     // the gripperless episodes got segments and no outcome; the sidecar says why
     let side: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("wipe/ep0.annotations.json")).unwrap(),
