@@ -719,6 +719,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_empty_gripper_field_leaves_the_robot_hash_as_it_was() {
+        let c = AnnotateConfig::default();
+        let json = serde_json::to_string(&c.signals).unwrap();
+        assert!(!json.contains("gripper_field"), "{json}");
+        let mut f = c.clone();
+        f.signals.gripper_field = "/gripper/status.position".into();
+        assert_ne!(c.robot_hash(), f.robot_hash());
+    }
+
+    #[test]
     fn printed_defaults_load_back() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.toml");

@@ -26,7 +26,10 @@ pub struct SignalConfig {
     pub gripper_joints: Vec<String>,
     /// Instead of joints: a field of any topic, `/topic.field.path` (e.g. a gripper driver's
     /// `/gripper/status.position`, or `/hand/state.position[0]`); the mean of the numbers it
-    /// selects is the position. Empty: the gripper comes from the joint states.
+    /// selects is the position. Empty: the gripper comes from the joint states. (Left out of
+    /// the serialized config when empty, so configs without it hash as before: layers and
+    /// models made under them still apply.)
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub gripper_field: String,
     pub gripper_scale: f64,
     pub gripper_offset: f64,
