@@ -146,6 +146,22 @@ pub struct PathSamples {
     pub first_skip: Option<String>,
 }
 
+impl PathSamples {
+    /// Warn of the messages `p` left out (how many, and why the first was), naming the
+    /// episode `file` when the caller has one.
+    pub fn warn_skipped(&self, p: &TopicPath, file: Option<&std::path::Path>) {
+        if self.skipped > 0 {
+            tracing::warn!(
+                file = file.map(|f| f.display().to_string()).unwrap_or_default(),
+                path = %p,
+                skipped = self.skipped,
+                first = self.first_skip.as_deref().unwrap_or(""),
+                "messages left out"
+            );
+        }
+    }
+}
+
 fn short_field(name: &str) -> &str {
     match name {
         "position" | "positions" => "pos",

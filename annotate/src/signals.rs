@@ -310,15 +310,7 @@ pub fn read_signals(
                 g.topic
             );
         };
-        if ps.skipped > 0 {
-            tracing::warn!(
-                file = %path.display(),
-                field = %g,
-                skipped = ps.skipped,
-                first = ps.first_skip.as_deref().unwrap_or(""),
-                "gripper messages left out"
-            );
-        }
+        ps.warn_skipped(g, Some(path));
         for (t, values) in &ps.samples {
             let pos = values.iter().map(|(_, x)| x).sum::<f64>() / values.len() as f64;
             grip.push((rel(*t), cfg.gripper_scale * pos + cfg.gripper_offset));

@@ -267,14 +267,7 @@ fn path_series(
     let Some(ps) = crate::decode::path_samples(sel, p)? else {
         return Ok(None);
     };
-    if ps.skipped > 0 {
-        tracing::warn!(
-            path = %p,
-            skipped = ps.skipped,
-            first = ps.first_skip.as_deref().unwrap_or(""),
-            "messages left out"
-        );
-    }
+    ps.warn_skipped(p, None);
     let mut series: Vec<Series> = ps.names.iter().map(|_| Series::new(1)).collect();
     for (t, values) in &ps.samples {
         for (i, x) in values {
