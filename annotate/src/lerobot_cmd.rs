@@ -58,9 +58,31 @@ pub struct ExportArgs {
     /// No camera features (state, action and labels only).
     #[arg(long, conflicts_with = "video")]
     no_images: bool,
-    /// Only these cameras (e.g. head,wrist_right); default: every RGB camera.
+    /// Only these cameras (e.g. head,wrist_right,head_depth); default: every RGB camera (and
+    /// with --depth every depth camera).
     #[arg(long, value_delimiter = ',')]
     cameras: Vec<String>,
+    /// Depth cameras too (an Image of 16UC1/mono16 millimetres or 32FC1 metres on a topic
+    /// naming "depth"), as `observation.images.<name>_depth` with shape [h, w, 1] in mm:
+    /// 16-bit PNG images; with --video and --lerobot-version 0.6, lerobot 0.6's depth video
+    /// (12-bit log-quantized codes, HEVC lossless by libx265, `is_depth_map` in info.json;
+    /// lerobot returns it dequantized, within half a code: 0.66 mm at 0.5 m, 1.9 mm at 8 m).
+    /// lerobot 0.4.4 cannot decode depth video, so with 0.4 depth stays PNG beside the RGB
+    /// videos.
+    #[arg(long, conflicts_with = "no_images")]
+    depth: bool,
+    /// Depth video quantization (lerobot 0.6's DepthEncoderConfig, metres): code 0.
+    #[arg(long, default_value_t = 0.01, requires = "depth")]
+    depth_min: f64,
+    /// Depth video quantization: code 4095 (metres; farther readings clip to it).
+    #[arg(long, default_value_t = 10.0, requires = "depth")]
+    depth_max: f64,
+    /// Depth video quantization: the shift (metres) of the log mapping.
+    #[arg(long, default_value_t = 3.5, requires = "depth")]
+    depth_shift: f64,
+    /// Depth video quantization: linear instead of logarithmic codes.
+    #[arg(long, requires = "depth")]
+    depth_linear: bool,
     /// Keep only episodes with these outcomes (success, slip, drop, miss).
     #[arg(long, value_delimiter = ',')]
     outcome: Vec<Outcome>,
@@ -204,6 +226,13 @@ pub fn export_cmd(cmd: ExportCmd) -> ExitCode {
                 .unwrap_or_else(|| a.vcodec.default_preset().to_string()),
         },
         no_images: a.no_images,
+        depth: a.depth,
+        depth_quant: annotate::lerobot::video::DepthQuant {
+            min_m: a.depth_min,
+            max_m: a.depth_max,
+            shift_m: a.depth_shift,
+            use_log: !a.depth_linear,
+        },
         cameras: a.cameras,
         joint_topic: a.joint_topic,
         state_paths: a.state,

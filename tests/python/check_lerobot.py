@@ -31,7 +31,8 @@ feats = info["features"]
 assert info["codebase_version"] == "v3.0"
 report = {"episodes": 0, "frames": 0, "values_checked": 0, "interpolated": 0, "exact": 0,
           "images_checked": 0, "video_frames_checked": 0, "jpeg_frames_checked": 0,
-          "jpeg_max_mean_abs_diff": 0.0}
+          "jpeg_max_mean_abs_diff": 0.0, "depth_images_checked": 0, "depth_video_frames_checked": 0,
+          "depth_video_max_err_mm": 0.0}
 
 # tasks: a pandas frame indexed by the task string
 tasks = pd.read_parquet(root / "meta/tasks.parquet")
@@ -100,6 +101,44 @@ def interp(series, t):
     return vs[i - 1] + (vs[i] - vs[i - 1]) * a, False
 
 
+def is_depth(key):
+    return bool((feats[key].get("info") or {}).get("is_depth_map"))
+
+
+def mcap_depth_mm(m):
+    """A sensor_msgs/Image depth map in millimetres (REP 118: 16UC1 mm, 32FC1 m)."""
+    order = ">" if m.is_bigendian else "<"
+    if m.encoding in ("16UC1", "mono16"):
+        rows = np.frombuffer(bytes(m.data), dtype=np.uint8).reshape(m.height, m.step)
+        return rows[:, : m.width * 2].copy().view(order + "u2").astype(np.float64)
+    if m.encoding == "32FC1":
+        rows = np.frombuffer(bytes(m.data), dtype=np.uint8).reshape(m.height, m.step)
+        v = rows[:, : m.width * 4].copy().view(order + "f4").astype(np.float64) * 1000.0
+        return np.where(np.isfinite(v) & (v > 0) & (v <= 65535), np.rint(v), 0.0)
+    fail(f"depth encoding {m.encoding}")
+
+
+def depth_decode_mm(codes, vi):
+    """lerobot 0.6's dequantization (depth_utils.dequantize_depth), written from its docs:
+    12-bit codes back to millimetres with the info.json parameters (metres)."""
+    lo, hi, sh = vi["video.depth_min"], vi["video.depth_max"], vi["video.shift"]
+    x = codes.astype(np.float64) / 4095.0
+    if vi["video.use_log"]:
+        a, b = np.log(lo + sh), np.log(hi + sh)
+        m = np.exp(a + x * (b - a)) - sh
+    else:
+        m = lo + x * (hi - lo)
+    return np.clip(m, lo, hi) * 1000.0
+
+
+def depth_half_code_mm(want_mm, vi):
+    """Half a code's width at each depth: the most the quantization may be off."""
+    lo, hi, sh = vi["video.depth_min"], vi["video.depth_max"], vi["video.shift"]
+    if vi["video.use_log"]:
+        return 0.5 * (np.log(hi + sh) - np.log(lo + sh)) / 4095.0 * (want_mm + sh * 1000.0) * 1.001
+    return np.full_like(want_mm, 0.5 * (hi - lo) * 1000.0 / 4095.0 * 1.001)
+
+
 def check_close(got, want, what, exact):
     want32 = np.asarray(want, dtype=np.float64).astype(np.float32)
     got = np.asarray(got, dtype=np.float32)
@@ -113,6 +152,8 @@ def check_close(got, want, what, exact):
 
 video_pts = {}
 video_eps = {}
+depth_video_checks = {}
+depth_codes = {}
 for _, ep in episodes.iterrows():
     e = int(ep["episode_index"])
     rows = data[data["episode_index"] == e].sort_values("frame_index")
@@ -176,8 +217,16 @@ for _, ep in episodes.iterrows():
     # cameras: the nearest frame to each grid time
     for key in cams:
         name = key.split('.')[-1]
-        # /camera/<name>/image_raw, or image_transport's /camera/<name>/image_raw/compressed
-        topic = next(t for t in sorted(src) if t.startswith(f"/camera/{name}/") and "depth" not in t)
+        depth = is_depth(key)
+        # /camera/<name>/image_raw, or image_transport's /camera/<name>/image_raw/compressed;
+        # a depth feature <name>_depth from /camera/<name>/depth...
+        if depth:
+            base = name[: -len("_depth")]
+            topic = next(t for t in sorted(src) if t.startswith(f"/camera/{base}/") and "depth" in t)
+            if feats[key]["shape"][2] != 1:
+                fail(f"{key}: depth shape {feats[key]['shape']}, want [h, w, 1]")
+        else:
+            topic = next(t for t in sorted(src) if t.startswith(f"/camera/{name}/") and "depth" not in t)
         frames = src[topic]
         ftimes = [t for t, _ in frames]
         worst = 0
@@ -189,6 +238,18 @@ for _, ep in episodes.iterrows():
             worst = max(worst, abs(ftimes[j] - t))
             m = frames[j][1]
             from PIL import Image  # installed with lerobot-doctor
+            if depth:
+                want = mcap_depth_mm(m)
+                if feats[key]["dtype"] == "image":
+                    img = Image.open(io.BytesIO(rows[key].iloc[k]["bytes"]))
+                    got = np.asarray(img).astype(np.float64)
+                    if img.mode not in ("I;16", "I") or not np.array_equal(got, want):
+                        fail(f"episode {e} frame {k} {key}: 16-bit PNG ({img.mode}) differs from the "
+                             f"nearest MCAP depth frame")
+                    report["depth_images_checked"] += 1
+                else:
+                    depth_video_checks.setdefault(key, []).append((e, k, want))
+                continue
             jpeg = hasattr(m, "format")  # sensor_msgs/CompressedImage
             if jpeg:
                 # decoded by Pillow (libjpeg-turbo); demotape decodes with zune-jpeg: the two
@@ -230,6 +291,26 @@ for _, ep in episodes.iterrows():
             if len(pts) != n or not np.allclose(pts, want_pts, atol=1e-4):
                 fail(f"{vp}: {len(pts)} frames in [{lo}, {hi}) with pts {pts[:3]}..., want {n} at from + k/fps")
             report["video_frames_checked"] += len(pts)
+            if depth:
+                # the frames lerobot 0.6 decodes (gray12le), dequantized, against the MCAP
+                if vp not in depth_codes:
+                    with av.open(str(vp)) as c:
+                        s = c.streams.video[0]
+                        if s.codec_context.name != "hevc" or s.format.name != "gray12le":
+                            fail(f"{vp}: {s.codec_context.name} {s.format.name}, want hevc gray12le")
+                        depth_codes[vp] = [fr.to_ndarray(format="gray12le") for fr in c.decode(s)]
+                first = round(lo * fps)
+                vi = feats[key]["info"]
+                for (e2, k, want) in depth_video_checks.pop(key, []):
+                    got = depth_decode_mm(depth_codes[vp][first + k], vi)
+                    clipped = np.clip(want, vi["video.depth_min"] * 1000, vi["video.depth_max"] * 1000)
+                    err = np.abs(got - clipped)
+                    if (err > depth_half_code_mm(clipped, vi)).any():
+                        bad = np.unravel_index(np.argmax(err - depth_half_code_mm(clipped, vi)), err.shape)
+                        fail(f"episode {e} frame {k} {key}: depth {got[bad]:.1f} mm at {bad}, "
+                             f"MCAP {want[bad]:.0f} mm: more than half a code off")
+                    report["depth_video_max_err_mm"] = max(report["depth_video_max_err_mm"], float(err.max()))
+                    report["depth_video_frames_checked"] += 1
     report["episodes"] += 1
     report["frames"] += n
 report["video_files"] = len(video_pts)
@@ -271,6 +352,13 @@ for _, ep in episodes.iterrows():
     e = int(ep["episode_index"])
     rows = data[data["episode_index"] == e]
     for k, f in feats.items():
+        if f["dtype"] in ("image", "video") and is_depth(k):
+            # lerobot 0.6: depth stats in the recorded unit (mm), one channel
+            arr = np.array([[[float(x) for x in c] for c in ch] for ch in ep[f"stats/{k}/mean"]])
+            mx = np.array([[[float(x) for x in c] for c in ch] for ch in ep[f"stats/{k}/max"]])
+            if arr.shape != (1, 1, 1) or not (0 < arr[0, 0, 0] <= mx[0, 0, 0] <= 65535):
+                fail(f"episode {e}: stats/{k}/mean {arr.tolist()} max {mx.tolist()} is not [1][1][1] mm")
+            continue
         if f["dtype"] in ("image", "video"):
             arr = np.array([[[float(x) for x in c] for c in ch] for ch in ep[f"stats/{k}/mean"]])
             if arr.shape != (3, 1, 1) or not ((arr >= 0) & (arr <= 1)).all():

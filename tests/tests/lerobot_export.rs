@@ -148,6 +148,57 @@ fn export_checks_out_in_python_and_round_trips() {
         checked["language_rows_checked"].as_u64().unwrap() > 10,
         "{checked}"
     );
+    // depth cameras: 16-bit PNG (mm) in the data files, and for lerobot 0.6 its depth video
+    // (12-bit codes, HEVC lossless) beside the RGB videos; values checked against the MCAP
+    let dsd = dir.path().join("dsd");
+    let (code, _, err) = demotape(
+        &[
+            "export",
+            "lerobot",
+            "--depth",
+            "--cameras",
+            "head,head_depth",
+            "--out",
+        ],
+        &[&dsd, &eps_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&dsd])).unwrap();
+    assert!(
+        checked["depth_images_checked"].as_u64().unwrap() > 50,
+        "{checked}"
+    );
+    doctor(&dsd);
+    let dsd6 = dir.path().join("dsd6");
+    let (code, _, err) = demotape(
+        &[
+            "export",
+            "lerobot",
+            "--depth",
+            "--video",
+            "--lerobot-version",
+            "0.6",
+            "--cameras",
+            "head,wrist_right_depth",
+            "--out",
+        ],
+        &[&dsd6, &eps_dir],
+    );
+    assert_eq!(code, 0, "{err}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dsd6.join("meta/info.json")).unwrap()).unwrap();
+    let d = &info["features"]["observation.images.wrist_right_depth"];
+    assert_eq!(d["dtype"], "video", "{d}");
+    assert_eq!(d["info"]["is_depth_map"], true);
+    assert_eq!(d["info"]["video.pix_fmt"], "gray12le");
+    assert_eq!(d["shape"][2], 1);
+    let checked: serde_json::Value =
+        serde_json::from_slice(&run_python("check_lerobot.py", &[&dsd6])).unwrap();
+    assert!(
+        checked["depth_video_frames_checked"].as_u64().unwrap() > 50,
+        "{checked}"
+    );
     // (not lerobot-doctor here: its feature-consistency check takes a language column for a
     // fixed-shape feature and fails when episodes have different numbers of phases, which
     // lerobot 0.6's own language datasets have too)

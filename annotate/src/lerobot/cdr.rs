@@ -67,6 +67,91 @@ pub fn encode_png(rgb: &Rgb) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// A depth frame in millimetres (0 = no reading), whatever it was recorded as.
+#[derive(Debug)]
+pub struct Depth {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major, `width * height` values.
+    pub mm: Vec<u16>,
+}
+
+/// An `Image` depth map in millimetres: `16UC1`/`mono16` are millimetres already (REP 118);
+/// `32FC1` is metres, rounded to the millimetre, and a NaN, infinite, negative or
+/// beyond-65.535 m reading (REP 117's "no return") becomes 0.
+pub fn image_to_depth(img: &hal::msgs::Image) -> Result<Depth, String> {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let bpp = match img.encoding.as_str() {
+        "16UC1" | "mono16" => 2,
+        "32FC1" => 4,
+        e => {
+            return Err(format!(
+                "image encoding {e:?} is not a depth format (16UC1, mono16 or 32FC1)"
+            ));
+        }
+    };
+    let step = img.step as usize;
+    if step < w * bpp || img.data.len() < step * h {
+        return Err(format!(
+            "depth image {w}x{h} {} with step {step} needs {} bytes, has {}",
+            img.encoding,
+            step * h,
+            img.data.len()
+        ));
+    }
+    let big = img.is_bigendian != 0;
+    let mut mm = Vec::with_capacity(w * h);
+    for row in img.data.chunks_exact(step).take(h) {
+        let row = &row[..w * bpp];
+        if bpp == 2 {
+            mm.extend(row.chunks_exact(2).map(|b| {
+                let b = [b[0], b[1]];
+                if big {
+                    u16::from_be_bytes(b)
+                } else {
+                    u16::from_le_bytes(b)
+                }
+            }));
+        } else {
+            mm.extend(row.chunks_exact(4).map(|b| {
+                let b = [b[0], b[1], b[2], b[3]];
+                let m = if big {
+                    f32::from_be_bytes(b)
+                } else {
+                    f32::from_le_bytes(b)
+                };
+                let v = f64::from(m) * 1000.0;
+                if v.is_finite() && v > 0.0 && v <= f64::from(u16::MAX) {
+                    v.round() as u16
+                } else {
+                    0
+                }
+            }));
+        }
+    }
+    Ok(Depth {
+        width: img.width,
+        height: img.height,
+        mm,
+    })
+}
+
+/// A 16-bit greyscale PNG of a depth frame (millimetres): what Pillow opens as mode `I;16`,
+/// and lerobot reads as an image feature.
+pub fn encode_png16(d: &Depth) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(d.mm.len());
+    let mut enc = png::Encoder::new(&mut out, d.width, d.height);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Sixteen);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header().map_err(|e| e.to_string())?;
+    // PNG stores 16-bit samples big-endian
+    let be: Vec<u8> = d.mm.iter().flat_map(|v| v.to_be_bytes()).collect();
+    w.write_image_data(&be).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// Decode a `CompressedImage` payload (JPEG, as image_transport's `compressed` plugin
 /// publishes it, or PNG) to RGB. The container is recognised by its magic bytes, not by the
 /// message's free-form `format` string (`"rgb8; jpeg compressed bgr8"`, `"jpeg"`, ...): the
@@ -153,6 +238,54 @@ mod tests {
         let g = decode_compressed(&grey).unwrap();
         assert_eq!(g.pixels.len(), 16 * 8 * 3);
         assert!(g.pixels.iter().all(|&v| v.abs_diff(128) <= 2));
+    }
+
+    #[test]
+    fn depth_frames_become_millimetres_and_16_bit_pngs() {
+        let img = hal::msgs::Image {
+            width: 2,
+            height: 2,
+            encoding: "16UC1".into(),
+            step: 6, // padded rows
+            data: vec![0x10, 0x27, 0xff, 0xff, 9, 9, 0, 0, 0x01, 0x02, 7, 7],
+            ..Default::default()
+        };
+        let d = image_to_depth(&img).unwrap();
+        assert_eq!(d.mm, vec![10_000, 65_535, 0, 0x0201]);
+        let be = hal::msgs::Image {
+            is_bigendian: 1,
+            ..img
+        };
+        assert_eq!(image_to_depth(&be).unwrap().mm[0], 0x1027);
+        // metres as f32: rounded to the millimetre; NaN, negative and far are no reading
+        let m: Vec<u8> = [1.2345f32, f32::NAN, -1.0, 70.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f = hal::msgs::Image {
+            width: 4,
+            height: 1,
+            encoding: "32FC1".into(),
+            step: 16,
+            data: m,
+            ..Default::default()
+        };
+        assert_eq!(image_to_depth(&f).unwrap().mm, vec![1235, 0, 0, 0]);
+        let rgb = hal::msgs::Image {
+            encoding: "rgb8".into(),
+            ..f
+        };
+        assert!(
+            image_to_depth(&rgb)
+                .unwrap_err()
+                .contains("not a depth format")
+        );
+        // the PNG decodes to the same 16-bit values
+        let png = encode_png16(&d).unwrap();
+        let back = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+            .unwrap()
+            .into_luma16();
+        assert_eq!(back.into_raw(), d.mm);
     }
 
     #[test]

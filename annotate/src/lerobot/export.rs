@@ -80,6 +80,13 @@ pub struct ExportOptions {
     pub subtask_text: BTreeMap<String, String>,
     /// Export no camera at all (state, action and labels only).
     pub no_images: bool,
+    /// Also the depth cameras (`sensor_msgs/Image` 16UC1/mono16 in mm, 32FC1 in m, on a topic
+    /// naming `depth`): 16-bit PNG images in millimetres, or with `video` and lerobot 0.6 its
+    /// depth video (12-bit codes, HEVC, lossless; lerobot 0.4.4 cannot decode that, so for
+    /// 0.4 they stay PNG images beside the RGB videos).
+    pub depth: bool,
+    /// The depth video's quantization (lerobot 0.6's `DepthEncoderConfig` defaults).
+    pub depth_quant: super::video::DepthQuant,
     /// Only these cameras (feature names without `observation.images.`; empty: all RGB).
     pub cameras: Vec<String>,
     pub joint_topic: String,
@@ -121,6 +128,8 @@ impl Default for ExportOptions {
             lerobot_version: LerobotVersion::V04,
             subtask_text: BTreeMap::new(),
             no_images: false,
+            depth: false,
+            depth_quant: Default::default(),
             cameras: Vec::new(),
             joint_topic: "/joint_states".into(),
             state_paths: Vec::new(),
@@ -246,14 +255,35 @@ struct EpisodeStreams {
     joints: usize,
     /// One series per commanded joint, and their names.
     action: Option<(Vec<Series>, Vec<String>)>,
-    /// (feature key, channel id, topic, schema name)
-    cameras: Vec<(String, u16, String, String)>,
+    cameras: Vec<Camera>,
+}
+
+/// A camera stream to export.
+struct Camera {
+    /// `observation.images.<name>`
+    key: String,
+    topic: String,
+    schema: String,
+    /// A depth map (millimetres), not RGB.
+    depth: bool,
 }
 
 fn is_camera(topic: &str, schema: &str) -> bool {
     (schema == <Image as RosMessage>::TYPE_NAME
         || schema == <CompressedImage as RosMessage>::TYPE_NAME)
         && !topic.contains("depth")
+}
+
+/// A depth camera: a raw `Image` on a topic naming `depth` (`/camera/head/depth`,
+/// `/camera/depth/image_rect_raw`, `/camera/aligned_depth_to_color/image_raw`).
+fn is_depth_camera(topic: &str, schema: &str) -> bool {
+    schema == <Image as RosMessage>::TYPE_NAME && topic.contains("depth")
+}
+
+/// Whether a camera goes into a video file (else PNG images in the data files): RGB with
+/// `--video`; depth with `--video` only for lerobot 0.6, which decodes 12-bit depth video.
+fn in_video(opts: &ExportOptions, depth: bool) -> bool {
+    opts.video && (!depth || opts.lerobot_version == LerobotVersion::V06)
 }
 
 /// One series per value `p` selects (interpolated on its own), and the values' names
@@ -392,11 +422,12 @@ fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStrea
         let (s, n, _) = paths_series(sel, &opts.action_paths, "action")?;
         Some((s, n))
     };
-    let mut cameras: Vec<(String, u16, String, String)> = Vec::new();
+    let mut cameras: Vec<Camera> = Vec::new();
     if !opts.no_images {
         for c in sel.channels.values() {
             let schema = sel.schemas.get(&c.schema_id).map_or("", String::as_str);
-            if !is_camera(&c.topic, schema) {
+            let depth = opts.depth && is_depth_camera(&c.topic, schema);
+            if !is_camera(&c.topic, schema) && !depth {
                 continue;
             }
             let key = camera_key(&c.topic);
@@ -404,9 +435,14 @@ fn streams(sel: &Selection, opts: &ExportOptions) -> anyhow::Result<EpisodeStrea
             if !opts.cameras.is_empty() && !opts.cameras.iter().any(|x| x == short) {
                 continue;
             }
-            cameras.push((key, c.id, c.topic.clone(), schema.to_string()));
+            cameras.push(Camera {
+                key,
+                topic: c.topic.clone(),
+                schema: schema.to_string(),
+                depth,
+            });
         }
-        cameras.sort();
+        cameras.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.topic.cmp(&b.topic)));
     }
     Ok(EpisodeStreams {
         state,
@@ -424,6 +460,8 @@ struct Layout {
     action_names: Vec<String>,
     action_from_topic: bool,
     cameras: Vec<String>,
+    /// Per camera: a depth map.
+    depth: Vec<bool>,
     /// (height, width) per camera, known after its first frame.
     sizes: BTreeMap<String, (u32, u32)>,
 }
@@ -437,13 +475,14 @@ fn layout_of(s: &EpisodeStreams) -> Layout {
         state_names: s.state_names.clone(),
         action_names,
         action_from_topic: from_topic,
-        cameras: s.cameras.iter().map(|c| c.0.clone()).collect(),
+        cameras: s.cameras.iter().map(|c| c.key.clone()).collect(),
+        depth: s.cameras.iter().map(|c| c.depth).collect(),
         sizes: BTreeMap::new(),
     }
 }
 
 /// Data columns in order (lerobot's own order: features first, then the index columns).
-fn columns(layout: &Layout, video: bool, version: LerobotVersion) -> Vec<(String, Kind)> {
+fn columns(layout: &Layout, opts: &ExportOptions) -> Vec<(String, Kind)> {
     let mut c = vec![
         (
             "observation.state".to_string(),
@@ -454,8 +493,8 @@ fn columns(layout: &Layout, video: bool, version: LerobotVersion) -> Vec<(String
             Kind::F32Vec(layout.action_names.len()),
         ),
     ];
-    if !video {
-        for k in &layout.cameras {
+    for (k, depth) in layout.cameras.iter().zip(&layout.depth) {
+        if !in_video(opts, *depth) {
             c.push((k.clone(), Kind::Image));
         }
     }
@@ -471,7 +510,7 @@ fn columns(layout: &Layout, video: bool, version: LerobotVersion) -> Vec<(String
     ] {
         c.push((n.to_string(), k));
     }
-    if version == LerobotVersion::V06 {
+    if opts.lerobot_version == LerobotVersion::V06 {
         c.push(("language_persistent".into(), Kind::Language(true)));
         c.push(("language_events".into(), Kind::Language(false)));
     }
@@ -660,8 +699,26 @@ pub fn export(episodes: &[PathBuf], opts: &ExportOptions) -> anyhow::Result<Expo
     if opts.fps == 0 {
         anyhow::bail!("--fps must be at least 1");
     }
+    let q = &opts.depth_quant;
+    if opts.depth
+        && !(q.min_m.is_finite()
+            && q.max_m.is_finite()
+            && q.max_m > q.min_m
+            && (!q.use_log || q.min_m + q.shift_m > 0.0))
+    {
+        anyhow::bail!(
+            "depth quantization: --depth-max ({}) must exceed --depth-min ({}), and for log \
+             codes --depth-min + --depth-shift ({}) must be positive",
+            q.max_m,
+            q.min_m,
+            q.shift_m
+        );
+    }
     if opts.video {
         super::video::check_codec(opts.video_settings.codec)?;
+        if opts.depth && opts.lerobot_version == LerobotVersion::V06 {
+            super::video::check_depth_codec()?;
+        }
     }
     // `DIR/`, `DIR/.` and `DIR` are one directory: the build dir and the old dataset's place
     // aside are its siblings, never inside it.
@@ -896,7 +953,8 @@ fn episode(
             let differs = l.state_names != this.state_names
                 || l.action_names != this.action_names
                 || l.action_from_topic != this.action_from_topic
-                || l.cameras != this.cameras;
+                || l.cameras != this.cameras
+                || l.depth != this.depth;
             if differs {
                 return Ok(Err(format!(
                     "its streams differ from the dataset's first episode (state {} values, \
@@ -922,18 +980,18 @@ fn episode(
         .map(|(_, s)| {
             st.cameras
                 .iter()
-                .map(|(_, _, topic, _)| {
+                .map(|cam| {
                     s.sel
                         .channels
                         .values()
-                        .find(|c| c.topic == *topic)
+                        .find(|c| c.topic == cam.topic)
                         .map(|c| c.id)
                 })
                 .collect()
         })
         .collect();
     let mut cam_times: Vec<Vec<u64>> = Vec::new();
-    for (i, (key, _, _, _)) in st.cameras.iter().enumerate() {
+    for (i, Camera { key, .. }) in st.cameras.iter().enumerate() {
         let mut t = Vec::new();
         for ((p, s), ids) in parts.iter_mut().zip(&part_cam_ids) {
             let Some(id) = ids[i] else { continue };
@@ -975,7 +1033,7 @@ fn episode(
     // nearest camera frame per grid time
     let mut chosen: Vec<Vec<u64>> = Vec::new();
     let mut offsets: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for ((key, _, _, _), times) in st.cameras.iter().zip(&cam_times) {
+    for (Camera { key, .. }, times) in st.cameras.iter().zip(&cam_times) {
         let mut c = Vec::with_capacity(n);
         let mut off = Vec::with_capacity(n);
         for &g in &grid {
@@ -1014,7 +1072,7 @@ fn episode(
         .iter()
         .position(|s| *s == labels.source)
         .unwrap_or(0) as i64;
-    let spec = columns(&layout, opts.video, opts.lerobot_version);
+    let spec = columns(&layout, &opts);
     // broadcast to every frame of the episode, as lerobot's writer does
     let persistent = language_rows(&labels, t0, &opts.subtask_text);
     if ds.rows.is_none() {
@@ -1034,8 +1092,8 @@ fn episode(
     }
     // where this episode starts in each camera's current video file
     let video_from: Vec<(usize, u64)> = ds.videos.iter().map(|v| (v.file_no, v.frames())).collect();
-    // frames waiting for the other cameras: per camera, frame index → RGB
-    let mut pending: Vec<BTreeMap<usize, std::sync::Arc<Rgb>>> =
+    // frames waiting for the other cameras: per camera, frame index → frame
+    let mut pending: Vec<BTreeMap<usize, std::sync::Arc<Frame>>> =
         st.cameras.iter().map(|_| BTreeMap::new()).collect();
     // which frame indexes each camera message (by time) serves
     let mut wanted_at: Vec<HashMap<u64, Vec<usize>>> = chosen
@@ -1054,7 +1112,7 @@ fn episode(
     let mut ep_stats: BTreeMap<String, FeatureStats> = BTreeMap::new();
     let mut emit = |ds: &mut Dataset,
                     k: usize,
-                    images: Vec<std::sync::Arc<Rgb>>|
+                    images: Vec<std::sync::Arc<Frame>>|
      -> anyhow::Result<()> {
         let g = grid[k];
         scratch.clear();
@@ -1087,48 +1145,66 @@ fn episode(
             .and_then(|(p, _, _)| PHASES.iter().position(|x| x == p))
             .map_or(-1, |i| i as i64);
         // images: PNG-encode in parallel (the expensive part), or feed the encoders
-        let mut pngs: Vec<Vec<u8>> = Vec::new();
-        if opts.video {
-            for (i, img) in images.iter().enumerate() {
-                let key = &layout.cameras[i];
-                check_size(ds, key, img)?;
-                let v = &mut ds.videos[i];
-                if v.enc.is_none() {
-                    let file = ds.root.join(video_path(key, v.file_no));
-                    v.enc = Some(Encoder::start(
-                        &file,
-                        img.width,
-                        img.height,
-                        opts.fps,
-                        &opts.video_settings,
-                    )?);
-                }
-                v.enc.as_mut().expect("started").push(&img.pixels)?;
+        for (i, img) in images.iter().enumerate() {
+            check_size(ds, &layout.cameras[i], img.size())?;
+            if !in_video(&opts, layout.depth[i]) {
+                continue;
             }
-        } else {
-            pngs = std::thread::scope(|sc| {
-                let hs: Vec<_> = images
-                    .iter()
-                    .map(|img| sc.spawn(move || encode_png(img)))
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().expect("png encoder panicked"))
-                    .collect::<Result<Vec<_>, String>>()
-            })
-            .map_err(|e| anyhow::anyhow!("PNG encoding: {e}"))?;
-            for (i, img) in images.iter().enumerate() {
-                check_size(ds, &layout.cameras[i], img)?;
+            let v = &mut ds.videos[i];
+            if v.enc.is_none() {
+                let file = ds.root.join(video_path(&layout.cameras[i], v.file_no));
+                let (w, h) = (img.size().1, img.size().0);
+                v.enc = Some(match &**img {
+                    Frame::Rgb(_) => Encoder::start(&file, w, h, opts.fps, &opts.video_settings)?,
+                    Frame::Depth(_) => Encoder::start_depth(&file, w, h, opts.fps)?,
+                });
+            }
+            let enc = v.enc.as_mut().expect("started");
+            match &**img {
+                Frame::Rgb(rgb) => enc.push(&rgb.pixels)?,
+                Frame::Depth(d) => enc.push(&opts.depth_quant.frame_bytes(&d.mm))?,
             }
         }
+        let pngs: Vec<Vec<u8>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = images
+                .iter()
+                .zip(&layout.depth)
+                .filter(|(_, depth)| !in_video(&opts, **depth))
+                .map(|(img, _)| {
+                    sc.spawn(move || match &**img {
+                        Frame::Rgb(rgb) => encode_png(rgb),
+                        Frame::Depth(d) => super::cdr::encode_png16(d),
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("png encoder panicked"))
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .map_err(|e| anyhow::anyhow!("PNG encoding: {e}"))?;
         for (i, img) in images.iter().enumerate() {
             if k.is_multiple_of(10) {
-                for s in both(
-                    &mut ds.stats,
-                    &mut ep_stats,
-                    &layout.cameras[i],
-                    FeatureStats::image,
-                ) {
-                    s.push_rgb(&img.pixels, 97);
+                match &**img {
+                    Frame::Rgb(rgb) => {
+                        for s in both(
+                            &mut ds.stats,
+                            &mut ep_stats,
+                            &layout.cameras[i],
+                            FeatureStats::image,
+                        ) {
+                            s.push_rgb(&rgb.pixels, 97);
+                        }
+                    }
+                    Frame::Depth(d) => {
+                        for s in both(
+                            &mut ds.stats,
+                            &mut ep_stats,
+                            &layout.cameras[i],
+                            FeatureStats::depth,
+                        ) {
+                            s.push_depth(&d.mm, 97);
+                        }
+                    }
                 }
             }
         }
@@ -1243,14 +1319,15 @@ fn episode(
                     jobs.push((ci_cam, ks, at, data));
                 }
                 let frames = par_map(&jobs, |(cam, _, _, data)| {
-                    camera_frame(&st.cameras[*cam].3, data)
+                    let c = &st.cameras[*cam];
+                    camera_frame(&c.schema, c.depth, data)
                 });
                 for ((ci_cam, ks, at, _), rgb) in jobs.into_iter().zip(frames) {
                     let rgb = rgb.map_err(|e| {
                         anyhow::anyhow!(
                             "{}: {} message at byte {} of the chunk at {}: {e}",
                             path.display(),
-                            st.cameras[ci_cam].2,
+                            st.cameras[ci_cam].topic,
                             at,
                             ci.chunk_start_offset
                         )
@@ -1363,27 +1440,46 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     })
 }
 
-fn camera_frame(schema: &str, data: &[u8]) -> Result<Rgb, String> {
+/// A decoded camera frame.
+enum Frame {
+    Rgb(Rgb),
+    Depth(super::cdr::Depth),
+}
+
+impl Frame {
+    /// (height, width)
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Frame::Rgb(r) => (r.height, r.width),
+            Frame::Depth(d) => (d.height, d.width),
+        }
+    }
+}
+
+fn camera_frame(schema: &str, depth: bool, data: &[u8]) -> Result<Frame, String> {
     if schema == <CompressedImage as RosMessage>::TYPE_NAME {
         let c: CompressedImage = decode(data)?;
         return super::cdr::decode_compressed(&c.data)
+            .map(Frame::Rgb)
             .map_err(|e| format!("CompressedImage (format {:?}): {e}", c.format));
     }
     let img: Image = decode(data)?;
-    image_to_rgb(&img)
+    if depth {
+        super::cdr::image_to_depth(&img).map(Frame::Depth)
+    } else {
+        image_to_rgb(&img).map(Frame::Rgb)
+    }
 }
 
-fn check_size(ds: &mut Dataset, key: &str, img: &Rgb) -> anyhow::Result<()> {
+fn check_size(ds: &mut Dataset, key: &str, (height, width): (u32, u32)) -> anyhow::Result<()> {
     let l = ds.layout.as_mut().expect("set");
     match l.sizes.get(key) {
         None => {
-            l.sizes.insert(key.to_string(), (img.height, img.width));
+            l.sizes.insert(key.to_string(), (height, width));
         }
-        Some(&(h, w)) if (h, w) != (img.height, img.width) => anyhow::bail!(
-            "camera {key}: {}x{} frames, but the dataset's are {w}x{h}",
-            img.width,
-            img.height
-        ),
+        Some(&(h, w)) if (h, w) != (height, width) => {
+            anyhow::bail!("camera {key}: {width}x{height} frames, but the dataset's are {w}x{h}")
+        }
         _ => {}
     }
     Ok(())
@@ -1421,15 +1517,34 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
         "action".into(),
         serde_json::json!({"dtype": "float32", "shape": [layout.action_names.len()], "names": layout.action_names}),
     );
-    for key in &layout.cameras {
+    for (key, &depth) in layout.cameras.iter().zip(&layout.depth) {
         let (h, w) = layout.sizes.get(key).copied().unwrap_or((0, 0));
-        let mut f = serde_json::json!({"dtype": if opts.video {"video"} else {"image"},
-            "shape": [h, w, 3], "names": ["height", "width", "channels"]});
-        if opts.video {
+        let video = in_video(opts, depth);
+        let mut f = serde_json::json!({"dtype": if video {"video"} else {"image"},
+            "shape": [h, w, if depth {1} else {3}], "names": ["height", "width", "channels"]});
+        if video && depth {
+            // as lerobot 0.6's `get_video_info` with a `DepthEncoderConfig`: the stream's
+            // fields, then the encoder's (`video.<field>`), `is_depth_map` and the unit
+            // the frames were recorded in
+            let q = &opts.depth_quant;
+            f["info"] = serde_json::json!({
+                "video.height": h, "video.width": w, "video.codec": super::video::DEPTH_CODEC,
+                "video.pix_fmt": super::video::DEPTH_PIX_FMT, "video.fps": opts.fps,
+                "video.channels": 1, "has_audio": false,
+                "video.g": 2, "video.crf": 30, "video.preset": null, "video.fast_decode": 0,
+                "video.video_backend": "pyav",
+                "video.extra_options": {"x265-params": "lossless=1"},
+                "video.depth_min": q.min_m, "video.depth_max": q.max_m,
+                "video.shift": q.shift_m, "video.use_log": q.use_log,
+                "is_depth_map": true, "depth_unit": "mm"});
+        } else if video {
             f["info"] = serde_json::json!({
                 "video.height": h, "video.width": w, "video.codec": opts.video_settings.codec.name(),
                 "video.pix_fmt": "yuv420p", "video.is_depth_map": false,
                 "video.fps": opts.fps, "video.channels": 3, "has_audio": false});
+        } else if depth {
+            // lerobot 0.6 reads depth images in `depth_unit` (and converts to the unit asked)
+            f["info"] = serde_json::json!({"is_depth_map": true, "depth_unit": "mm"});
         }
         features.insert(key.clone(), f);
     }
@@ -1542,6 +1657,9 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
     if opts.video {
         let fps = f64::from(opts.fps);
         for (i, key) in layout.cameras.iter().enumerate() {
+            if !in_video(opts, layout.depth[i]) {
+                continue;
+            }
             let span = |r: &EpisodeRow| r.videos.get(i).copied().unwrap_or((0, 0, 0));
             cols.push((
                 format!("videos/{key}/chunk_index"),

@@ -69,6 +69,15 @@ impl FeatureStats {
         }
     }
 
+    /// Statistics of a depth feature: one channel, in millimetres (lerobot 0.6 keeps depth
+    /// stats in the recorded unit, not scaled to [0, 1]), written as [1][1][1].
+    pub fn depth() -> Self {
+        FeatureStats {
+            image: true,
+            ..Self::new(1, false)
+        }
+    }
+
     fn next(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -111,6 +120,15 @@ impl FeatureStats {
             for (c, &v) in p.iter().enumerate() {
                 self.push_dim(c, f64::from(v) / 255.0);
             }
+        }
+    }
+
+    /// One depth frame (mm): every `stride`-th pixel is counted, a 0 (no reading) too, as
+    /// lerobot counts the raw frames.
+    pub fn push_depth(&mut self, mm: &[u16], stride: usize) {
+        self.frames += 1;
+        for &v in mm.iter().step_by(stride.max(1)) {
+            self.push_dim(0, f64::from(v));
         }
     }
 
@@ -237,6 +255,16 @@ mod tests {
         s.push_rgb(&[255, 0, 51, 255, 0, 51], 1);
         let j = s.to_json();
         assert_eq!(j["mean"], json!([[[1.0]], [[0.0]], [[0.2]]]));
+        assert_eq!(j["count"], json!([1]));
+    }
+
+    #[test]
+    fn depth_stats_are_one_channel_in_millimetres() {
+        let mut s = FeatureStats::depth();
+        s.push_depth(&[1000, 0, 3000, 9], 2);
+        let j = s.to_json();
+        assert_eq!(j["mean"], json!([[[2000.0]]]));
+        assert_eq!(j["max"], json!([[[3000.0]]]));
         assert_eq!(j["count"], json!([1]));
     }
 
