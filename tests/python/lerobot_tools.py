@@ -1,11 +1,11 @@
 """lerobot's own dataset tools and trainer on a demotape export, offline: every item of the
 export iterates; `delete_episodes`, `split_dataset` and `merge_datasets` (lerobot.datasets.
-dataset_tools) produce datasets that load and iterate; `lerobot-train` trains ACT for 2 steps
-on CPU on each of them.
+dataset_tools) produce datasets that load and iterate; lerobot's trainer trains ACT for 2 steps
+on CPU on each of them (lerobot_train_act.py).
 
 usage: lerobot_tools.py DATASET WORKDIR
 
-Needs lerobot (0.4.4 tested) and torch: run it from the venv of README's "LeRobot check".
+Needs lerobot (0.4.4 and 0.6.1 tested) and torch: run it from the venv of README's "LeRobot check".
 """
 
 import json
@@ -56,7 +56,9 @@ merged = merge_datasets(
 assert merged.num_episodes == n and merged.num_frames == src.num_frames
 report["merged"] = {"episodes": merged.num_episodes, "frames": iterate(merged)}
 
-exe = Path(sys.executable).parent / "lerobot-train"
+# lerobot's trainer, ACT on CPU (lerobot_train_act.py: depth features, which ACT's 3-channel
+# backbone cannot take, are left out of its inputs)
+trainer = Path(__file__).with_name("lerobot_train_act.py")
 for name, ds_root in [
     ("source", root),
     ("deleted", work / "deleted"),
@@ -65,25 +67,11 @@ for name, ds_root in [
 ]:
     out = work / f"train_{name}"
     r = subprocess.run(
-        [
-            str(exe),
-            "--policy.type=act",
-            "--policy.device=cpu",
-            "--policy.push_to_hub=false",
-            # offline: no ImageNet weights to download; the backbone starts untrained
-            "--policy.pretrained_backbone_weights=null",
-            f"--dataset.repo_id=demotape/{name}",
-            f"--dataset.root={ds_root}",
-            "--steps=2",
-            "--batch_size=2",
-            "--num_workers=0",
-            "--save_checkpoint=false",
-            "--wandb.enable=false",
-            f"--output_dir={out}",
-        ],
+        [sys.executable, str(trainer), str(ds_root), str(out), f"demotape/{name}", "2"],
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 0, f"lerobot-train on {name}: {r.stderr[-3000:]}"
+    assert r.returncode == 0, f"lerobot's trainer on {name}: {r.stderr[-3000:]}"
     report[name]["trained_steps"] = 2
+    report[name]["depth_left_out"] = json.loads(r.stdout.strip().splitlines()[-1])["depth_features_left_out"]
 print(json.dumps(report))

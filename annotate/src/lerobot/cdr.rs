@@ -152,6 +152,31 @@ pub fn encode_png16(d: &Depth) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// A depth image of a dataset (16-bit greyscale PNG, as demotape writes them, or TIFF, as
+/// lerobot 0.6 embeds them) in millimetres.
+pub fn decode_depth_image(bytes: &[u8]) -> Result<Depth, String> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| "neither PNG nor TIFF (unrecognised magic bytes)".to_string())?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Tiff) {
+        return Err(format!(
+            "{format:?} is not a depth image format (16-bit PNG or TIFF)"
+        ));
+    }
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| format!("{format:?}: {e}"))?;
+    match img {
+        image::DynamicImage::ImageLuma16(g) => Ok(Depth {
+            width: g.width(),
+            height: g.height(),
+            mm: g.into_raw(),
+        }),
+        other => Err(format!(
+            "{format:?} depth image of colour type {:?}: 16-bit greyscale (mm) is imported",
+            other.color()
+        )),
+    }
+}
+
 /// Decode a `CompressedImage` payload (JPEG, as image_transport's `compressed` plugin
 /// publishes it, or PNG) to RGB. The container is recognised by its magic bytes, not by the
 /// message's free-form `format` string (`"rgb8; jpeg compressed bgr8"`, `"jpeg"`, ...): the
@@ -286,6 +311,18 @@ mod tests {
             .unwrap()
             .into_luma16();
         assert_eq!(back.into_raw(), d.mm);
+        assert_eq!(decode_depth_image(&png).unwrap().mm, d.mm);
+        let rgb_png = encode_png(&Rgb {
+            width: 1,
+            height: 1,
+            pixels: vec![1, 2, 3],
+        })
+        .unwrap();
+        assert!(
+            decode_depth_image(&rgb_png)
+                .unwrap_err()
+                .contains("16-bit greyscale")
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! grid, so a re-export at the same fps samples exactly the imported values. Features with
 //! no mapping are listed in the report, not guessed at.
 
-use super::cdr::decode_compressed;
+use super::cdr::{decode_compressed, decode_depth_image};
+use super::video::DepthQuant;
 use super::{grid_offset_ns, sanitize};
 use arrow_array::{
     Array, BinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,
@@ -451,7 +452,8 @@ pub fn import(
             joint_names(f, n)
         })
         .unwrap_or_default();
-    let cams: Vec<(String, String, u32, u32)> = features
+    // (key, dtype, height, width, depth quantizer when a depth map)
+    let cams: Vec<(String, String, u32, u32, Option<DepthQuant>)> = features
         .iter()
         .filter(|(_, f)| f["dtype"] == "image" || f["dtype"] == "video")
         .map(|(k, f)| {
@@ -460,6 +462,7 @@ pub fn import(
                 f["dtype"].as_str().unwrap_or("").to_string(),
                 f["shape"][0].as_u64().unwrap_or(0) as u32,
                 f["shape"][1].as_u64().unwrap_or(0) as u32,
+                depth_quant(f),
             )
         })
         .collect();
@@ -479,14 +482,18 @@ pub fn import(
         })
         .map(|(k, _)| k.clone())
         .collect();
-    let cam_topic = |key: &str| {
-        format!(
-            "/camera/{}/image_raw",
-            sanitize(
-                key.trim_start_matches("observation.images.")
-                    .trim_start_matches("observation.")
-            )
-        )
+    // an RGB camera as /camera/<name>/image_raw, a depth map <name>_depth as
+    // /camera/<name>/depth (what the recorder writes, so a re-export names it the same)
+    let cam_topic = |key: &str, depth: bool| {
+        let name = sanitize(
+            key.trim_start_matches("observation.images.")
+                .trim_start_matches("observation."),
+        );
+        match name.strip_suffix("_depth") {
+            Some(base) if depth => format!("/camera/{base}/depth"),
+            _ if depth => format!("/camera/{name}/depth"),
+            _ => format!("/camera/{name}/image_raw"),
+        }
     };
     let bar = if progress {
         indicatif::ProgressBar::new(episodes.len() as u64)
@@ -517,7 +524,7 @@ pub fn import(
                 .find(|m| m["episode_index"].as_i64() == Some(ep))
                 .ok_or_else(|| anyhow::anyhow!("episode {ep} is not in meta/episodes"))?;
             // videos: decode this episode's span of each video file
-            for (key, dtype, h, wd) in &cams {
+            for (key, dtype, h, wd, depth) in &cams {
                 if dtype != "video" {
                     continue;
                 }
@@ -562,7 +569,17 @@ pub fn import(
                 let len = (e["to"].as_i64().unwrap_or(0) - e["from"].as_i64().unwrap_or(0)).max(0)
                     as usize;
                 let first = (from * f64::from(fps)).round() as usize;
-                let topic = cam_topic(key);
+                let topic = cam_topic(key, depth.is_some());
+                if let Some(q) = depth {
+                    super::video::decode_depth_frames(&vpath, *wd, *h, q, |i, mm| {
+                        if i < first || i >= first + len {
+                            return Ok(());
+                        }
+                        let t = start + grid_offset_ns((i - first) as u64, fps);
+                        w.write(&topic, t, &depth_image(t, key, *wd, *h, &mm))
+                    })?;
+                    continue;
+                }
                 super::video::decode_frames(&vpath, *wd, *h, |i, rgb| {
                     if i < first || i >= first + len {
                         return Ok(());
@@ -655,7 +672,7 @@ pub fn import(
                         &joint_state(&header, &action_names, v),
                     )?;
                 }
-                for (key, dtype, _, _) in &cams {
+                for (key, dtype, _, _, depth) in &cams {
                     if dtype != "image" {
                         continue;
                     }
@@ -664,6 +681,20 @@ pub fn import(
                         .ok_or_else(|| err(&p, format!("no column {key}")))?;
                     let bytes = image_bytes(c.as_ref(), r)
                         .ok_or_else(|| err(&p, format!("{key} row {r} has no image bytes")))?;
+                    if depth.is_some() {
+                        let d = decode_depth_image(&bytes).map_err(|e| {
+                            err(
+                                &p,
+                                format!("{key}, episode {} frame {}: {e}", epi[r], fi[r]),
+                            )
+                        })?;
+                        w.write(
+                            &cam_topic(key, true),
+                            t,
+                            &depth_image(t, key, d.width, d.height, &d.mm),
+                        )?;
+                        continue;
+                    }
                     let rgb = decode_compressed(&bytes).map_err(|e| {
                         err(
                             &p,
@@ -674,7 +705,7 @@ pub fn import(
                         )
                     })?;
                     w.write(
-                        &cam_topic(key),
+                        &cam_topic(key, false),
                         t,
                         &rgb_image(t, key, rgb.width, rgb.height, rgb.pixels),
                     )?;
@@ -708,6 +739,43 @@ fn joint_state(header: &Header, names: &[String], v: Vec<f64>) -> JointState {
         position: v,
         velocity: Vec::new(),
         effort: Vec::new(),
+    }
+}
+
+/// A depth feature's quantizer (lerobot 0.6's `video.depth_*` keys, its defaults for those
+/// missing), or `None` for an RGB camera.
+fn depth_quant(f: &serde_json::Value) -> Option<DepthQuant> {
+    let info = &f["info"];
+    let flag = |k: &str| info[k].as_bool() == Some(true);
+    let depth = flag("is_depth_map")
+        || flag("video.is_depth_map")
+        || f["video_info"]["video.is_depth_map"].as_bool() == Some(true);
+    if !depth {
+        return None;
+    }
+    let d = DepthQuant::default();
+    let num = |k: &str, v: f64| info[k].as_f64().unwrap_or(v);
+    Some(DepthQuant {
+        min_m: num("video.depth_min", d.min_m),
+        max_m: num("video.depth_max", d.max_m),
+        shift_m: num("video.shift", d.shift_m),
+        use_log: info["video.use_log"].as_bool().unwrap_or(d.use_log),
+    })
+}
+
+/// A 16UC1 (millimetres) depth image.
+fn depth_image(t: u64, key: &str, width: u32, height: u32, mm: &[u16]) -> Image {
+    Image {
+        header: Header {
+            stamp: Time::from_nanos(t),
+            frame_id: key.to_string(),
+        },
+        height,
+        width,
+        encoding: "16UC1".into(),
+        is_bigendian: 0,
+        step: width * 2,
+        data: mm.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
 }
 

@@ -361,6 +361,39 @@ pub fn decode_frames(
     path: &Path,
     width: u32,
     height: u32,
+    each: impl FnMut(usize, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    decode_frames_as(path, width, height, "rgb24", 3, each)
+}
+
+/// Decode every frame of a depth video (lerobot 0.6's `gray12le` codes) to millimetres with
+/// its quantizer: calls `each(index, mm)`.
+pub fn decode_depth_frames(
+    path: &Path,
+    width: u32,
+    height: u32,
+    q: &DepthQuant,
+    mut each: impl FnMut(usize, Vec<u16>) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    // the 4096 codes' depths, computed once
+    let table: Vec<u16> = (0..=DEPTH_QMAX)
+        .map(|c| q.dequantize(c).round().clamp(0.0, 65535.0) as u16)
+        .collect();
+    decode_frames_as(path, width, height, DEPTH_PIX_FMT, 2, |i, b| {
+        let mm = b
+            .chunks_exact(2)
+            .map(|c| table[usize::from(u16::from_le_bytes([c[0], c[1]]).min(DEPTH_QMAX))])
+            .collect();
+        each(i, mm)
+    })
+}
+
+fn decode_frames_as(
+    path: &Path,
+    width: u32,
+    height: u32,
+    pix_fmt: &str,
+    bytes_per_pixel: usize,
     mut each: impl FnMut(usize, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<usize> {
     let mut child = Command::new(ffmpeg())
@@ -370,7 +403,7 @@ pub fn decode_frames(
             "-f",
             "rawvideo",
             "-pix_fmt",
-            "rgb24",
+            pix_fmt,
             "-vsync",
             "passthrough",
             "-",
@@ -380,7 +413,7 @@ pub fn decode_frames(
         .spawn()
         .map_err(|e| anyhow::anyhow!("ffmpeg (needed to import videos): {e}"))?;
     let mut out = child.stdout.take().expect("piped");
-    let frame = width as usize * height as usize * 3;
+    let frame = width as usize * height as usize * bytes_per_pixel;
     let mut buf = vec![0u8; frame];
     let mut n = 0;
     loop {
