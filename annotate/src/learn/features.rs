@@ -196,9 +196,9 @@ pub const OUTCOME_FEATURES: [&str; 14] = [
     "closed_share",
     "closings",
     "held_load",
-    "load_loss",
+    "load_loss_ratio",
     "load_after_open",
-    "max_load_rate",
+    "load_transient",
     "held_touch",
     "touch_loss",
     "rules_success",
@@ -207,6 +207,43 @@ pub const OUTCOME_FEATURES: [&str; 14] = [
     "rules_miss",
 ];
 pub const RULE_FEATURES: usize = 4;
+
+/// The largest short disturbance of the load (N) while the part is carried: the load's
+/// deviation from its own 0.3 s moving average, over the closed span's samples where at
+/// least half the held load is on the wrist, 0.3 s in from either end (grasp and release
+/// transients are not disturbances). A part sliding in the fingers jolts the wrist; carrying
+/// it through a smooth motion does not. 0 when nothing is carried.
+fn load_transient(load: &[f64], az: Option<&[f64]>, start: usize, end: usize, held: f64, dt: f64) -> f64 {
+    if held <= 0.0 || end <= start {
+        return 0.0;
+    }
+    let carried: Vec<usize> = (start..=end.min(load.len() - 1))
+        .filter(|&k| load[k] >= 0.5 * held)
+        .collect();
+    let (Some(&a), Some(&b)) = (carried.first(), carried.last()) else {
+        return 0.0;
+    };
+    let margin = (0.3 / dt).round() as usize;
+    let (a, b) = (a + margin, b.saturating_sub(margin));
+    if b <= a {
+        return 0.0;
+    }
+    // what the tool's own vertical acceleration puts on the wrist (m (g + a)), from FK: a
+    // jerky operator shakes the load, a sliding part moves against the fingers
+    let r: Vec<f64> = match az {
+        Some(az) => load
+            .iter()
+            .zip(az)
+            .map(|(l, a)| l - held * a / 9.81)
+            .collect(),
+        None => load.to_vec(),
+    };
+    let ma = smooth(&r, ((0.15 / dt).round() as usize).max(1));
+    (a..=b)
+        .filter(|&k| load[k] >= 0.5 * held)
+        .map(|k| (r[k] - ma[k]).abs())
+        .fold(0.0, f64::max)
+}
 
 /// The outcome figures of an episode: how the gripper closed and what it held, from its
 /// series, and the rules' verdict (one-hot). `None` for an episode with no gripper.
@@ -237,13 +274,21 @@ pub fn outcome_features(s: &Series, rules: &Segmentation) -> Option<Vec<f64>> {
     let (load, load_rate, touch) = (s.channel(4), s.channel(5), s.channel(6));
     let held_load = mean(&load, at(0.3), at(0.6));
     let late_load = mean(&load, at(0.8), at(0.97));
-    let load_loss = held_load - late_load;
+    // figures relative to what was held are the same for a light and a heavy part; the
+    // floor is the sensor's own noise while nothing is held (before the grasp), so an empty
+    // gripper's tiny "load" does not become a large ratio
+    let idle = &load[..start.max(1).min(n)];
+    let floor = (3.0 * (percentile(idle, 95.0) - percentile(idle, 5.0)).abs()).max(1e-3);
+    let held = held_load.max(floor);
+    let load_loss_ratio = (held_load - late_load) / held;
     let after = (end + 1).min(n - 1);
     let load_after_open = mean(&load, after, after + (1.0 / s.dt) as usize);
-    let max_load_rate = load_rate[start..=end]
-        .iter()
-        .map(|x| x.abs())
-        .fold(0.0, f64::max);
+    let az = s.present[1].then(|| {
+        let t: Vec<f64> = (0..n).map(|k| k as f64 * s.dt).collect();
+        deriv(&t, &s.channel(1), 1)
+    });
+    let load_transient = load_transient(&load, az.as_deref(), start, end, held_load, s.dt) / held;
+    let _ = &load_rate;
     let held_touch = mean(&touch, at(0.3), at(0.6));
     let touch_loss = held_touch - mean(&touch, at(0.8), at(0.97));
     let mut f = vec![
@@ -252,9 +297,9 @@ pub fn outcome_features(s: &Series, rules: &Segmentation) -> Option<Vec<f64>> {
         closed_share,
         closings,
         held_load,
-        load_loss,
+        load_loss_ratio,
         load_after_open,
-        max_load_rate,
+        load_transient,
         held_touch,
         touch_loss,
     ];

@@ -32,7 +32,8 @@ use linfa::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "demotape-model";
-pub const VERSION: u32 = 1;
+/// v2: outcome figures relative to the held load (`load_loss_ratio`, `load_transient`).
+pub const VERSION: u32 = 2;
 /// How many of the nearest templates vote, and give boundaries.
 pub const NEAREST: usize = 5;
 /// The DTW band, as a share of the longer series.
