@@ -6,8 +6,9 @@
 //! trained on them and labels every other episode, scored as `demotape eval` scores
 //! (`annotate::learn::cv::learning_curve`, what `demotape eval --train-sizes` runs). Twice:
 //! with the rules' verdict among the outcome figures, and without it (the rules
-//! "weakened": what review alone teaches). The rules alone on the same episodes are the
-//! first row. Training and labelling times are medians per model / per episode.
+//! "weakened": what review alone teaches), and without it with the reviewed episodes chosen
+//! in coverage order (`cov`: `review list --order coverage`) instead of at random. The rules
+//! alone on the same episodes are the first row. Training and labelling times are medians per model / per episode.
 //!
 //! Run: `cargo bench -p demotape-annotate --bench learning [-- --episodes N --repeats R]`
 //! (defaults 40 and 5); the last line is JSON.
@@ -75,7 +76,11 @@ fn main() {
         json.push(
             serde_json::json!({"family": family.as_str(), "labeller": "rules", "summary": rules}),
         );
-        for uses_rules in [true, false] {
+        for (uses_rules, select) in [
+            (true, cv::Selection::Random),
+            (false, cv::Selection::Random),
+            (false, cv::Selection::Coverage),
+        ] {
             let opt = TrainOptions {
                 task: None,
                 config_hash: "bench".into(),
@@ -83,17 +88,23 @@ fn main() {
                 seed: 7,
                 self_cv: 0,
             };
-            let curve = cv::learning_curve(&examples, &sizes, repeats, &opt, 1.0).expect("curve");
+            let curve =
+                cv::learning_curve(&examples, &sizes, repeats, select, &opt, 1.0).expect("curve");
             for p in &curve {
                 let who = format!(
-                    "k={} {}",
+                    "k={} {}{}",
                     p.reviewed,
-                    if uses_rules { "+rules" } else { "alone" }
+                    if uses_rules { "+rules" } else { "alone" },
+                    if select == cv::Selection::Coverage {
+                        " cov"
+                    } else {
+                        ""
+                    }
                 );
                 row(&who, &p.summary);
                 json.push(serde_json::json!({
                     "family": family.as_str(), "labeller": who, "reviewed": p.reviewed,
-                    "uses_rules": uses_rules, "summary": p.summary,
+                    "uses_rules": uses_rules, "selection": select, "summary": p.summary,
                     "boundary_median_ms_by_draw": p.boundary_median_ms_by_draw,
                 }));
             }

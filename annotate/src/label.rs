@@ -286,6 +286,11 @@ pub struct EpisodeAnnotation {
     pub attempts: Vec<crate::segment::Attempt>,
     pub used_signals: Vec<&'static str>,
     pub evidence: Vec<String>,
+    /// The episode's outcome figures (`learn::select::descriptor`: how the gripper closed,
+    /// what it held and lost, no label in them), which `review list --order coverage` spreads
+    /// the first reviews over. Empty without a gripper.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<&'static str, f64>,
     pub phases: Vec<PhaseOut>,
     pub gates: Vec<Gate>,
     pub pass: bool,
@@ -382,6 +387,20 @@ pub fn annotate_file(
     let (cfg, gates_cfg) = (&config.signals, &config.gates);
     let (signals, start, meta) = read_signals(episode, cfg, arm)?;
     let mut seg: Segmentation = segment(&signals, arm.kin.as_ref());
+    let figures: BTreeMap<&'static str, f64> = {
+        let series = crate::learn::features::series(&signals, arm.kin.as_ref());
+        crate::learn::features::outcome_features(&series, &seg)
+            .map(|f| {
+                crate::learn::features::OUTCOME_FEATURES
+                    .iter()
+                    .zip(f)
+                    .take(crate::learn::select::DESCRIPTOR_LEN)
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(n, v)| (*n, v))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut labeler = Labeler {
         by: "rules",
         model: None,
@@ -544,6 +563,7 @@ pub fn annotate_file(
         attempts: seg.attempts.clone(),
         used_signals: seg.used.clone(),
         evidence: seg.evidence.clone(),
+        figures,
         phases,
         gates,
         pass,

@@ -179,6 +179,7 @@ pub struct CvRequest<'a> {
     pub folds: Option<usize>,
     pub sizes: &'a [usize],
     pub repeats: usize,
+    pub select: cv::Selection,
     pub json: bool,
     pub learn: &'a LearnArgs,
 }
@@ -225,7 +226,7 @@ pub fn cv_cmd(r: CvRequest) -> ExitCode {
                     .folds
                     .map(|k| cv::kfold(v, k, &o, r.tolerance))
                     .transpose()?,
-                curve: cv::learning_curve(v, r.sizes, r.repeats, &o, r.tolerance)?,
+                curve: cv::learning_curve(v, r.sizes, r.repeats, r.select, &o, r.tolerance)?,
             })
         };
         match run() {

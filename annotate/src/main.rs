@@ -313,6 +313,11 @@ enum Command {
         /// Draws per learning-curve point.
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// Which N episodes of a draw are the reviewed ones: random, or coverage (a random
+        /// first one, then each next the episode least like those already chosen, as
+        /// `review list --order coverage` orders them).
+        #[arg(long, value_enum, default_value = "random")]
+        select: annotate::learn::cv::Selection,
         #[command(flatten)]
         learn: learn_cmd::LearnArgs,
     },
@@ -366,6 +371,7 @@ fn main() -> ExitCode {
             cv,
             train_sizes,
             repeats,
+            select,
             learn,
         } => {
             if cv.is_some() || !train_sizes.is_empty() {
@@ -385,6 +391,7 @@ fn main() -> ExitCode {
                     folds: cv,
                     sizes: &train_sizes,
                     repeats,
+                    select,
                     json,
                     learn: &learn,
                 })

@@ -316,6 +316,9 @@ pub struct QueueItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disagreement_ms: Option<f64>,
     pub why: String,
+    /// The sidecar's outcome figures (for `--order coverage`); empty when it has none.
+    #[serde(skip)]
+    pub figures: Vec<f64>,
 }
 
 impl QueueItem {
@@ -338,10 +341,54 @@ pub enum Order {
     /// could not be annotated, then failed gates, then the least certain labels (lowest
     /// confidence, most disagreement between a model's templates).
     Uncertainty,
+    /// What teaches a model the most when few episodes are reviewed: not annotated first,
+    /// then each next episode the one least like every episode reviewed or listed before it
+    /// (by the sidecars' outcome figures; `learn::select`), so the first few reviews reach
+    /// every kind of episode the set holds, rare failures included; reviewed ones last.
+    /// Use with --all: the spread is over the episodes listed.
+    Coverage,
 }
 
 /// Sort `q` in `order` (stable: ties keep directory order).
 pub fn sort_queue(q: &mut [QueueItem], order: Order) {
+    if order == Order::Coverage {
+        let failed: Vec<usize> = (0..q.len()).filter(|&i| q[i].outcome.is_empty()).collect();
+        let with: Vec<usize> = (0..q.len())
+            .filter(|&i| !q[i].outcome.is_empty() && !q[i].figures.is_empty())
+            .collect();
+        let without: Vec<usize> = (0..q.len())
+            .filter(|&i| !q[i].outcome.is_empty() && q[i].figures.is_empty() && q[i].reviewed == 0)
+            .collect();
+        let reviewed: Vec<usize> = (0..q.len())
+            .filter(|&i| !q[i].outcome.is_empty() && q[i].reviewed > 0)
+            .collect();
+        // one descriptor length for all (sidecars of one robot configuration agree)
+        let len = with.iter().map(|&i| q[i].figures.len()).max().unwrap_or(0);
+        let d: Vec<Vec<f64>> = with
+            .iter()
+            .map(|&i| {
+                let mut f = q[i].figures.clone();
+                f.resize(len, 0.0);
+                f
+            })
+            .collect();
+        let chosen: Vec<usize> = (0..with.len())
+            .filter(|&k| q[with[k]].reviewed > 0)
+            .collect();
+        let spread: Vec<usize> = crate::learn::select::coverage_after(&d, &chosen)
+            .into_iter()
+            .map(|k| with[k])
+            .collect();
+        let order: Vec<usize> = failed
+            .into_iter()
+            .chain(spread)
+            .chain(without)
+            .chain(reviewed)
+            .collect();
+        let sorted: Vec<QueueItem> = order.iter().map(|&i| q[i].clone()).collect();
+        q.clone_from_slice(&sorted);
+        return;
+    }
     if order == Order::Uncertainty {
         q.sort_by(|a, b| {
             let key = |i: &QueueItem| {
@@ -400,6 +447,7 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
                 reviewed: 0,
                 disagreement_ms: None,
                 why,
+                figures: Vec::new(),
             });
             continue;
         }
@@ -435,6 +483,11 @@ pub fn queue(paths: &[PathBuf], below: f64, all: bool) -> Vec<QueueItem> {
             reviewed,
             disagreement_ms,
             why: why.join("; "),
+            figures: crate::learn::features::OUTCOME_FEATURES
+                .iter()
+                .take(crate::learn::select::DESCRIPTOR_LEN)
+                .map_while(|n| auto["figures"][*n].as_f64())
+                .collect(),
         });
     }
     out
@@ -471,6 +524,7 @@ mod tests {
                 reviewed,
                 disagreement_ms: None,
                 why: String::new(),
+                figures: Vec::new(),
             };
         let mut q = vec![
             item("a", "success", 0.99, &[], 0),
@@ -496,6 +550,38 @@ mod tests {
             PathBuf::from("g"),
             "0.95·e^-1.2 = 0.29 < 0.70"
         );
+    }
+
+    #[test]
+    fn coverage_order_reaches_every_kind_of_episode_first() {
+        // ten ordinary episodes (held 5 N, little loss), one empty grasp, one lost part, one
+        // jolted part; plus one that could not be annotated and one already reviewed
+        let item = |name: &str, figures: Vec<f64>, reviewed: usize| QueueItem {
+            sidecar: PathBuf::from(name),
+            outcome: if figures.is_empty() { "" } else { "success" }.into(),
+            confidence: 0.9,
+            failed_gates: Vec::new(),
+            reviewed,
+            disagreement_ms: None,
+            why: String::new(),
+            figures,
+        };
+        let mut q: Vec<QueueItem> = (0..10)
+            .map(|i| item(&format!("ok{i}"), vec![5.0 + 0.1 * i as f64, 0.3, 0.02], 0))
+            .collect();
+        q.push(item("empty", vec![0.08, 0.0, 0.0], 0));
+        q.push(item("lost", vec![5.0, 0.9, 0.05], 0));
+        q.push(item("jolt", vec![5.2, 0.3, 0.3], 0));
+        q.push(item("failed", Vec::new(), 0));
+        q.push(item("seen", vec![5.4, 0.31, 0.02], 1));
+        sort_queue(&mut q, Order::Coverage);
+        let names: Vec<String> = q.iter().map(|i| i.sidecar.display().to_string()).collect();
+        assert_eq!(names[0], "failed", "{names:?}");
+        let mut rare: Vec<&str> = names[1..4].iter().map(String::as_str).collect();
+        rare.sort_unstable();
+        assert_eq!(rare, ["empty", "jolt", "lost"], "{names:?}");
+        assert_eq!(names.last().unwrap(), "seen", "{names:?}");
+        assert_eq!(names.len(), 15);
     }
 
     #[test]

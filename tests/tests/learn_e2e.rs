@@ -229,6 +229,29 @@ fn eval_cv_gives_a_learning_curve_per_directory() {
         );
         assert!(rep["rules"]["accuracy"].as_f64().is_some());
     }
+    // the reviewed episodes in coverage order (what `review list --order coverage` shows
+    // first) instead of at random
+    let (code, out, err) = demotape(
+        &[
+            "eval",
+            "--config",
+            gripper.to_str().unwrap(),
+            "--train-sizes",
+            "5",
+            "--repeats",
+            "2",
+            "--select",
+            "coverage",
+            "--without-rules",
+            "--json",
+        ],
+        &[&six],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = json(&out);
+    let p = &r["groups"][six.to_str().unwrap()]["curve"][0];
+    assert_eq!(p["selection"], "coverage", "{p}");
+    assert_eq!(p["scored"], 2 * (14 - 5), "{p}");
     // the table names every group and labeller
     let (code, out, err) = demotape(
         &[

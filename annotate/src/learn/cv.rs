@@ -12,11 +12,24 @@ pub struct CvReport {
     pub episodes: Vec<EpisodeScore>,
 }
 
+/// Which episodes of a learning curve's draw are the reviewed ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// A seeded random draw (what reviewing episodes in any order gives).
+    #[default]
+    Random,
+    /// A seeded random first episode, then coverage order
+    /// ([`super::select::coverage_order`]: what `review list --order coverage` puts first).
+    Coverage,
+}
+
 /// One point of a learning curve: trained on `reviewed` episodes, scored on the rest,
 /// `repeats` draws of which episodes were reviewed pooled.
 #[derive(Clone, Debug, Serialize)]
 pub struct CurvePoint {
     pub reviewed: usize,
+    pub selection: Selection,
     pub repeats: usize,
     pub scored: usize,
     pub summary: Summary,
@@ -105,9 +118,14 @@ pub fn learning_curve(
     examples: &[Example],
     sizes: &[usize],
     repeats: usize,
+    select: Selection,
     opt: &TrainOptions,
     tolerance_s: f64,
 ) -> anyhow::Result<Vec<CurvePoint>> {
+    let descriptors: Vec<Vec<f64>> = examples
+        .iter()
+        .map(|e| super::select::descriptor(&e.series, &e.rules))
+        .collect();
     let mut out = Vec::new();
     for &n in sizes {
         if n == 0 || n >= examples.len() {
@@ -125,6 +143,9 @@ pub fn learning_curve(
                 &mut order,
                 opt.seed.wrapping_add(1000 * n as u64 + r as u64),
             );
+            if select == Selection::Coverage {
+                order = super::select::coverage_order(&descriptors, order[0]);
+            }
             let train_set: Vec<Example> = order[..n].iter().map(|i| examples[*i].clone()).collect();
             let model = train(&train_set, &inner(opt))?;
             let draw: Vec<EpisodeScore> = order[n..]
@@ -139,6 +160,7 @@ pub fn learning_curve(
         medians.sort_by(f64::total_cmp);
         out.push(CurvePoint {
             reviewed: n,
+            selection: select,
             repeats: repeats.max(1),
             scored: scores.len(),
             summary: summarize(&scores.iter().collect::<Vec<_>>()),

@@ -213,7 +213,14 @@ pub const RULE_FEATURES: usize = 4;
 /// least half the held load is on the wrist, 0.3 s in from either end (grasp and release
 /// transients are not disturbances). A part sliding in the fingers jolts the wrist; carrying
 /// it through a smooth motion does not. 0 when nothing is carried.
-fn load_transient(load: &[f64], az: Option<&[f64]>, start: usize, end: usize, held: f64, dt: f64) -> f64 {
+fn load_transient(
+    load: &[f64],
+    az: Option<&[f64]>,
+    start: usize,
+    end: usize,
+    held: f64,
+    dt: f64,
+) -> f64 {
     if held <= 0.0 || end <= start {
         return 0.0;
     }

@@ -24,6 +24,7 @@ pub mod cv;
 pub mod dtw;
 pub mod features;
 pub mod load;
+pub mod select;
 
 use crate::segment::Segmentation;
 use features::{C, OUTCOME_FEATURES, RULE_FEATURES, Scales, Series};
