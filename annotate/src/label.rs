@@ -98,11 +98,12 @@ impl AnnotateConfig {
             return Ok(arm);
         }
         let n = self.arm.links.len();
-        if n == 0 || self.arm.limits.len() != n || self.signals.arm_joints.len() != n {
+        // no links at all is a hand (or gripper) without an arm: the tool stays at the base
+        if self.arm.limits.len() != n || self.signals.arm_joints.len() != n {
             anyhow::bail!(
                 "the DH arm has {n} links, {} joint limits and {} joint names \
-                 (signals.arm_joints): they must be as many (or describe the robot with \
-                 [robot] urdf = \"robot.urdf\")",
+                 (signals.arm_joints): they must be as many — all three empty for a hand \
+                 without an arm — (or describe the robot with [robot] urdf = \"robot.urdf\")",
                 self.arm.limits.len(),
                 self.signals.arm_joints.len()
             );
@@ -122,7 +123,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# demotape annotate --config FILE: wher
 # sensor_msgs/msg/JointState topic with the arm (and gripper) joints.
 joint_topic = "/joint_states"
 # The arm's joints in kinematic order. With [robot] urdf, leave this out: the arm's joints
-# are the URDF chain's.
+# are the URDF chain's. A hand without an arm: arm_joints = [] with [arm] links = [] and
+# limits = [] (no motion; the outcome from the gripper and touch alone).
 arm_joints = ["right_arm_joint1", "right_arm_joint2", "right_arm_joint3", "right_arm_joint4", "right_arm_joint5", "right_arm_joint6", "right_arm_joint7"]
 # The gripper finger joint; its position × gripper_scale + gripper_offset is the opening (m).
 # "" (and no gripper_joints): the robot has no gripper; episodes get `segment` spans, split
@@ -766,6 +768,34 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("bogus")
+        );
+    }
+
+    #[test]
+    fn a_hand_without_an_arm_is_a_robot_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hand.toml");
+        std::fs::write(
+            &p,
+            "[signals]\narm_joints = []\ngripper_joints = [\"f1\", \"f2\"]\n\
+             [arm]\njoint_names = []\nbase_xyz = [0.0, 0.0, 0.0]\ntool_d = 0.0\ntool_yaw = 0.0\nlinks = []\nlimits = []\n",
+        )
+        .unwrap();
+        let c = AnnotateConfig::load(&p).unwrap();
+        let arm = c.robot_arm().unwrap();
+        assert!(arm.joint_names().is_empty());
+        let base = arm.kin.fk(&[]);
+        assert!(base.translation.vector.iter().all(|x| x.is_finite()));
+        // an arm whose lists disagree is still an error naming the three counts
+        std::fs::write(
+            &p,
+            "[signals]\narm_joints = []\n[arm]\njoint_names = []\nbase_xyz = [0.0, 0.0, 0.0]\ntool_d = 0.0\ntool_yaw = 0.0\nlinks = []\nlimits = [[0.0, 1.0]]\n",
+        )
+        .unwrap();
+        let e = AnnotateConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("0 links, 1 joint limits and 0 joint names"),
+            "{e}"
         );
     }
 
