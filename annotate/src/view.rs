@@ -75,13 +75,27 @@ pub struct ViewReport {
     pub arm: String,
 }
 
+/// Where the gripper's opening comes from (as `demotape annotate` reads it).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViewGripper {
+    /// No gripper: none is drawn.
+    None,
+    /// The mean position of these joints of the joint-state messages (one joint, or a
+    /// hand's fingers).
+    Joints(Vec<String>),
+    /// The mean of the numbers a field path selects in its topic's messages (any type,
+    /// read with the file's schema).
+    Field(crate::decode::TopicPath),
+}
+
 /// The robot whose arm `view` draws (default: the simulator's).
 #[derive(Clone, Debug)]
 pub struct ViewRobot {
     pub arm: RobotArm,
-    /// The gripper finger joint (its position × `gripper_scale` is the opening); empty: none.
-    pub gripper_joint: String,
+    pub gripper: ViewGripper,
+    /// The opening (m) is `gripper_scale` × position + `gripper_offset`.
     pub gripper_scale: f64,
+    pub gripper_offset: f64,
 }
 
 impl Default for ViewRobot {
@@ -94,10 +108,25 @@ impl Default for ViewRobot {
 impl ViewRobot {
     /// The robot of an annotate config (`[robot]` or `[arm]`, and `[signals]`' gripper).
     pub fn from_config(c: &crate::label::AnnotateConfig) -> anyhow::Result<ViewRobot> {
+        let sg = &c.signals;
+        let gripper = if !sg.gripper_field.is_empty() {
+            ViewGripper::Field(
+                sg.gripper_field
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("signals.gripper_field: {e}"))?,
+            )
+        } else if !sg.gripper_joints.is_empty() {
+            ViewGripper::Joints(sg.gripper_joints.clone())
+        } else if !sg.gripper_joint.is_empty() {
+            ViewGripper::Joints(vec![sg.gripper_joint.clone()])
+        } else {
+            ViewGripper::None
+        };
         Ok(ViewRobot {
             arm: c.robot_arm()?,
-            gripper_joint: c.signals.gripper_joint.clone(),
-            gripper_scale: c.signals.gripper_scale,
+            gripper,
+            gripper_scale: sg.gripper_scale,
+            gripper_offset: sg.gripper_offset,
         })
     }
 }
@@ -114,8 +143,9 @@ struct Ctx {
     timeline: &'static str,
     report: ViewReport,
     arm: RobotArm,
-    gripper_joint: String,
+    gripper: ViewGripper,
     gripper_scale: f64,
+    gripper_offset: f64,
     /// Joint names seen on joint-state messages that did not carry the arm (for the report).
     unmatched_names: BTreeSet<String>,
     arm_drawn: bool,
@@ -141,8 +171,9 @@ impl Ctx {
             timeline,
             report: ViewReport::default(),
             arm: robot.arm.clone(),
-            gripper_joint: robot.gripper_joint.clone(),
+            gripper: robot.gripper.clone(),
             gripper_scale: robot.gripper_scale,
+            gripper_offset: robot.gripper_offset,
             unmatched_names: BTreeSet::new(),
             arm_drawn: false,
             last_arm_ns: 0,
@@ -691,6 +722,17 @@ fn name_of(topic: &str, prefix: &str, suffix: &str) -> String {
 /// Log one decoded message under its entities.
 fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyhow::Result<()> {
     let e = |s: String| anyhow::anyhow!(s);
+    // a gripper read from a field of its own topic (its driver's status): the opening, then
+    // the message is drawn as any other of its type
+    let field = match &cx.gripper {
+        ViewGripper::Field(p) if p.topic == topic => Some(p.field.clone()),
+        _ => None,
+    };
+    if let Some(field) = field
+        && let Some(mean) = ros::path_mean(cx, topic, schema, &field, data)
+    {
+        cx.last_grip = Some((cx.gripper_scale * mean + cx.gripper_offset) / 2.0);
+    }
     match schema {
         "sensor_msgs/msg/Image" => {
             let img: Image = decode(data).map_err(e)?;
@@ -814,13 +856,22 @@ fn message(cx: &mut Ctx, topic: &str, schema: &str, t: u64, data: &[u8]) -> anyh
 /// The arm from forward kinematics, decimated to [`ARM_HZ`] in files.
 fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
     // the gripper may have a publisher of its own on the joint-state topic
-    if let Some(p) = js
-        .name
-        .iter()
-        .position(|n| *n == cx.gripper_joint)
-        .and_then(|g| js.position.get(g))
-    {
-        cx.last_grip = Some(cx.gripper_scale * *p / 2.0);
+    let mut gripper_only = false;
+    if let ViewGripper::Joints(names) = &cx.gripper {
+        let pos: Option<Vec<f64>> = names
+            .iter()
+            .map(|g| {
+                js.name
+                    .iter()
+                    .position(|n| n == g)
+                    .and_then(|i| js.position.get(i).copied())
+            })
+            .collect();
+        if let Some(pos) = pos.filter(|p| !p.is_empty()) {
+            let mean = pos.iter().sum::<f64>() / pos.len() as f64;
+            cx.last_grip = Some((cx.gripper_scale * mean + cx.gripper_offset) / 2.0);
+        }
+        gripper_only = js.name.iter().all(|n| names.contains(n));
     }
     if cx.last_arm_ns > 0 && t < cx.last_arm_ns + cx.arm_period_ns {
         return Ok(());
@@ -834,7 +885,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
         let find = |n: &str| js.name.iter().position(|x| x == n);
         let Some(idx) = cx.arm.joint_names().iter().map(|n| find(n)).collect() else {
             // not the arm's publisher (or not this arm): scalars only
-            if !js.name.contains(&cx.gripper_joint) || js.name.len() > 1 {
+            if !gripper_only {
                 cx.unmatched_names.extend(js.name.iter().cloned());
             }
             return Ok(());
@@ -877,7 +928,7 @@ fn arm(cx: &mut Ctx, js: &JointState, t: u64) -> anyhow::Result<()> {
             rerun::Quaternion::from_xyzw([r.i as f32, r.j as f32, r.k as f32, r.w as f32]),
         ),
     )?;
-    if !cx.gripper_joint.is_empty() {
+    if cx.gripper != ViewGripper::None {
         let half = cx.last_grip.map_or(0.04, |x| x as f32);
         cx.log(
             "world/arm/ee/gripper",

@@ -202,6 +202,26 @@ fn every_family_is_annotated_from_its_urdf_and_scored_by_eval() {
         assert_eq!(a["outcome"], b["outcome"], "episode {i}");
         assert_eq!(a["phases"], b["phases"], "episode {i}");
     }
+    // `view --config` draws that arm and its fingers opened as the field says (the same
+    // source annotate reads), not only a gripper that is a joint
+    let rrd = dir.path().join("field.rrd");
+    let (code, rep, err) = demotape(
+        &[
+            "view",
+            "--json",
+            "--config",
+            field_cfg.to_str().unwrap(),
+            "--save",
+        ],
+        &[&rrd, &field_dir.join("ep0.mcap")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let arm_rows = rep["rows"]["world/arm"].as_u64().unwrap_or(0);
+    assert!(arm_rows > 10, "{rep}");
+    assert_eq!(
+        rep["rows"]["world/arm/ee/gripper"], rep["rows"]["world/arm"],
+        "fingers with every drawing of the arm: {rep}"
+    );
     // a gripper field whose topic the recording lacks is a clear error naming both
     let (code, _, err) = demotape(
         &[

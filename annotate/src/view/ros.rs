@@ -67,6 +67,27 @@ fn layout(cx: &mut Ctx, topic: &str, schema: &str) -> anyhow::Result<Arc<Layout>
     l.with_context(|| format!("{topic}: type {schema} cannot be read"))
 }
 
+/// The mean of the numbers `field` selects in one message of `topic` (decoded with the
+/// file's schema); `None` when it selects none or the message does not decode.
+pub fn path_mean(
+    cx: &mut Ctx,
+    topic: &str,
+    schema: &str,
+    field: &hal::ros::FieldPath,
+    data: &[u8],
+) -> Option<f64> {
+    let l = layout(cx, topic, schema).ok()?;
+    let v = hal::ros::decode(&l, data).ok()?;
+    let nums: Vec<f64> = field
+        .select(&v)?
+        .numbers()
+        .into_iter()
+        .map(|(_, x)| x)
+        .filter(|x| x.is_finite())
+        .collect();
+    (!nums.is_empty()).then(|| nums.iter().sum::<f64>() / nums.len() as f64)
+}
+
 /// The value at a path of field names.
 fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
     path.iter().try_fold(v, |cur, p| cur.get(p))
