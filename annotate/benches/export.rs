@@ -3,8 +3,9 @@
 //! with PNG images from JPEG cameras (the same episode with its RGB cameras re-encoded as
 //! JPEG `CompressedImage`, what real robots record: each frame is decoded before it is
 //! re-encoded), with h264 and AV1 video (when ffmpeg has libx264 / libsvtav1), and state
-//! only, medians of 3 runs each, measured side by side in one run; the video variants also
-//! print their size on disk.
+//! only, and with the two depth cameras too (16-bit PNG, and lerobot 0.6's lossless 12-bit
+//! HEVC depth video beside h264), medians of 3 runs each, measured side by side in one run;
+//! the video variants also print their size on disk.
 //!
 //! Run: `cargo build --release -p demotape-recorder && cargo bench -p demotape-annotate --bench export`
 //! (`-- --episode FILE` to use an existing episode instead of recording a 10 s one).
@@ -61,16 +62,66 @@ fn main() {
         std::fs::metadata(&jpeg_episode).map_or(0.0, |m| m.len() as f64 / 1e6),
         t.elapsed().as_secs_f64()
     );
+    use annotate::lerobot::export::LerobotVersion;
+    // (name, episode, video, no images, depth cameras too, lerobot version)
     let mut variants = vec![
-        ("images", &episode, None, false),
-        ("jpeg_images", &jpeg_episode, None, false),
-        ("state_only", &episode, None, true),
+        ("images", &episode, None, false, false, LerobotVersion::V04),
+        (
+            "jpeg_images",
+            &jpeg_episode,
+            None,
+            false,
+            false,
+            LerobotVersion::V04,
+        ),
+        (
+            "state_only",
+            &episode,
+            None,
+            true,
+            false,
+            LerobotVersion::V04,
+        ),
+        // the two depth cameras too, as 16-bit PNG
+        (
+            "depth_images",
+            &episode,
+            None,
+            false,
+            true,
+            LerobotVersion::V04,
+        ),
     ];
     if h264 {
-        variants.push(("video", &episode, Some(settings(Codec::H264)), false));
+        variants.push((
+            "video",
+            &episode,
+            Some(settings(Codec::H264)),
+            false,
+            false,
+            LerobotVersion::V04,
+        ));
+        if annotate::lerobot::video::check_depth_codec().is_ok() {
+            // and as lerobot 0.6's depth video (12-bit HEVC, lossless)
+            variants.push((
+                "depth_video",
+                &episode,
+                Some(settings(Codec::H264)),
+                false,
+                true,
+                LerobotVersion::V06,
+            ));
+        }
     }
     if av1 {
-        variants.push(("video_av1", &episode, Some(settings(Codec::Av1)), false));
+        variants.push((
+            "video_av1",
+            &episode,
+            Some(settings(Codec::Av1)),
+            false,
+            false,
+            LerobotVersion::V04,
+        ));
     }
     println!("episode {} ({size_mb:.0} MB)", episode.display());
     println!(
@@ -79,7 +130,7 @@ fn main() {
     );
     let mut json = serde_json::Map::new();
     json.insert("bench".into(), "export".into());
-    for (name, episode, video, no_images) in variants {
+    for (name, episode, video, no_images, depth, lerobot_version) in variants {
         let mut times = Vec::new();
         let mut frames = 0;
         let mut video_mb = 0.0;
@@ -90,6 +141,8 @@ fn main() {
                 video: video.is_some(),
                 video_settings: video.clone().unwrap_or_default(),
                 no_images,
+                depth,
+                lerobot_version,
                 filter: annotate::lerobot::export::Filter::default(),
                 ..ExportOptions::default()
             };

@@ -606,11 +606,45 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
                     .map(|i| t[i]);
             }
         }
+        // Neither load nor touch: a position-controlled gripper closes on to its commanded
+        // opening when the part falls out of it. The fall is the opening sinking, while
+        // aloft and before release, below the held opening by more than a tenth of it (and
+        // more than 3 mm and 4x its own jitter while held).
+        let mut fingers_closed_by = None;
+        if load.is_none() && tact.is_none() && hi_i > lo_i {
+            let k_h = (k_closed + win(0.020)).min(n - 1);
+            let settle = &ap[k_h..(k_h + win(0.2)).min(n).max(k_h + 1)];
+            let mid = percentile(settle, 50.0);
+            let jitter = robust_sigma(settle.iter().map(|x| (x - mid).abs()).collect());
+            let thr = (0.1 * held_aperture).max(0.003).max(4.0 * jitter);
+            if let Some(i) = (lo_i..hi_i).find(|&i| aloft(i) && ap[i] < held_aperture - thr) {
+                // the depth the fingers reached past the threshold is the evidence's strength
+                let deepest = ap[i..hi_i].iter().copied().fold(f64::INFINITY, f64::min);
+                let by = held_aperture - deepest;
+                // a further closing more than twice the grasp's own closing means that first
+                // closing was not the grasp (a twitch of the fingers), not that a part fell
+                if by <= 2.0 * (open_level - held_aperture) {
+                    dropped_at = Some(t[i]);
+                    fingers_closed_by = Some((by, thr));
+                }
+            }
+        }
         // the hold is judged from the part before any drop
         if let Some(td) = dropped_at {
             outcome = Outcome::Drop;
             confidence = 0.9;
-            evidence.push(format!("load lost at {td:.3} s with the gripper closed"));
+            match fingers_closed_by {
+                Some((by, thr)) => {
+                    // twice the threshold or more is as sure as a lost load
+                    confidence = (0.5 + 0.2 * by / thr).clamp(0.6, 0.9);
+                    evidence.push(format!(
+                        "the fingers closed {:.1} mm further at {td:.3} s while aloft (no load or \
+                         touch sensing: the part fell out of the gripper)",
+                        by * 1e3
+                    ));
+                }
+                None => evidence.push(format!("load lost at {td:.3} s with the gripper closed")),
+            }
         } else {
             // place: the last motion that ends where the gripper opens
             let mut t_place_found = None;
@@ -723,10 +757,13 @@ fn rules(s: &Signals, arm: &dyn Kinematics, min_close: f64) -> Option<(Segmentat
                 outcome = Outcome::Success;
                 confidence = (1.0 - slip_score / 2.0).clamp(0.5, 1.0);
                 if load.is_none() && tact.is_none() {
-                    // the fingers stopped on something, but nothing says it stayed held
-                    confidence = confidence.min(0.6);
+                    // the fingers stopped on something and never closed further until they
+                    // opened (no drop), but a part sliding in them cannot be seen
+                    confidence = confidence.min(0.75);
                     evidence.push(
-                        "no wrench or touch sensing: the hold is not confirmed (review it)".into(),
+                        "no wrench or touch sensing: held as far as the fingers tell (they never \
+                         closed further); a slip cannot be seen (review it)"
+                            .into(),
                     );
                 }
             }
