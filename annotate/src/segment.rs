@@ -861,6 +861,35 @@ mod tests {
     use nalgebra::{UnitQuaternion, Vector3};
 
     #[test]
+    fn without_load_or_touch_a_drop_is_seen_in_the_fingers() {
+        use hal::sim::family::{Family, generate, ur_like};
+        let arm = ur_like();
+        let (mut drops, mut others) = (0, 0);
+        for i in 0..40 {
+            let ep = generate(Family::SixDof, 2026, i);
+            let mut s = Signals::from_family(&ep);
+            s.wrench = None;
+            s.tactile = None;
+            let seg = segment(&s, &arm);
+            if ep.outcome() == Some(Outcome::Drop) {
+                drops += 1;
+                assert_eq!(seg.outcome, Some(Outcome::Drop), "episode {i}");
+                assert!(
+                    seg.evidence
+                        .iter()
+                        .any(|e| e.contains("closed") && e.contains("aloft")),
+                    "{:?}",
+                    seg.evidence
+                );
+            } else {
+                others += 1;
+                assert_ne!(seg.outcome, Some(Outcome::Drop), "episode {i}");
+            }
+        }
+        assert!(drops >= 3 && others >= 20, "{drops} drops, {others} others");
+    }
+
+    #[test]
     fn tare_finds_the_bias_and_the_tool_weight_as_the_wrist_turns() {
         let (bias, weight) = (Vector3::new(2.0, -1.5, 3.0), 7.85);
         let rot = |t: f64| UnitQuaternion::from_euler_angles(0.8 * t.sin(), 0.5 * t, 0.3);
