@@ -87,6 +87,8 @@ pub struct ExportOptions {
     pub depth: bool,
     /// The depth video's quantization (lerobot 0.6's `DepthEncoderConfig` defaults).
     pub depth_quant: super::video::DepthQuant,
+    /// x265's preset for the depth video (`None`: its default, medium, as lerobot).
+    pub depth_preset: Option<String>,
     /// Only these cameras (feature names without `observation.images.`; empty: all RGB).
     pub cameras: Vec<String>,
     pub joint_topic: String,
@@ -130,6 +132,7 @@ impl Default for ExportOptions {
             no_images: false,
             depth: false,
             depth_quant: Default::default(),
+            depth_preset: None,
             cameras: Vec::new(),
             joint_topic: "/joint_states".into(),
             state_paths: Vec::new(),
@@ -1156,7 +1159,9 @@ fn episode(
                 let (w, h) = (img.size().1, img.size().0);
                 v.enc = Some(match &**img {
                     Frame::Rgb(_) => Encoder::start(&file, w, h, opts.fps, &opts.video_settings)?,
-                    Frame::Depth(_) => Encoder::start_depth(&file, w, h, opts.fps)?,
+                    Frame::Depth(_) => {
+                        Encoder::start_depth(&file, w, h, opts.fps, opts.depth_preset.as_deref())?
+                    }
                 });
             }
             let enc = v.enc.as_mut().expect("started");
@@ -1531,7 +1536,8 @@ fn write_meta(ds: &Dataset, layout: &Layout) -> anyhow::Result<()> {
                 "video.height": h, "video.width": w, "video.codec": super::video::DEPTH_CODEC,
                 "video.pix_fmt": super::video::DEPTH_PIX_FMT, "video.fps": opts.fps,
                 "video.channels": 1, "has_audio": false,
-                "video.g": 2, "video.crf": 30, "video.preset": null, "video.fast_decode": 0,
+                "video.g": 2, "video.crf": 30, "video.preset": opts.depth_preset,
+                "video.fast_decode": 0,
                 "video.video_backend": "pyav",
                 "video.extra_options": {"x265-params": "lossless=1"},
                 "video.depth_min": q.min_m, "video.depth_max": q.max_m,

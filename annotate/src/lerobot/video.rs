@@ -260,8 +260,16 @@ impl Encoder {
     /// A depth camera's video as lerobot 0.6 writes one (`DepthEncoderConfig`'s defaults):
     /// 12-bit codes ([`DepthQuant::quantize`]) as `gray12le`, HEVC by libx265, lossless
     /// (`x265-params lossless=1`), so the only loss is the quantization's.
-    pub fn start_depth(path: &Path, width: u32, height: u32, fps: u32) -> anyhow::Result<Self> {
-        let out: Vec<String> = [
+    /// `preset`: x265's (`ultrafast` … `placebo`; lossless either way, faster is bigger);
+    /// `None` is x265's own default (medium), as lerobot leaves it.
+    pub fn start_depth(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: u32,
+        preset: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut out: Vec<String> = [
             "-c:v",
             DEPTH_ENCODER,
             "-x265-params",
@@ -272,6 +280,9 @@ impl Encoder {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(p) = preset {
+            out.extend(["-preset".to_string(), p.to_string()]);
+        }
         Self::spawn(path, "gray12le", 2, width, height, fps, &out)
     }
 
