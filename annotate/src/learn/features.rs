@@ -278,7 +278,7 @@ pub fn outcome_features(s: &Series, rules: &Segmentation) -> Option<Vec<f64>> {
     let closed_aperture = mean(&an, at(0.2), at(0.8));
     let aperture_creep = mean(&an, at(0.1), at(0.3)) - mean(&an, at(0.7), at(0.95));
     let closed_share = span as f64 / n.max(1) as f64;
-    let (load, load_rate, touch) = (s.channel(4), s.channel(5), s.channel(6));
+    let (load, touch) = (s.channel(4), s.channel(6));
     let held_load = mean(&load, at(0.3), at(0.6));
     let late_load = mean(&load, at(0.8), at(0.97));
     // figures relative to what was held are the same for a light and a heavy part; the
@@ -295,7 +295,6 @@ pub fn outcome_features(s: &Series, rules: &Segmentation) -> Option<Vec<f64>> {
         deriv(&t, &s.channel(1), 1)
     });
     let load_transient = load_transient(&load, az.as_deref(), start, end, held_load, s.dt) / held;
-    let _ = &load_rate;
     let held_touch = mean(&touch, at(0.3), at(0.6));
     let touch_loss = held_touch - mean(&touch, at(0.8), at(0.97));
     let mut f = vec![
