@@ -12,7 +12,8 @@
 //! - **gripper**: the fingers start opening or closing.
 //!
 //! Changes closer than [`MERGE_S`] are one boundary (the earliest). Rests are named `idle`,
-//! everything else `segment`. Each boundary's confidence grows with how far its evidence
+//! everything else `segment`; coming to rest while in contact is not a boundary (a part
+//! pressed into place, a tool held on a surface: the contact's segment goes on). Each boundary's confidence grows with how far its evidence
 //! clears its threshold.
 
 use crate::segment::{
@@ -96,6 +97,8 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
     let v_hi = (0.1 * percentile(&speed, 99.0)).clamp(0.008, 0.03);
     let v_lo = 0.15 * v_hi;
     let mut events: Vec<(f64, Kind, f64)> = Vec::new();
+    // (from, to) of each contact run: a rest inside one is part of the contact
+    let mut contact_spans: Vec<(f64, f64)> = Vec::new();
     // the first motion's onset: the unloaded wrist before it is where the sensor is tared
     let first_motion =
         first_from(&speed, 0, |v| v > v_hi).map_or(dur, |k0| onset(t, &speed, k0, v_lo, v_hi));
@@ -165,13 +168,16 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
             }
             events.push((t[s0], Kind::ContactOn, c));
             contacts += 1;
+            let mut until = dur;
             if b < n {
                 let mut e = b;
                 while e + 1 < n && dev[e] > band {
                     e += 1;
                 }
                 events.push((t[e], Kind::ContactOff, c));
+                until = t[e];
             }
+            contact_spans.push((t[s0], until));
             i = b;
             if i >= n {
                 break;
@@ -231,13 +237,31 @@ pub fn segments(s: &Signals, arm: &dyn Kinematics, why: &str) -> Segmentation {
             break;
         }
     }
+    let gripper_moves: Vec<f64> = events
+        .iter()
+        .filter(|e| e.1 == Kind::Gripper)
+        .map(|e| e.0)
+        .collect();
     let mut motion_events = Vec::new();
     for (a, b, peak, end_counts) in &runs {
         let c = (0.5 + 0.5 * (peak / v_hi - 1.0).min(4.0) / 4.0).clamp(0.5, 0.99);
         if *a > 0.05 {
             motion_events.push((*a, Kind::MotionStart, c));
         }
-        if *b < dur - 0.05 && *end_counts {
+        // coming to rest while pressing on something (a peg held in its hole, a tool held
+        // against a surface) is not idle: the contact segment goes on until the contact or
+        // the gripper changes
+        // (a gripper that opens ends that: what the wrist feels after it let go of a part is
+        // the part's weight gone, not a contact)
+        let in_contact = contact_spans.iter().any(|(on, off)| {
+            let off = gripper_moves
+                .iter()
+                .copied()
+                .find(|g| g > on)
+                .map_or(*off, |g| g.min(*off));
+            *on + MERGE_S < *b && *b < off - MERGE_S
+        });
+        if *b < dur - 0.05 && *end_counts && !in_contact {
             motion_events.push((*b, Kind::MotionEnd, c));
         }
     }
@@ -335,6 +359,24 @@ mod tests {
                 );
                 assert!(m.reference >= 4);
             }
+        }
+        // a peg pressed into its hole comes to rest while in contact: that rest is not idle
+        // (no boundary until the gripper lets go), so nothing is invented between
+        for i in 0..10 {
+            let ep = generate(Family::Insertion, 11, i);
+            let seg = segment(&signals(&ep), &arm);
+            let m = match_boundaries(
+                &transitions(&named(&ep.phases)),
+                &transitions(&named(&seg.phases)),
+                Some(0.3),
+            );
+            assert_eq!(
+                (m.misses, m.false_alarms),
+                (0, 0),
+                "insertion {i}: {:?} vs {:?}",
+                ep.phases,
+                seg.phases
+            );
         }
         // without the wrench the insertion's contact is invisible: fewer boundaries, still no
         // invented outcome
