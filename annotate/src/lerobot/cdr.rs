@@ -12,6 +12,29 @@ pub struct Rgb {
     pub pixels: Vec<u8>,
 }
 
+/// The image's rows, each cut to its `width × bpp` pixel bytes (the padding up to `step`
+/// left out); an error naming `what` when the data is shorter than `step × height`.
+fn pixel_rows<'a>(
+    img: &'a hal::msgs::Image,
+    bpp: usize,
+    what: &str,
+) -> Result<impl Iterator<Item = &'a [u8]>, String> {
+    let (w, h, step) = (img.width as usize, img.height as usize, img.step as usize);
+    if step < w * bpp || img.data.len() < step * h {
+        return Err(format!(
+            "{what} {w}x{h} {} with step {step} needs {} bytes, has {}",
+            img.encoding,
+            step * h,
+            img.data.len()
+        ));
+    }
+    Ok(img
+        .data
+        .chunks_exact(step.max(1))
+        .take(h)
+        .map(move |r| &r[..w * bpp]))
+}
+
 /// An `Image` as tightly packed RGB (rgb8, bgr8, rgba8, bgra8, mono8 accepted).
 pub fn image_to_rgb(img: &hal::msgs::Image) -> Result<Rgb, String> {
     let (w, h) = (img.width as usize, img.height as usize);
@@ -21,18 +44,8 @@ pub fn image_to_rgb(img: &hal::msgs::Image) -> Result<Rgb, String> {
         "mono8" => 1,
         e => return Err(format!("image encoding {e:?} is not an RGB camera format")),
     };
-    let step = img.step as usize;
-    if step < w * bpp || img.data.len() < step * h {
-        return Err(format!(
-            "image {w}x{h} {} with step {step} needs {} bytes, has {}",
-            img.encoding,
-            step * h,
-            img.data.len()
-        ));
-    }
     let mut out = Vec::with_capacity(w * h * 3);
-    for row in img.data.chunks_exact(step).take(h) {
-        let row = &row[..w * bpp];
+    for row in pixel_rows(img, bpp, "image")? {
         match img.encoding.as_str() {
             "rgb8" => out.extend_from_slice(row),
             "bgr8" => row
@@ -90,19 +103,9 @@ pub fn image_to_depth(img: &hal::msgs::Image) -> Result<Depth, String> {
             ));
         }
     };
-    let step = img.step as usize;
-    if step < w * bpp || img.data.len() < step * h {
-        return Err(format!(
-            "depth image {w}x{h} {} with step {step} needs {} bytes, has {}",
-            img.encoding,
-            step * h,
-            img.data.len()
-        ));
-    }
     let big = img.is_bigendian != 0;
     let mut mm = Vec::with_capacity(w * h);
-    for row in img.data.chunks_exact(step).take(h) {
-        let row = &row[..w * bpp];
+    for row in pixel_rows(img, bpp, "depth image")? {
         if bpp == 2 {
             mm.extend(row.chunks_exact(2).map(|b| {
                 let b = [b[0], b[1]];

@@ -1187,28 +1187,16 @@ fn episode(
                 .collect::<Result<Vec<_>, String>>()
         })
         .map_err(|e| anyhow::anyhow!("PNG encoding: {e}"))?;
-        for (i, img) in images.iter().enumerate() {
-            if k.is_multiple_of(10) {
-                match &**img {
-                    Frame::Rgb(rgb) => {
-                        for s in both(
-                            &mut ds.stats,
-                            &mut ep_stats,
-                            &layout.cameras[i],
-                            FeatureStats::image,
-                        ) {
-                            s.push_rgb(&rgb.pixels, 97);
-                        }
-                    }
-                    Frame::Depth(d) => {
-                        for s in both(
-                            &mut ds.stats,
-                            &mut ep_stats,
-                            &layout.cameras[i],
-                            FeatureStats::depth,
-                        ) {
-                            s.push_depth(&d.mm, 97);
-                        }
+        if k.is_multiple_of(10) {
+            for (i, img) in images.iter().enumerate() {
+                let make: fn() -> FeatureStats = match &**img {
+                    Frame::Rgb(_) => FeatureStats::image,
+                    Frame::Depth(_) => FeatureStats::depth,
+                };
+                for s in both(&mut ds.stats, &mut ep_stats, &layout.cameras[i], make) {
+                    match &**img {
+                        Frame::Rgb(rgb) => s.push_rgb(&rgb.pixels, 97),
+                        Frame::Depth(d) => s.push_depth(&d.mm, 97),
                     }
                 }
             }

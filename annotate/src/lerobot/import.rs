@@ -765,21 +765,24 @@ fn depth_quant(f: &serde_json::Value) -> Option<DepthQuant> {
 
 /// A 16UC1 (millimetres) depth image.
 fn depth_image(t: u64, key: &str, width: u32, height: u32, mm: &[u16]) -> Image {
-    Image {
-        header: Header {
-            stamp: Time::from_nanos(t),
-            frame_id: key.to_string(),
-        },
-        height,
-        width,
-        encoding: "16UC1".into(),
-        is_bigendian: 0,
-        step: width * 2,
-        data: mm.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    let data = mm.iter().flat_map(|v| v.to_le_bytes()).collect();
+    image(t, key, width, height, "16UC1", 2, data)
 }
 
 fn rgb_image(t: u64, key: &str, width: u32, height: u32, data: Vec<u8>) -> Image {
+    image(t, key, width, height, "rgb8", 3, data)
+}
+
+/// A tightly packed, little-endian `Image` stamped `t`, its frame the feature key.
+fn image(
+    t: u64,
+    key: &str,
+    width: u32,
+    height: u32,
+    encoding: &str,
+    bytes_per_pixel: u32,
+    data: Vec<u8>,
+) -> Image {
     Image {
         header: Header {
             stamp: Time::from_nanos(t),
@@ -787,9 +790,9 @@ fn rgb_image(t: u64, key: &str, width: u32, height: u32, data: Vec<u8>) -> Image
         },
         height,
         width,
-        encoding: "rgb8".into(),
+        encoding: encoding.into(),
         is_bigendian: 0,
-        step: width * 3,
+        step: width * bytes_per_pixel,
         data,
     }
 }
